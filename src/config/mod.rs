@@ -1,0 +1,310 @@
+//! The typed configuration: one TOML file describes the robot and the run.
+//!
+//! Parsing is strict (unknown keys are errors), defaults are filled in where a sensible value
+//! exists, and `validate` checks what serde cannot (cross-references, ordering, rates). Every
+//! error names the file, line, column and key. Not for: opening devices or loading models; this
+//! module only says what the user asked for.
+
+mod error;
+mod validate;
+
+pub use error::ConfigError;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The most joints a robot may have. Fixed so that the real-time path's records are fixed-size.
+pub const MAX_JOINTS: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub robot: Robot,
+    #[serde(rename = "loop", default)]
+    pub rate: LoopConfig,
+    #[serde(rename = "bus")]
+    pub buses: Vec<Bus>,
+    #[serde(rename = "joint")]
+    pub joints: Vec<Joint>,
+    pub imu: Imu,
+    #[serde(default)]
+    pub controller: Controller,
+    #[serde(default)]
+    pub safety: Safety,
+    #[serde(default)]
+    pub command: CommandLimits,
+    /// The file this configuration was read from (not a TOML key).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Robot {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoopConfig {
+    pub control_hz: u32,
+    pub policy_hz: u32,
+    /// CPU the control thread is pinned to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<usize>,
+    /// SCHED_FIFO priority of the control thread (1..=99); 0 runs it SCHED_OTHER.
+    pub priority: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_cpu: Option<usize>,
+    /// SCHED_FIFO priority of the policy thread; below the control thread's.
+    pub policy_priority: i32,
+    /// mlockall and prefaulted stacks.
+    pub lock_memory: bool,
+    /// How often the daemon prints a status line (0 = never).
+    pub status_interval_s: f64,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        Self {
+            control_hz: 500,
+            policy_hz: 50,
+            cpu: None,
+            priority: 80,
+            policy_cpu: None,
+            policy_priority: 70,
+            lock_memory: true,
+            status_interval_s: 5.0,
+        }
+    }
+}
+
+impl LoopConfig {
+    pub fn control_period_ns(&self) -> u64 {
+        1_000_000_000 / self.control_hz as u64
+    }
+    pub fn policy_period_ns(&self) -> u64 {
+        1_000_000_000 / self.policy_hz as u64
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    /// The in-memory robot on a test stand (tests, benchmarks, development without hardware).
+    Mem,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bus {
+    pub name: String,
+    pub kind: BusKind,
+    /// Interface (`can0`) or serial port (`/dev/ttyACM0`), depending on `kind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default = "default_bitrate")]
+    pub bitrate: u32,
+}
+
+fn default_bitrate() -> u32 {
+    1_000_000
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JointMode {
+    /// Position-controlled (legs): `q_des` with gains.
+    Position,
+    /// Velocity-controlled (wheels): `qd_des` with damping only.
+    Velocity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MotorModel {
+    MiniCheetah,
+    Ak60_6,
+    Ak80_9,
+    DmJ4310,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Joint {
+    pub name: String,
+    pub bus: String,
+    pub motor: MotorModel,
+    pub can_id: u32,
+    /// Damiao motors reply from a separate master id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_id: Option<u32>,
+    /// +1 or -1: the sign between joint and motor angles.
+    #[serde(default = "one_i8")]
+    pub direction: i8,
+    /// Motor angle at joint zero.
+    #[serde(default)]
+    pub offset_rad: f64,
+    /// Joint turns once per `gear_ratio` motor turns (beyond the motor's own gearbox).
+    #[serde(default = "one_f64")]
+    pub gear_ratio: f64,
+    #[serde(default = "position_mode")]
+    pub mode: JointMode,
+    /// Default (standing) position; the pose StandUp interpolates to.
+    #[serde(default)]
+    pub default_pos_rad: f64,
+    /// Position limits; required for position joints, absent for continuous (wheel) joints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos_min_rad: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos_max_rad: Option<f64>,
+    pub vel_max_radps: f64,
+    pub torque_max_nm: f64,
+    /// PD gains used by StandUp, SitDown and the stand fallback.
+    pub stand_kp: f64,
+    pub stand_kd: f64,
+    /// Damping gain of Passive / EStop / faults.
+    pub damping_kd: f64,
+}
+
+fn one_i8() -> i8 {
+    1
+}
+fn one_f64() -> f64 {
+    1.0
+}
+fn position_mode() -> JointMode {
+    JointMode::Position
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImuKind {
+    /// The in-memory robot's IMU.
+    Mem,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Imu {
+    pub kind: ImuKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baud: Option<u32>,
+    /// Rotation from the IMU's frame to the body frame, roll-pitch-yaw in degrees.
+    #[serde(default)]
+    pub mounting_rpy_deg: [f64; 3],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControllerKind {
+    /// No learned controller: Passive, StandUp and SitDown only; Walk is refused.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Controller {
+    pub kind: ControllerKind,
+    /// Duration of the StandUp interpolation to the default pose.
+    pub standup_s: f64,
+    /// Duration of the SitDown interpolation back to the pose StandUp started from.
+    pub sitdown_s: f64,
+}
+
+impl Default for Controller {
+    fn default() -> Self {
+        Self { kind: ControllerKind::None, standup_s: 2.0, sitdown_s: 2.0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Safety {
+    /// Angle between body up and world up beyond which the robot has fallen.
+    pub tilt_limit_deg: f64,
+    /// An IMU sample older than this is a fault.
+    pub imu_timeout_ms: f64,
+    /// A motor whose last reply is older than this is a fault.
+    pub motor_timeout_ms: f64,
+    /// This many consecutive control cycles past their deadline (or skipped) is a fault.
+    pub max_consecutive_overruns: u32,
+    /// A policy action older than this makes Walk fall back to the next controller.
+    pub policy_timeout_ms: f64,
+    /// Largest change of a position target per second, applied to every command.
+    pub action_rate_limit_radps: f64,
+    /// How long the daemon keeps damping after a stop request before it exits.
+    pub shutdown_damp_ms: f64,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Self {
+            tilt_limit_deg: 45.0,
+            imu_timeout_ms: 20.0,
+            motor_timeout_ms: 10.0,
+            max_consecutive_overruns: 5,
+            policy_timeout_ms: 60.0,
+            action_rate_limit_radps: 10.0,
+            shutdown_damp_ms: 300.0,
+        }
+    }
+}
+
+/// Limits on velocity commands from any source, and how long a command stays valid.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandLimits {
+    /// A command source that has been silent this long counts as gone: its command becomes zero.
+    pub lease_ms: f64,
+    /// Largest |command| per axis: [vx m/s, vy m/s, yaw rate rad/s].
+    pub max_vel: [f64; 3],
+    /// Largest change per second per axis (acceleration limit).
+    pub max_accel: [f64; 3],
+}
+
+impl Default for CommandLimits {
+    fn default() -> Self {
+        Self { lease_ms: 300.0, max_vel: [1.0, 0.5, 1.5], max_accel: [2.0, 2.0, 4.0] }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text`, reporting errors against `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line_col: e.span().map(|s| error::line_col(text, s.start)),
+            key: None,
+            message: e.message().trim().to_string(),
+        })?;
+        config.source = path.to_path_buf();
+        validate::validate(&config).map_err(|(segs, message)| ConfigError {
+            file: path.to_path_buf(),
+            line_col: error::locate(text, &segs),
+            key: Some(error::path_string(&segs)),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// The resolved configuration, defaults included, as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}"))
+    }
+
+    pub fn joint_index(&self, name: &str) -> Option<usize> {
+        self.joints.iter().position(|j| j.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

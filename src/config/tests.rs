@@ -1,0 +1,134 @@
+//! Configuration tests: the shipped examples load, and every kind of mistake names file, line and key.
+
+use super::*;
+
+fn example() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml")).unwrap()
+}
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("robot.toml"))
+}
+
+fn err(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn the_example_loads_and_round_trips() {
+    let c = parse(&example()).unwrap();
+    assert_eq!(c.robot.name, "biwheel");
+    assert_eq!(c.joints.len(), 6);
+    assert_eq!(c.joint_index("right_wheel"), Some(5));
+    assert_eq!(c.joints[2].mode, JointMode::Velocity);
+    // The printed configuration is itself a valid configuration with the same content.
+    let again = parse(&c.to_toml()).unwrap();
+    assert_eq!(again.joints, c.joints);
+    assert_eq!(again.rate, c.rate);
+    assert_eq!(again.safety, c.safety);
+}
+
+#[test]
+fn defaults_fill_omitted_sections() {
+    let minimal = "[robot]\nname = \"r\"\n[[bus]]\nname = \"b\"\nkind = \"mem\"\n[[joint]]\nname = \"j\"\nbus = \"b\"\nmotor = \"ak60_6\"\ncan_id = 1\npos_min_rad = -1.0\npos_max_rad = 1.0\nvel_max_radps = 10.0\ntorque_max_nm = 5.0\nstand_kp = 10.0\nstand_kd = 0.5\ndamping_kd = 1.0\n[imu]\nkind = \"mem\"\n";
+    let c = parse(minimal).unwrap();
+    assert_eq!(c.rate.control_hz, 500);
+    assert_eq!(c.rate.policy_hz, 50);
+    assert_eq!(c.joints[0].direction, 1);
+    assert_eq!(c.safety, Safety::default());
+}
+
+#[test]
+fn an_unknown_key_names_its_line() {
+    let text = example().replace("tilt_limit_deg = 45.0", "tilt_limt_deg = 45.0");
+    let e = err(&text);
+    let line = text.lines().position(|l| l.starts_with("tilt_limt_deg")).unwrap() + 1;
+    assert!(e.starts_with(&format!("robot.toml:{line}:")), "{e}");
+    assert!(e.contains("unknown field `tilt_limt_deg`"), "{e}");
+}
+
+#[test]
+fn a_wrong_type_names_its_line() {
+    let text = example().replace("control_hz = 500", "control_hz = \"fast\"");
+    let e = err(&text);
+    let line = text.lines().position(|l| l.starts_with("control_hz")).unwrap() + 1;
+    assert!(e.starts_with(&format!("robot.toml:{line}:")), "{e}");
+}
+
+#[test]
+fn a_joint_on_an_undefined_bus_is_located() {
+    let text = example().replacen("bus = \"can0\"\nmotor = \"ak80_9\"\ncan_id = 0x02", "bus = \"can1\"\nmotor = \"ak80_9\"\ncan_id = 0x02", 1);
+    let e = err(&text);
+    let line = text.lines().position(|l| l == "bus = \"can1\"").unwrap() + 1;
+    assert_eq!(
+        e,
+        format!("robot.toml:{line}:1: joint[1].bus: bus \"can1\" is not defined; expected one of: can0")
+    );
+}
+
+#[test]
+fn unordered_limits_are_refused() {
+    let text = example().replacen("pos_min_rad = -0.5", "pos_min_rad = 2.0", 1);
+    let e = err(&text);
+    assert!(e.contains("joint[0].pos_max_rad: expected pos_min_rad < pos_max_rad"), "{e}");
+}
+
+#[test]
+fn rates_must_divide() {
+    let e = err(&example().replace("policy_hz = 50", "policy_hz = 30"));
+    assert!(e.contains("loop.policy_hz: policy_hz 30 must divide control_hz 500"), "{e}");
+}
+
+#[test]
+fn duplicate_can_ids_and_bad_directions_are_refused() {
+    let e = err(&example().replace("can_id = 0x02", "can_id = 0x01"));
+    assert!(e.contains("joint[1].can_id: CAN id 0x1 is used twice on bus \"can0\""), "{e}");
+    let e = err(&example().replacen("direction = 1\n", "direction = 2\n", 1));
+    assert!(e.contains("joint[0].direction: expected 1 or -1, got 2"), "{e}");
+}
+
+#[test]
+fn a_position_joint_needs_limits_and_a_default_inside_them() {
+    let e = err(&example().replacen("default_pos_rad = 0.6", "default_pos_rad = 3.0", 1));
+    assert!(e.contains("joint[0].default_pos_rad: 3 is outside the joint's limits"), "{e}");
+    let e = err(&example().replacen("pos_min_rad = -0.5\n", "", 1));
+    assert!(e.contains("joint[0].pos_min_rad: a position joint needs"), "{e}");
+}
+
+#[test]
+fn timeouts_shorter_than_a_period_are_refused() {
+    let e = err(&example().replace("imu_timeout_ms = 20.0", "imu_timeout_ms = 1.0"));
+    assert!(e.contains("safety.imu_timeout_ms: 1 ms is shorter than one control period (2 ms)"), "{e}");
+}
+
+#[test]
+fn policy_priority_must_be_below_control() {
+    let e = err(&example().replace("policy_priority = 70", "policy_priority = 90"));
+    assert!(e.contains("loop.policy_priority: the policy thread must run below"), "{e}");
+}
+
+#[test]
+fn syntax_errors_and_missing_files_are_errors_not_panics() {
+    let e = err("[robot\nname = 1");
+    assert!(e.starts_with("robot.toml:1:"), "{e}");
+    let e = Config::load(Path::new("/nonexistent/x.toml")).unwrap_err().to_string();
+    assert!(e.starts_with("/nonexistent/x.toml: "), "{e}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+        let _ = parse(&text);
+    }
+
+    #[test]
+    fn mutated_examples_never_panic(cut in 0usize..4000, insert in "[=\\[\\]\"a-z0-9 .\n-]{0,12}") {
+        let mut text = example();
+        let at = cut.min(text.len());
+        if text.is_char_boundary(at) {
+            text.insert_str(at, &insert);
+        }
+        let _ = parse(&text);
+    }
+}

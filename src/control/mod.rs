@@ -1,0 +1,383 @@
+//! The control loop: one `tick` per control period, on the real-time thread.
+//!
+//! read → estimate → safety → e-stop, requests and modes → command arbitration → motion or
+//! policy targets → limits → write → publish. The loop owns the hardware; it talks to other
+//! threads only through lock-free handoffs (`inputs` in; events and snapshots out). After
+//! construction it allocates nothing.
+//!
+//! Not for: scheduling (the runner in `daemon` calls `tick` on each release) or thread set-up.
+
+pub mod arbiter;
+pub mod inputs;
+pub mod messages;
+pub mod mode;
+pub mod motion;
+pub mod safety;
+
+use crate::config::Config;
+use crate::estimate::{Estimator, RobotState};
+use crate::io::{HwFault, Hardware, MotorCommands, SensorFrame};
+use crate::rt::clock::Clock;
+use crate::rt::hist::{Histogram, Summary};
+use crate::rt::sched::Release;
+use crate::rt::spsc::{self, Consumer, Producer};
+use crate::rt::triple::{self, Reader, Writer};
+use arbiter::Arbiter;
+use inputs::Inputs;
+use messages::*;
+use mode::{Conditions, ModeMachine};
+use motion::Motion;
+use safety::{Limiter, Monitor};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Capacity of the event ring: far more than a burst of mode changes and faults.
+const EVENT_CAPACITY: usize = 1024;
+/// How often (in ticks) the loop publishes its timing summary.
+const STATS_EVERY_TICKS: u64 = 500;
+
+/// Per-stage timing of the loop, in preallocated histograms.
+#[derive(Clone, Default)]
+pub struct LoopTiming {
+    /// Actual wake-up minus scheduled deadline.
+    pub wake: Histogram,
+    /// From wake-up to the end of the tick.
+    pub compute: Histogram,
+    /// Between consecutive wake-ups.
+    pub period: Histogram,
+    pub ticks: u64,
+    /// Cycles skipped because an earlier one overran them.
+    pub skipped: u64,
+    /// Ticks that finished after the next deadline.
+    pub overruns: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct TimingSummary {
+    pub ticks: u64,
+    pub skipped: u64,
+    pub overruns: u64,
+    pub wake: Summary,
+    pub compute: Summary,
+    pub period: Summary,
+}
+
+impl LoopTiming {
+    pub fn summary(&self) -> TimingSummary {
+        TimingSummary {
+            ticks: self.ticks,
+            skipped: self.skipped,
+            overruns: self.overruns,
+            wake: self.wake.summary(),
+            compute: self.compute.summary(),
+            period: self.period.summary(),
+        }
+    }
+}
+
+/// The non-real-time ends of the loop's outputs.
+pub struct LoopOutputs {
+    pub events: Consumer<Event>,
+    pub stats: Reader<TimingSummary>,
+    pub heartbeat: Arc<AtomicU64>,
+}
+
+pub struct ControlLoop {
+    hw: Box<dyn Hardware>,
+    estimator: Estimator,
+    modes: ModeMachine,
+    motion: Motion,
+    monitor: Monitor,
+    limiter: Limiter,
+    arbiter: Arbiter,
+    inputs: Inputs,
+    events: Producer<Event>,
+    events_dropped: u64,
+    snapshots: Vec<Writer<Snapshot>>,
+    stats: Writer<TimingSummary>,
+    heartbeat: Arc<AtomicU64>,
+
+    frame: SensorFrame,
+    state: RobotState,
+    cmds: MotorCommands,
+    action: PolicyAction,
+    level: ControllerLevel,
+    fault: Option<Fault>,
+    standup_complete: bool,
+    shutting_down: bool,
+    last_write: Result<(), HwFault>,
+    last_overran: bool,
+
+    period_ns: u64,
+    dt_s: f64,
+    policy_timeout_ns: u64,
+    timing: LoopTiming,
+    prev_woke_ns: Option<u64>,
+    tick: u64,
+}
+
+impl ControlLoop {
+    /// A loop over `hw`, reading requests from `inputs`. `snapshot_readers` is how many threads
+    /// (policy, telemetry, logger) each get their own stream of snapshots.
+    pub fn new(
+        config: &Config,
+        hw: Box<dyn Hardware>,
+        inputs: Inputs,
+        snapshot_readers: usize,
+    ) -> (Self, LoopOutputs, Vec<Reader<Snapshot>>) {
+        let (events, events_rx) = spsc::spsc(EVENT_CAPACITY);
+        let (stats, stats_rx) = triple::triple(TimingSummary::default());
+        let (snapshots, readers): (Vec<_>, Vec<_>) =
+            (0..snapshot_readers).map(|_| triple::triple(Snapshot::default())).unzip();
+        let heartbeat = Arc::new(AtomicU64::new(0));
+        let period_ns = config.rate.control_period_ns();
+        let lp = Self {
+            hw,
+            estimator: Estimator::new(config),
+            modes: ModeMachine::default(),
+            motion: Motion::new(config),
+            monitor: Monitor::new(config),
+            limiter: Limiter::new(config),
+            arbiter: Arbiter::new(&config.command),
+            inputs,
+            events,
+            events_dropped: 0,
+            snapshots,
+            stats,
+            heartbeat: heartbeat.clone(),
+            frame: SensorFrame::default(),
+            state: RobotState::default(),
+            cmds: MotorCommands::default(),
+            action: PolicyAction::default(),
+            level: ControllerLevel::Damp,
+            fault: None,
+            standup_complete: false,
+            shutting_down: false,
+            last_write: Ok(()),
+            last_overran: false,
+            period_ns,
+            dt_s: period_ns as f64 * 1e-9,
+            policy_timeout_ns: (config.safety.policy_timeout_ms * 1e6) as u64,
+            timing: LoopTiming::default(),
+            prev_woke_ns: None,
+            tick: 0,
+        };
+        (lp, LoopOutputs { events: events_rx, stats: stats_rx, heartbeat }, readers)
+    }
+
+    pub fn start(&mut self) -> Result<(), String> {
+        self.hw.start()
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.modes.mode()
+    }
+
+    pub fn level(&self) -> ControllerLevel {
+        self.level
+    }
+
+    pub fn fault(&self) -> Option<Fault> {
+        self.fault
+    }
+
+    pub fn state(&self) -> &RobotState {
+        &self.state
+    }
+
+    pub fn commands(&self) -> &MotorCommands {
+        &self.cmds
+    }
+
+    pub fn timing(&self) -> &LoopTiming {
+        &self.timing
+    }
+
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped
+    }
+
+    fn emit(&mut self, t_ns: u64, kind: EventKind) {
+        if self.events.push(Event { t_ns, kind }).is_err() {
+            self.events_dropped += 1;
+        }
+    }
+
+    fn transition(&mut self, now: u64, t: Option<(Mode, Mode)>, reason: Reason) {
+        let Some((from, to)) = t else { return };
+        match to {
+            Mode::StandUp => {
+                self.motion.begin_standup(now, &self.state);
+                self.standup_complete = false;
+            }
+            Mode::SitDown => self.motion.begin_sitdown(now, &self.cmds),
+            Mode::Walk => self.level = ControllerLevel::Primary,
+            Mode::Passive | Mode::EStop => self.standup_complete = false,
+        }
+        self.emit(now, EventKind::ModeChanged { from, to, reason });
+    }
+
+    fn set_fault(&mut self, now: u64, new: Option<Fault>) {
+        match (self.fault, new) {
+            (None, Some(f)) => self.emit(now, EventKind::FaultRaised(f)),
+            (Some(old), None) => self.emit(now, EventKind::FaultCleared(old)),
+            (Some(old), Some(f)) if !old.same_kind(&f) => self.emit(now, EventKind::FaultRaised(f)),
+            _ => {}
+        }
+        self.fault = new;
+        if let Some(f) = new {
+            let t = self.modes.fault();
+            self.transition(now, t, Reason::Fault(f));
+        }
+    }
+
+    fn action_fresh(&self, now: u64) -> bool {
+        self.action.t_ns != 0 && now.saturating_sub(self.action.t_ns) <= self.policy_timeout_ns
+    }
+
+    fn set_level(&mut self, now: u64, to: ControllerLevel, why: FallbackWhy) {
+        if to != self.level {
+            let from = self.level;
+            self.level = to;
+            self.emit(now, EventKind::FallbackSwitched { from, to, why });
+        }
+    }
+
+    /// Takes the robot to damping for good: the loop keeps ticking (so motors keep receiving the
+    /// safe command) until the runner stops calling `tick`.
+    pub fn begin_shutdown(&mut self, now_ns: u64) {
+        self.shutting_down = true;
+        let t = self.modes.shutdown();
+        self.transition(now_ns, t, Reason::Shutdown);
+    }
+
+    /// Disables the hardware after the last tick.
+    pub fn finish(&mut self) {
+        self.hw.stop();
+    }
+
+    /// One control cycle for `release`.
+    pub fn tick(&mut self, release: &Release, clock: &dyn Clock) {
+        let now = release.woke_ns;
+        self.tick += 1;
+        let t = &mut self.timing;
+        t.ticks += 1;
+        t.skipped += release.skipped;
+        t.wake.record(release.wake_latency_ns());
+        if let Some(prev) = self.prev_woke_ns {
+            t.period.record(now.saturating_sub(prev));
+        }
+        self.prev_woke_ns = Some(now);
+        self.monitor.cycle_overran(self.last_overran || release.skipped > 0);
+
+        // Sensors → state.
+        self.hw.read(now, &mut self.frame);
+        self.estimator.update(now, &self.frame, &mut self.state);
+
+        // Safety first: faults force their transitions before any request is considered.
+        let hw_fault = self.monitor.write_outcome(self.last_write);
+        let fault = self.monitor.check(&self.state).or(hw_fault);
+        self.set_fault(now, fault);
+        if self.inputs.take_estop() {
+            let t = self.modes.estop();
+            self.transition(now, t, Reason::EStop);
+        }
+        if let Some(policy) = self.inputs.policy.as_mut() {
+            self.action = *policy.latest();
+        }
+        let fresh = self.action_fresh(now);
+        if let Some(request) = self.inputs.take_request() {
+            if !self.shutting_down {
+                let c = Conditions { fault: self.fault, standup_complete: self.standup_complete, walk_available: fresh };
+                let mode = self.modes.mode();
+                match self.modes.request(request, &c) {
+                    Ok(t) => self.transition(now, t, Reason::Requested),
+                    Err(refusal) => self.emit(now, EventKind::Refused { request, mode, refusal }),
+                }
+            }
+        }
+
+        let estopped = self.modes.mode() == Mode::EStop;
+        let teleop = *self.inputs.teleop.latest();
+        let autonomy = *self.inputs.autonomy.latest();
+        let arb = self.arbiter.step(now, self.dt_s, &teleop, &autonomy, estopped);
+        if let Some(source) = arb.rejected {
+            self.emit(now, EventKind::CommandRejected { source });
+        }
+
+        // Targets for the mode.
+        match self.modes.mode() {
+            Mode::Passive | Mode::EStop => {
+                self.motion.damping(&mut self.cmds);
+                self.level = ControllerLevel::Damp;
+            }
+            Mode::StandUp => {
+                self.standup_complete = self.motion.standup(now, &mut self.cmds);
+                self.level = ControllerLevel::Stand;
+            }
+            Mode::SitDown => {
+                self.level = ControllerLevel::Stand;
+                if self.motion.sitdown(now, &mut self.cmds) {
+                    let t = self.modes.sitdown_complete();
+                    self.transition(now, t, Reason::Completed);
+                }
+            }
+            Mode::Walk => {
+                if fresh {
+                    let why = if self.action.level != ControllerLevel::Primary {
+                        FallbackWhy::PolicyReported
+                    } else {
+                        FallbackWhy::Recovered
+                    };
+                    self.set_level(now, self.action.level, why);
+                    self.cmds.joints = self.action.targets;
+                } else {
+                    self.set_level(now, ControllerLevel::Stand, FallbackWhy::ActionStale);
+                    self.motion.stand(&mut self.cmds);
+                }
+            }
+        }
+
+        // Limits last, always.
+        if let Some(f) = self.limiter.apply(&self.state, &mut self.cmds) {
+            self.set_fault(now, Some(f));
+        }
+        if safety::damps(self.modes.mode()) {
+            self.limiter.damping(&mut self.cmds);
+        }
+        self.last_write = self.hw.write(now, &self.cmds);
+
+        // Publish.
+        let snapshot = Snapshot {
+            tick: self.tick,
+            state: self.state,
+            mode: self.modes.mode(),
+            level: self.level,
+            command: arb.command,
+            source: arb.source,
+            fault: self.fault,
+            commands: self.cmds.joints,
+            skipped_cycles: self.timing.skipped,
+        };
+        for w in self.snapshots.iter_mut() {
+            *w.back_mut() = snapshot;
+            w.publish();
+        }
+        if self.tick % STATS_EVERY_TICKS == 0 {
+            *self.stats.back_mut() = self.timing.summary();
+            self.stats.publish();
+        }
+        self.heartbeat.store(self.tick, Ordering::Release);
+
+        let end = clock.now_ns();
+        self.timing.compute.record(end.saturating_sub(now));
+        self.last_overran = end > release.deadline_ns + self.period_ns;
+        if self.last_overran {
+            self.timing.overruns += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+//! The motions the daemon itself commands: damping, standing up to the default pose, holding it,
+//! and sitting back down. Each writes joint targets; the limiter is applied afterwards.
+//!
+//! Not for: walking (that is the policy's) or deciding when to move.
+
+use crate::config::{Config, JointMode, MAX_JOINTS};
+use crate::estimate::RobotState;
+use crate::io::{MotorCommand, MotorCommands};
+
+#[derive(Clone, Copy, Default)]
+struct JointParams {
+    velocity: bool,
+    default_rad: f64,
+    kp: f64,
+    kd: f64,
+    damping_kd: f64,
+}
+
+pub struct Motion {
+    n: usize,
+    joints: [JointParams; MAX_JOINTS],
+    standup_ns: u64,
+    sitdown_ns: u64,
+    /// Where the current interpolation started, and when.
+    from: [f64; MAX_JOINTS],
+    /// The pose StandUp started from: where SitDown returns.
+    rest: [f64; MAX_JOINTS],
+    start_ns: u64,
+}
+
+/// Smooth 0→1 with zero slope at both ends.
+fn smoothstep(x: f64) -> f64 {
+    let x = x.clamp(0.0, 1.0);
+    x * x * (3.0 - 2.0 * x)
+}
+
+impl Motion {
+    pub fn new(c: &Config) -> Self {
+        let mut joints = [JointParams::default(); MAX_JOINTS];
+        for (p, j) in joints.iter_mut().zip(&c.joints) {
+            *p = JointParams {
+                velocity: j.mode == JointMode::Velocity,
+                default_rad: j.default_pos_rad,
+                kp: j.stand_kp,
+                kd: j.stand_kd,
+                damping_kd: j.damping_kd,
+            };
+        }
+        Self {
+            n: c.joints.len(),
+            joints,
+            standup_ns: (c.controller.standup_s * 1e9) as u64,
+            sitdown_ns: (c.controller.sitdown_s * 1e9) as u64,
+            from: [0.0; MAX_JOINTS],
+            rest: [0.0; MAX_JOINTS],
+            start_ns: 0,
+        }
+    }
+
+    pub fn damping(&self, out: &mut MotorCommands) {
+        for (c, p) in out.joints[..self.n].iter_mut().zip(&self.joints) {
+            *c = MotorCommand::damping(p.damping_kd);
+        }
+    }
+
+    fn hold(&self, i: usize, q_rad: f64) -> MotorCommand {
+        let p = &self.joints[i];
+        if p.velocity {
+            MotorCommand { q_rad: 0.0, qd_radps: 0.0, kp: 0.0, kd: p.kd, tau_ff_nm: 0.0 }
+        } else {
+            MotorCommand { q_rad, qd_radps: 0.0, kp: p.kp, kd: p.kd, tau_ff_nm: 0.0 }
+        }
+    }
+
+    /// Starts standing up from the measured pose.
+    pub fn begin_standup(&mut self, now_ns: u64, s: &RobotState) {
+        for i in 0..self.n {
+            self.from[i] = s.joints[i].q_rad;
+        }
+        self.rest = self.from;
+        self.start_ns = now_ns;
+    }
+
+    /// Starts sitting down from the pose last commanded (`current`).
+    pub fn begin_sitdown(&mut self, now_ns: u64, current: &MotorCommands) {
+        for i in 0..self.n {
+            self.from[i] = current.joints[i].q_rad;
+        }
+        self.start_ns = now_ns;
+    }
+
+    fn interpolate(&self, now_ns: u64, duration_ns: u64, to: impl Fn(usize) -> f64, out: &mut MotorCommands) -> bool {
+        let x = (now_ns.saturating_sub(self.start_ns)) as f64 / duration_ns.max(1) as f64;
+        let a = smoothstep(x);
+        for i in 0..self.n {
+            let q = if x >= 1.0 { to(i) } else { self.from[i] + a * (to(i) - self.from[i]) };
+            out.joints[i] = self.hold(i, q);
+        }
+        x >= 1.0
+    }
+
+    /// StandUp targets; true once the default pose is reached.
+    pub fn standup(&self, now_ns: u64, out: &mut MotorCommands) -> bool {
+        self.interpolate(now_ns, self.standup_ns, |i| self.joints[i].default_rad, out)
+    }
+
+    /// SitDown targets; true once the resting pose is reached.
+    pub fn sitdown(&self, now_ns: u64, out: &mut MotorCommands) -> bool {
+        self.interpolate(now_ns, self.sitdown_ns, |i| self.rest[i], out)
+    }
+
+    /// Holding the default pose: the stand fallback.
+    pub fn stand(&self, out: &mut MotorCommands) {
+        for i in 0..self.n {
+            out.joints[i] = self.hold(i, self.joints[i].default_rad);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standup_interpolates_smoothly_to_the_default_pose() {
+        let c = Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"))).unwrap();
+        let mut m = Motion::new(&c);
+        let mut s = RobotState::default();
+        s.joints[0].q_rad = -0.3;
+        m.begin_standup(0, &s);
+        let mut out = MotorCommands::default();
+        assert!(!m.standup(0, &mut out));
+        assert_eq!(out.joints[0].q_rad, -0.3);
+        assert!(!m.standup(1_000_000_000, &mut out));
+        assert!((out.joints[0].q_rad - 0.15).abs() < 1e-12); // halfway between -0.3 and 0.6
+        assert!(m.standup(2_000_000_000, &mut out));
+        assert_eq!(out.joints[0].q_rad, 0.6);
+        assert_eq!((out.joints[2].kp, out.joints[2].kd), (0.0, 0.5)); // wheel: damping only
+        m.begin_sitdown(3_000_000_000, &out);
+        assert!(m.sitdown(5_000_000_000, &mut out));
+        assert_eq!(out.joints[0].q_rad, -0.3);
+    }
+}

@@ -1,0 +1,11 @@
+//! locod: a real-time onboard controller daemon for learned locomotion controllers.
+//!
+//! Data flows one way: `io` (sensors) → `estimate` → `control` → `io` (actuators), with the
+//! policy thread beside the loop. `rt` holds the real-time machinery, `config` the typed
+//! configuration. docs/ARCHITECTURE.md has the map.
+
+pub mod config;
+pub mod estimate;
+pub mod io;
+pub mod rt;
+pub mod control;
