@@ -4,8 +4,12 @@
 //! policy thread beside the loop. `rt` holds the real-time machinery, `config` the typed
 //! configuration. docs/ARCHITECTURE.md has the map.
 
+pub mod bench;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod estimate;
 pub mod io;
+pub mod policy;
+pub mod report;
 pub mod rt;
-pub mod control;

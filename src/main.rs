@@ -1,3 +1,155 @@
-fn main() {
-    println!("{}", tch::Cuda::is_available());
+//! The `locod` command line: run the daemon, check a configuration, measure.
+
+use clap::{Parser, Subcommand};
+use locod::config::Config;
+use locod::daemon::{self, Goal, RunOptions};
+use locod::{bench, policy, report};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "locod", version, about = "Real-time onboard controller daemon for learned locomotion controllers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground until SIGINT/SIGTERM (or --duration).
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Where to take the robot once running (requests later come from teleop).
+        #[arg(long, value_enum, default_value_t = Goal::Passive)]
+        goal: Goal,
+        /// Print the closing summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a configuration and print it resolved, defaults included.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print only the verdict, not the resolved configuration.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Measure, with a reference measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Control-loop timing on the in-memory robot next to cyclictest at the same rate.
+    Loop {
+        #[arg(long, short, default_value = "config/biwheel.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// CPU for the loop and the reference (default: the configured one, else the last CPU).
+        #[arg(long)]
+        cpu: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        report::error(e);
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
+
+fn run(command: Command) -> Result<(), ExitCode> {
+    match command {
+        Command::Check { config, quiet } => {
+            let c = load(&config)?;
+            if !quiet {
+                print!("{}", c.to_toml());
+            }
+            let t = policy::libtorch::info();
+            println!(
+                "# ok: {} joints on {} bus(es), control {} Hz, policy {} Hz; libtorch: {} intra-op threads, cuda {}",
+                c.joints.len(),
+                c.buses.len(),
+                c.rate.control_hz,
+                c.rate.policy_hz,
+                t.intra_op_threads,
+                if t.cuda_available { format!("{} device(s)", t.cuda_devices) } else { "unavailable".into() }
+            );
+            Ok(())
+        }
+        Command::Run { config, duration, goal, json } => {
+            let c = load(&config)?;
+            if let Some(d) = duration {
+                if !(d.is_finite() && d > 0.0) {
+                    report::error(format!("--duration: expected a positive number of seconds, got {d}"));
+                    return Err(ExitCode::from(2));
+                }
+            }
+            report::info(format!(
+                "{} from {}: {} joints, {} Hz; Ctrl-C stops (damping first)",
+                c.robot.name,
+                config.display(),
+                c.joints.len(),
+                c.rate.control_hz
+            ));
+            let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, policy: None };
+            let summary = daemon::run(&c, opts).map_err(|e| {
+                report::error(e);
+                ExitCode::FAILURE
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
+            } else {
+                report::info(&summary);
+            }
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::Loop { config, seconds, cpu, json } } => {
+            let c = load(&config)?;
+            let r = bench::loop_timing::run(&c, seconds, cpu).map_err(|e| {
+                report::error(e);
+                ExitCode::FAILURE
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                println!("control loop at {} Hz for {} s ({}):", r.rate_hz, r.seconds, r.control_thread);
+                let w = &r.locod.wake_us;
+                let f = &r.reference.wake_us;
+                println!(
+                    "  locod wake-up   p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us",
+                    w.p50, w.p99, w.p999, w.max
+                );
+                println!(
+                    "  {:<15} p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us",
+                    r.reference.tool, f.p50, f.p99, f.p999, f.max
+                );
+                println!(
+                    "  compute         p50 {:.1} us  p99 {:.1} us  max {:.1} us",
+                    r.locod.compute_us.p50, r.locod.compute_us.p99, r.locod.compute_us.max
+                );
+                println!("  ratio (p99.9)   {:.2} (target <= {})", r.ratio, r.target_ratio);
+            }
+            Ok(())
+        }
+    }
 }

@@ -79,9 +79,7 @@ pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
                 .as_table_like()
                 .and_then(|t| t.get_key_value(k))
                 .map(|(key, value)| (key.span().or(value.span()), value)),
-            Seg::Index(i) => {
-                item.get(*i).map(|v| (v.span().or(v.as_table().and_then(|t| t.span())), v))
-            }
+            Seg::Index(i) => item.get(*i).map(|v| (v.span().or(v.as_table().and_then(|t| t.span())), v)),
         };
         let Some((span, value)) = next else { break };
         best = span.or(best);

@@ -57,13 +57,14 @@ fn a_wrong_type_names_its_line() {
 
 #[test]
 fn a_joint_on_an_undefined_bus_is_located() {
-    let text = example().replacen("bus = \"can0\"\nmotor = \"ak80_9\"\ncan_id = 0x02", "bus = \"can1\"\nmotor = \"ak80_9\"\ncan_id = 0x02", 1);
+    let text = example().replacen(
+        "bus = \"can0\"\nmotor = \"ak80_9\"\ncan_id = 0x02",
+        "bus = \"can1\"\nmotor = \"ak80_9\"\ncan_id = 0x02",
+        1,
+    );
     let e = err(&text);
     let line = text.lines().position(|l| l == "bus = \"can1\"").unwrap() + 1;
-    assert_eq!(
-        e,
-        format!("robot.toml:{line}:1: joint[1].bus: bus \"can1\" is not defined; expected one of: can0")
-    );
+    assert_eq!(e, format!("robot.toml:{line}:1: joint[1].bus: bus \"can1\" is not defined; expected one of: can0"));
 }
 
 #[test]

@@ -71,7 +71,14 @@ impl Arbiter {
     }
 
     /// One control step of `dt_s` at `now_ns`, given the newest message of each source.
-    pub fn step(&mut self, now_ns: u64, dt_s: f64, teleop: &VelocityMsg, autonomy: &VelocityMsg, estop: bool) -> Arbitrated {
+    pub fn step(
+        &mut self,
+        now_ns: u64,
+        dt_s: f64,
+        teleop: &VelocityMsg,
+        autonomy: &VelocityMsg,
+        estop: bool,
+    ) -> Arbitrated {
         let mut rejected = None;
         if !self.take(true, teleop) {
             rejected = Some(CommandSource::Teleop);

@@ -54,15 +54,7 @@ pub fn inbox() -> (Commander, Inputs) {
         writers: Arc::new(Mutex::new(Writers { request: rw, next_seq: 1, teleop: tw, autonomy: aw })),
         estops: estops.clone(),
     };
-    let inputs = Inputs {
-        request: rr,
-        seen_seq: 0,
-        estops,
-        seen_estops: 0,
-        teleop: tr,
-        autonomy: ar,
-        policy: None,
-    };
+    let inputs = Inputs { request: rr, seen_seq: 0, estops, seen_estops: 0, teleop: tr, autonomy: ar, policy: None };
     (commander, inputs)
 }
 

@@ -117,9 +117,7 @@ impl fmt::Display for Refusal {
             Refusal::EStopLatched => f.write_str("e-stop is latched: send reset first"),
             Refusal::FaultActive(fault) => write!(f, "a fault is active ({fault})"),
             Refusal::NotStanding => f.write_str("stand up first: walking starts from a completed StandUp"),
-            Refusal::NoWalkController => {
-                f.write_str("no walking controller is running (configure [controller] kind)")
-            }
+            Refusal::NoWalkController => f.write_str("no walking controller is running (configure [controller] kind)"),
             Refusal::NotInEStop => f.write_str("reset only leaves EStop"),
             Refusal::Transitioning(m) => write!(f, "not possible during {m:?}"),
         }
@@ -151,13 +149,27 @@ impl fmt::Display for Reason {
 /// Something the control loop reports; drained and logged off the real-time path.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum EventKind {
-    ModeChanged { from: Mode, to: Mode, reason: Reason },
-    Refused { request: ModeRequest, mode: Mode, refusal: Refusal },
+    ModeChanged {
+        from: Mode,
+        to: Mode,
+        reason: Reason,
+    },
+    Refused {
+        request: ModeRequest,
+        mode: Mode,
+        refusal: Refusal,
+    },
     FaultRaised(Fault),
     FaultCleared(Fault),
-    FallbackSwitched { from: ControllerLevel, to: ControllerLevel, why: FallbackWhy },
+    FallbackSwitched {
+        from: ControllerLevel,
+        to: ControllerLevel,
+        why: FallbackWhy,
+    },
     /// Commands to the motors were limited (position, rate or torque) on this many joints.
-    CommandRejected { source: CommandSource },
+    CommandRejected {
+        source: CommandSource,
+    },
 }
 
 /// Why the walking controller level changed.
@@ -227,6 +239,8 @@ pub struct Snapshot {
     pub command: [f64; 3],
     pub source: CommandSource,
     pub fault: Option<Fault>,
+    /// StandUp has reached the default pose (Walk may be requested).
+    pub standing: bool,
     pub commands: [MotorCommand; MAX_JOINTS],
     /// Cycles skipped so far because of overruns.
     pub skipped_cycles: u64,
@@ -242,6 +256,7 @@ impl Default for Snapshot {
             command: [0.0; 3],
             source: CommandSource::None,
             fault: None,
+            standing: false,
             commands: [MotorCommand::default(); MAX_JOINTS],
             skipped_cycles: 0,
         }

@@ -16,7 +16,7 @@ pub mod safety;
 
 use crate::config::Config;
 use crate::estimate::{Estimator, RobotState};
-use crate::io::{HwFault, Hardware, MotorCommands, SensorFrame};
+use crate::io::{Hardware, HwFault, MotorCommands, SensorFrame};
 use crate::rt::clock::Clock;
 use crate::rt::hist::{Histogram, Summary};
 use crate::rt::sched::Release;
@@ -289,7 +289,8 @@ impl ControlLoop {
         let fresh = self.action_fresh(now);
         if let Some(request) = self.inputs.take_request() {
             if !self.shutting_down {
-                let c = Conditions { fault: self.fault, standup_complete: self.standup_complete, walk_available: fresh };
+                let c =
+                    Conditions { fault: self.fault, standup_complete: self.standup_complete, walk_available: fresh };
                 let mode = self.modes.mode();
                 match self.modes.request(request, &c) {
                     Ok(t) => self.transition(now, t, Reason::Requested),
@@ -357,6 +358,7 @@ impl ControlLoop {
             command: arb.command,
             source: arb.source,
             fault: self.fault,
+            standing: self.standup_complete,
             commands: self.cmds.joints,
             skipped_cycles: self.timing.skipped,
         };

@@ -123,7 +123,8 @@ mod tests {
 
     #[test]
     fn standup_interpolates_smoothly_to_the_default_pose() {
-        let c = Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"))).unwrap();
+        let c =
+            Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"))).unwrap();
         let mut m = Motion::new(&c);
         let mut s = RobotState::default();
         s.joints[0].q_rad = -0.3;

@@ -47,9 +47,9 @@ impl Monitor {
                 self.consecutive_tx_full = 0;
                 None
             }
-            Err(HwFault::TxQueueFull { .. }) => {
+            Err(full @ HwFault::TxQueueFull { .. }) => {
                 self.consecutive_tx_full += 1;
-                (self.consecutive_tx_full >= MAX_CONSECUTIVE_TX_FULL).then_some(Fault::Hardware(result.unwrap_err()))
+                (self.consecutive_tx_full >= MAX_CONSECUTIVE_TX_FULL).then_some(Fault::Hardware(full))
             }
             Err(other) => Some(Fault::Hardware(other)),
         }

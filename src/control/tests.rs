@@ -88,7 +88,10 @@ fn stands_up_to_the_default_pose_and_sits_back_down() {
     rig.run_ms(2_600);
     assert_eq!(rig.lp.mode(), Mode::Passive);
     assert!((rig.lp.state().joints[0].q_rad - rest).abs() < 0.05);
-    assert!(rig.has(|k| matches!(k, EventKind::ModeChanged { from: Mode::SitDown, to: Mode::Passive, reason: Reason::Completed })));
+    assert!(rig.has(|k| matches!(
+        k,
+        EventKind::ModeChanged { from: Mode::SitDown, to: Mode::Passive, reason: Reason::Completed }
+    )));
 }
 
 #[test]
@@ -113,7 +116,10 @@ fn a_stale_imu_drops_to_damping_within_its_timeout_and_blocks_standing() {
     rig.run_ms(22);
     assert_eq!(rig.lp.mode(), Mode::Passive);
     assert!(matches!(rig.lp.fault(), Some(Fault::ImuStale { .. })));
-    assert!(rig.has(|k| matches!(k, EventKind::ModeChanged { to: Mode::Passive, reason: Reason::Fault(Fault::ImuStale { .. }), .. })));
+    assert!(rig.has(|k| matches!(
+        k,
+        EventKind::ModeChanged { to: Mode::Passive, reason: Reason::Fault(Fault::ImuStale { .. }), .. }
+    )));
     assert_eq!(rig.lp.commands().joints[0].kp, 0.0, "damping after a fault");
     rig.cmd.request_mode(ModeRequest::StandUp);
     rig.run_ms(10);
@@ -184,10 +190,20 @@ fn walk_falls_back_to_stand_when_the_policy_stops_and_recovers() {
     // The policy goes quiet: after the 60 ms timeout the stand controller takes over.
     rig.run_ms(100);
     assert_eq!((rig.lp.mode(), rig.lp.level()), (Mode::Walk, ControllerLevel::Stand));
-    assert!(rig.has(|k| matches!(k, EventKind::FallbackSwitched { from: ControllerLevel::Primary, to: ControllerLevel::Stand, why: FallbackWhy::ActionStale })));
+    assert!(rig.has(|k| matches!(
+        k,
+        EventKind::FallbackSwitched {
+            from: ControllerLevel::Primary,
+            to: ControllerLevel::Stand,
+            why: FallbackWhy::ActionStale
+        }
+    )));
     rig.run_ms_with(100, |now, w| stand_policy(now, w, &hold));
     assert_eq!(rig.lp.level(), ControllerLevel::Primary);
-    assert!(rig.has(|k| matches!(k, EventKind::FallbackSwitched { to: ControllerLevel::Primary, why: FallbackWhy::Recovered, .. })));
+    assert!(rig.has(|k| matches!(
+        k,
+        EventKind::FallbackSwitched { to: ControllerLevel::Primary, why: FallbackWhy::Recovered, .. }
+    )));
 }
 
 #[test]
@@ -203,7 +219,10 @@ fn a_policy_reporting_its_prior_is_followed_and_reported() {
         }
     });
     assert_eq!(rig.lp.level(), ControllerLevel::Prior);
-    assert!(rig.has(|k| matches!(k, EventKind::FallbackSwitched { to: ControllerLevel::Prior, why: FallbackWhy::PolicyReported, .. })));
+    assert!(rig.has(|k| matches!(
+        k,
+        EventKind::FallbackSwitched { to: ControllerLevel::Prior, why: FallbackWhy::PolicyReported, .. }
+    )));
 }
 
 #[test]

@@ -106,11 +106,8 @@ impl MemRobot {
 
     fn step(&mut self, dt: f64) {
         for (m, c) in self.joints[..self.n].iter_mut().zip(&self.command.joints) {
-            let tau = if self.enabled {
-                c.kp * (c.q_rad - m.q) + c.kd * (c.qd_radps - m.qd) + c.tau_ff_nm
-            } else {
-                0.0
-            };
+            let tau =
+                if self.enabled { c.kp * (c.q_rad - m.q) + c.kd * (c.qd_radps - m.qd) + c.tau_ff_nm } else { 0.0 };
             m.tau = tau.clamp(-m.tau_max, m.tau_max);
             m.qd += (m.tau - FRICTION_NMS * m.qd) / INERTIA_KGM2 * dt;
             m.q += m.qd * dt;

@@ -128,3 +128,15 @@ pub trait Hardware: Send {
     /// Disables the motors. Called once, after the last `write`.
     fn stop(&mut self);
 }
+
+/// Opens the hardware the configuration describes.
+pub fn open(config: &crate::config::Config) -> Result<Box<dyn Hardware>, String> {
+    use crate::config::{BusKind, ImuKind};
+    let all_mem = config.buses.iter().all(|b| b.kind == BusKind::Mem) && config.imu.kind == ImuKind::Mem;
+    if all_mem {
+        let (robot, _faults) = mem::MemRobot::new(config);
+        Ok(Box::new(robot))
+    } else {
+        Err("mixing in-memory and real devices is not supported".into())
+    }
+}

@@ -42,14 +42,8 @@ impl Clock for MonotonicClock {
         };
         loop {
             // SAFETY: `ts` is a valid timespec; the remainder pointer may be null with TIMER_ABSTIME.
-            let rc = unsafe {
-                libc::clock_nanosleep(
-                    libc::CLOCK_MONOTONIC,
-                    libc::TIMER_ABSTIME,
-                    &ts,
-                    std::ptr::null_mut(),
-                )
-            };
+            let rc =
+                unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut()) };
             // An absolute sleep interrupted by a signal is simply restarted.
             if rc != libc::EINTR {
                 return;

@@ -137,9 +137,7 @@ mod tests {
 
     #[test]
     fn a_missing_cpu_is_refused_with_a_reason() {
-        let out = std::thread::spawn(|| apply(RtSpec { fifo_priority: None, cpu: Some(4096) }))
-            .join()
-            .unwrap();
+        let out = std::thread::spawn(|| apply(RtSpec { fifo_priority: None, cpu: Some(4096) })).join().unwrap();
         let err = out.affinity.unwrap().unwrap_err();
         assert!(err.contains("does not exist"), "{err}");
     }

@@ -39,11 +39,7 @@ pub struct Reader<T> {
 /// A triple buffer whose three slots start as clones of `initial`.
 pub fn triple<T: Clone + Send>(initial: T) -> (Writer<T>, Reader<T>) {
     let shared = Arc::new(Shared {
-        buffers: [
-            UnsafeCell::new(initial.clone()),
-            UnsafeCell::new(initial.clone()),
-            UnsafeCell::new(initial),
-        ],
+        buffers: [UnsafeCell::new(initial.clone()), UnsafeCell::new(initial.clone()), UnsafeCell::new(initial)],
         middle: AtomicU8::new(1),
     });
     (Writer { shared: shared.clone(), back: 0 }, Reader { shared, front: 2 })

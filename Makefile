@@ -1,0 +1,49 @@
+# locod: `make run` runs the daemon on the default configuration, `make test` runs every test.
+# Both do their own set-up (the Python environment with libtorch, Debian packages) and are fast
+# when it is already done.
+#
+# libtorch comes from the PyTorch wheel in the project's environment (.venv). To build against
+# your own libtorch instead (e.g. NVIDIA's build on a Jetson), set LIBTORCH=/path/to/libtorch.
+
+SHELL := /bin/bash
+CONFIG ?= config/biwheel.toml
+CARGO ?= cargo
+VENV := $(CURDIR)/.venv
+
+export PATH := $(VENV)/bin:$(PATH)
+export VIRTUAL_ENV := $(VENV)
+ifndef LIBTORCH
+export LIBTORCH_USE_PYTORCH := 1
+endif
+export LOCOD_FUZZ_CASES ?= 256
+
+.PHONY: run test bench build setup setup-python lint clean
+
+run: setup-python
+	$(CARGO) build --release --bin locod
+	@echo "locod: running $(CONFIG); Ctrl-C stops (the robot is damped first)"
+	./target/release/locod run --config $(CONFIG) --goal stand
+
+test: setup-python
+	./scripts/setup-system.sh test
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace --no-fail-fast
+
+bench: setup-python
+	./scripts/setup-system.sh bench
+	$(CARGO) build --release --bin locod
+	./target/release/locod bench loop --config $(CONFIG) --seconds 30 --json
+
+lint: setup-python
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+build: setup-python
+	$(CARGO) build --release --bin locod
+
+setup: setup-python
+setup-python:
+	@./scripts/setup-python.sh
+
+clean:
+	$(CARGO) clean

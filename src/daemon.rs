@@ -1,0 +1,346 @@
+//! The daemon: sets up the threads, runs until told to stop, and reports.
+//!
+//! Threads: the control thread (SCHED_FIFO, pinned, runs `ControlLoop::tick` on absolute
+//! deadlines), the policy thread when a policy is configured (lower SCHED_FIFO priority), a signal
+//! thread (SIGINT/SIGTERM set the stop flag), and the calling thread as supervisor: it drains the
+//! loop's events into the log, prints status, tells systemd READY, and pings the watchdog only while
+//! the control loop's heartbeat advances.
+
+use crate::config::Config;
+use crate::control::inputs::{inbox, Commander};
+use crate::control::messages::{EventKind, Mode, ModeRequest, Snapshot};
+use crate::control::{ControlLoop, LoopTiming, TimingSummary};
+use crate::policy::{self, Policy, PolicyStats};
+use crate::report;
+use crate::rt::clock::{monotonic_ns, Clock, MonotonicClock, NS_PER_MS, NS_PER_S};
+use crate::rt::hist::Summary;
+use crate::rt::sched::Periodic;
+use crate::rt::systemd::{self, Notifier};
+use crate::rt::thread::{self, RtOutcome, RtSpec};
+use crate::rt::triple::Reader;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Stack of the real-time threads, and how much of it is touched before the first cycle.
+const RT_STACK_BYTES: usize = 8 << 20;
+const RT_PREFAULT_BYTES: usize = 512 << 10;
+
+/// Where the daemon should take the robot once it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Goal {
+    /// Stay in Passive (damped) until a request arrives.
+    #[default]
+    Passive,
+    /// Stand up.
+    Stand,
+    /// Stand up, then walk.
+    Walk,
+}
+
+#[derive(Default)]
+pub struct RunOptions {
+    pub duration: Option<Duration>,
+    pub goal: Goal,
+    pub policy: Option<Box<dyn Policy>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunSummary {
+    pub seconds: f64,
+    pub stopped_by: String,
+    pub final_mode: Mode,
+    pub faults_raised: u64,
+    pub events_dropped: u64,
+    pub control_thread: String,
+    pub timing: TimingSummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_compute: Option<Summary>,
+    pub policy_errors: u64,
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = &self.timing;
+        writeln!(f, "stopped after {:.1} s ({}), final mode {:?}", self.seconds, self.stopped_by, self.final_mode)?;
+        writeln!(f, "  control thread: {}", self.control_thread)?;
+        writeln!(f, "  ticks {}  skipped {}  overruns {}", t.ticks, t.skipped, t.overruns)?;
+        writeln!(f, "  wake-up latency  {}", t.wake)?;
+        writeln!(f, "  compute          {}", t.compute)?;
+        writeln!(f, "  period           {}", t.period)?;
+        if let Some(p) = &self.policy_compute {
+            writeln!(f, "  policy compute   {p}  errors {}", self.policy_errors)?;
+        }
+        write!(f, "  faults raised {}  events dropped {}", self.faults_raised, self.events_dropped)
+    }
+}
+
+/// SIGINT and SIGTERM, blocked in every thread and taken by one thread with `sigtimedwait`.
+struct Signals {
+    set: libc::sigset_t,
+}
+
+impl Signals {
+    fn block() -> Self {
+        // SAFETY: sigset_t is plain data; the sig* calls only write into it.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid sigset_t; blocking in this thread is inherited by the threads
+        // it spawns afterwards, so no other thread receives these signals asynchronously.
+        unsafe {
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        Self { set }
+    }
+
+    /// Waits up to `timeout` for one of the signals; returns its number.
+    fn wait(&self, timeout: Duration) -> Option<i32> {
+        let ts = libc::timespec { tv_sec: timeout.as_secs() as _, tv_nsec: timeout.subsec_nanos() as _ };
+        // SAFETY: `set` and `ts` are valid; the siginfo pointer may be null.
+        let sig = unsafe { libc::sigtimedwait(&self.set, std::ptr::null_mut(), &ts) };
+        (sig > 0).then_some(sig)
+    }
+}
+
+struct ControlResult {
+    timing: LoopTiming,
+    rt: RtOutcome,
+    final_mode: Mode,
+    events_dropped: u64,
+}
+
+fn control_thread(
+    mut lp: ControlLoop,
+    spec: RtSpec,
+    period_ns: u64,
+    shutdown_ns: u64,
+    stop_at_ns: Option<u64>,
+    stop: Arc<AtomicBool>,
+) -> ControlResult {
+    let rt = thread::apply(spec);
+    thread::prefault_stack(RT_PREFAULT_BYTES);
+    let clock = MonotonicClock;
+    let mut sched = Periodic::new(clock.now_ns() + period_ns, period_ns);
+    let mut exit_at: Option<u64> = None;
+    loop {
+        let release = sched.wait(&clock);
+        lp.tick(&release, &clock);
+        let now = release.woke_ns;
+        match exit_at {
+            None => {
+                if stop.load(Ordering::Relaxed) || stop_at_ns.is_some_and(|t| now >= t) {
+                    lp.begin_shutdown(now);
+                    stop.store(true, Ordering::Relaxed);
+                    exit_at = Some(now + shutdown_ns);
+                }
+            }
+            Some(t) if now >= t => break,
+            Some(_) => {}
+        }
+    }
+    lp.finish();
+    ControlResult { timing: lp.timing().clone(), rt, final_mode: lp.mode(), events_dropped: lp.events_dropped() }
+}
+
+fn spawn_rt<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>, String> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(RT_STACK_BYTES)
+        .spawn(f)
+        .map_err(|e| format!("cannot start the {name} thread: {e}"))
+}
+
+/// Runs the daemon in the foreground until SIGINT/SIGTERM or `duration`.
+pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
+    let started_ns = monotonic_ns();
+    let signals = Signals::block();
+    let stop = Arc::new(AtomicBool::new(false));
+    let caught = Arc::new(AtomicI32::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let signal_thread = {
+        let (stop, caught, done) = (stop.clone(), caught.clone(), done.clone());
+        std::thread::Builder::new()
+            .name("locod-signals".into())
+            .spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    if let Some(sig) = signals.wait(Duration::from_millis(100)) {
+                        caught.store(sig, Ordering::Relaxed);
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?
+    };
+
+    if config.rate.lock_memory {
+        if let Err(e) = thread::lock_memory() {
+            report::warn(format!("memory not locked ({e}); page faults may delay the control loop"));
+        }
+    }
+
+    let hw = crate::io::open(config)?;
+    let (commander, mut inputs) = inbox();
+    let mut policy = opts.policy;
+    let action_writer = policy.as_ref().map(|_| inputs.connect_policy());
+    let readers = 1 + usize::from(policy.is_some());
+    let (mut lp, mut outputs, mut snapshot_readers) = ControlLoop::new(config, hw, inputs, readers);
+    lp.start().map_err(|e| format!("hardware did not start: {e}"))?;
+
+    let period_ns = config.rate.control_period_ns();
+    let stop_at_ns = opts.duration.map(|d| started_ns + d.as_nanos() as u64);
+    let shutdown_ns = (config.safety.shutdown_damp_ms * NS_PER_MS as f64) as u64;
+    let control_spec =
+        RtSpec { fifo_priority: (config.rate.priority > 0).then_some(config.rate.priority), cpu: config.rate.cpu };
+    let control = {
+        let stop = stop.clone();
+        spawn_rt("locod-control", move || control_thread(lp, control_spec, period_ns, shutdown_ns, stop_at_ns, stop))?
+    };
+
+    let policy_thread = match (policy.take(), action_writer) {
+        (Some(mut p), Some(mut writer)) => {
+            let mut snapshots = snapshot_readers.pop().expect("a reader per consumer");
+            let spec = RtSpec {
+                fifo_priority: (config.rate.policy_priority > 0).then_some(config.rate.policy_priority),
+                cpu: config.rate.policy_cpu,
+            };
+            let policy_period = config.rate.policy_period_ns();
+            let stop = stop.clone();
+            Some(spawn_rt("locod-policy", move || {
+                let rt = thread::apply(spec);
+                if !rt.all_granted() {
+                    report::warn(format!("policy thread: {rt}"));
+                }
+                thread::prefault_stack(RT_PREFAULT_BYTES);
+                policy::run(p.as_mut(), &mut snapshots, &mut writer, &MonotonicClock, policy_period, &stop)
+            })?)
+        }
+        _ => None,
+    };
+
+    let status = snapshot_readers.pop().expect("a reader for the supervisor");
+    let supervised = supervise(config, &commander, &mut outputs, status, opts.goal, &control);
+
+    let result = control.join().map_err(|_| "the control thread panicked".to_string())?;
+    stop.store(true, Ordering::Relaxed);
+    let policy_stats: Option<PolicyStats> = match policy_thread {
+        Some(h) => Some(h.join().map_err(|_| "the policy thread panicked".to_string())?),
+        None => None,
+    };
+    // Events emitted during shutdown.
+    let mut faults_raised = supervised.faults_raised;
+    while let Some(e) = outputs.events.pop() {
+        faults_raised += u64::from(matches!(e.kind, EventKind::FaultRaised(_)));
+        report::info(e.kind);
+    }
+    done.store(true, Ordering::Relaxed);
+    let _ = signal_thread.join();
+
+    let stopped_by = match caught.load(Ordering::Relaxed) {
+        libc::SIGINT => "SIGINT".to_string(),
+        libc::SIGTERM => "SIGTERM".to_string(),
+        _ if opts.duration.is_some() => "duration elapsed".to_string(),
+        _ => "stop requested".to_string(),
+    };
+    Ok(RunSummary {
+        seconds: (monotonic_ns() - started_ns) as f64 / NS_PER_S as f64,
+        stopped_by,
+        final_mode: result.final_mode,
+        faults_raised,
+        events_dropped: result.events_dropped,
+        control_thread: result.rt.to_string(),
+        timing: result.timing.summary(),
+        policy_compute: policy_stats.as_ref().map(|s| s.compute.summary()),
+        policy_errors: policy_stats.map_or(0, |s| s.errors),
+    })
+}
+
+struct Supervised {
+    faults_raised: u64,
+}
+
+/// The supervisor's loop, on the calling thread, until the control thread ends.
+fn supervise(
+    config: &Config,
+    commander: &Commander,
+    outputs: &mut crate::control::LoopOutputs,
+    mut status: Reader<Snapshot>,
+    goal: Goal,
+    control: &std::thread::JoinHandle<ControlResult>,
+) -> Supervised {
+    let notifier = Notifier::from_env();
+    let watchdog_ns = systemd::watchdog_timeout().map(|d| d.as_nanos() as u64 / 2);
+    let status_ns = (config.rate.status_interval_s * NS_PER_S as f64) as u64;
+    let mut ready = false;
+    let mut last_ping = (monotonic_ns(), 0u64);
+    let mut last_status = monotonic_ns();
+    let mut standup_requested = false;
+    let mut walk_requested = false;
+    let mut faults_raised = 0;
+    let mut warned_stall = false;
+
+    while !control.is_finished() {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = monotonic_ns();
+        while let Some(e) = outputs.events.pop() {
+            faults_raised += u64::from(matches!(e.kind, EventKind::FaultRaised(_)));
+            let level = match e.kind {
+                EventKind::FaultRaised(_) => report::Level::Error,
+                EventKind::Refused { .. } | EventKind::FallbackSwitched { .. } | EventKind::CommandRejected { .. } => {
+                    report::Level::Warning
+                }
+                _ => report::Level::Info,
+            };
+            report::log(level, e.kind);
+        }
+        let heartbeat = outputs.heartbeat.load(Ordering::Acquire);
+        let snap = *status.latest();
+
+        if !ready && heartbeat > 0 {
+            ready = true;
+            let msg = format!("control loop running at {} Hz", config.rate.control_hz);
+            notifier.ready(&msg);
+            report::info(msg);
+        }
+        if ready && !standup_requested && goal != Goal::Passive {
+            commander.request_mode(ModeRequest::StandUp);
+            standup_requested = true;
+        }
+        if goal == Goal::Walk && !walk_requested && snap.mode == Mode::StandUp && snap.standing {
+            commander.request_mode(ModeRequest::Walk);
+            walk_requested = true;
+        }
+
+        if let Some(interval) = watchdog_ns {
+            if now - last_ping.0 >= interval {
+                if heartbeat != last_ping.1 {
+                    notifier.watchdog();
+                    warned_stall = false;
+                } else if !warned_stall {
+                    report::error("control loop made no progress: withholding the watchdog ping");
+                    warned_stall = true;
+                }
+                last_ping = (now, heartbeat);
+            }
+        }
+        if status_ns > 0 && now - last_status >= status_ns {
+            last_status = now;
+            let t = *outputs.stats.latest();
+            let fault = snap.fault.map_or("none".to_string(), |f| f.to_string());
+            let line = format!(
+                "mode {:?}, controller {:?}, command {:?} from {:?}, fault {fault}; wake p99 {:.0} us, max {:.0} us, skipped {}",
+                snap.mode, snap.level, snap.command, snap.source, t.wake.p99_us, t.wake.max_us, t.skipped
+            );
+            notifier.status(&line);
+            report::info(line);
+        }
+    }
+    notifier.stopping();
+    Supervised { faults_raised }
+}

@@ -1,0 +1,96 @@
+//! The policy thread: at the policy rate, turn the newest control snapshot into joint targets.
+//!
+//! A `Policy` is whatever computes those targets (a TorchScript student, an MPPI planner, or a
+//! test double); this module owns its thread, its timing and its handoff to the control loop.
+//! The control loop decides whether an action is fresh enough to use; a policy that fails or
+//! overruns simply publishes nothing, and the loop's fallback chain takes over.
+//!
+//! Not for: CAN, modes or limits. A policy never sees a bus, and its targets are limited by the
+//! control loop after it.
+
+pub mod libtorch;
+
+use crate::config::MAX_JOINTS;
+use crate::control::inputs::ActionWriter;
+use crate::control::messages::{ControllerLevel, Mode, PolicyAction, Snapshot};
+use crate::io::MotorCommand;
+use crate::rt::clock::Clock;
+use crate::rt::hist::Histogram;
+use crate::rt::sched::Periodic;
+use crate::rt::triple::Reader;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Why a policy produced no action this tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyError(pub &'static str);
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+pub trait Policy: Send {
+    fn name(&self) -> &str;
+
+    /// Clears internal state (recurrent state, warm starts). Called on every mode change.
+    fn reset(&mut self);
+
+    /// Computes joint targets for `snapshot` into `out`; returns the level that produced them
+    /// (`Primary`, or `Prior` when a planner fell back to its prior).
+    fn act(
+        &mut self,
+        snapshot: &Snapshot,
+        out: &mut [MotorCommand; MAX_JOINTS],
+    ) -> Result<ControllerLevel, PolicyError>;
+}
+
+/// What the policy thread measured.
+#[derive(Clone, Default)]
+pub struct PolicyStats {
+    pub compute: Histogram,
+    pub wake: Histogram,
+    pub errors: u64,
+    pub last_error: Option<PolicyError>,
+    pub skipped: u64,
+}
+
+/// Runs `policy` every `period_ns` until `stop` is set.
+pub fn run(
+    policy: &mut dyn Policy,
+    snapshots: &mut Reader<Snapshot>,
+    actions: &mut ActionWriter,
+    clock: &dyn Clock,
+    period_ns: u64,
+    stop: &AtomicBool,
+) -> PolicyStats {
+    let mut stats = PolicyStats::default();
+    let mut sched = Periodic::new(clock.now_ns() + period_ns, period_ns);
+    let mut last_mode: Option<Mode> = None;
+    let mut targets = [MotorCommand::default(); MAX_JOINTS];
+    while !stop.load(Ordering::Relaxed) {
+        let release = sched.wait(clock);
+        stats.wake.record(release.wake_latency_ns());
+        stats.skipped += release.skipped;
+        let snapshot = *snapshots.latest();
+        if snapshot.tick == 0 {
+            continue; // the control loop has not run yet
+        }
+        if last_mode != Some(snapshot.mode) {
+            policy.reset();
+            last_mode = Some(snapshot.mode);
+        }
+        match policy.act(&snapshot, &mut targets) {
+            Ok(level) => {
+                actions.write(PolicyAction { t_ns: snapshot.state.t_ns, level, targets });
+            }
+            Err(e) => {
+                stats.errors += 1;
+                stats.last_error = Some(e);
+            }
+        }
+        stats.compute.record(clock.now_ns().saturating_sub(release.woke_ns));
+    }
+    stats
+}

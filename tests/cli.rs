@@ -1,0 +1,84 @@
+//! The `locod` binary as a user meets it: checking configurations, running, stopping on signals.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LOCOD: &str = env!("CARGO_BIN_EXE_locod");
+
+fn example() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml").to_string()
+}
+
+#[test]
+fn check_prints_the_resolved_configuration() {
+    let out = Command::new(LOCOD).args(["check", "--config", &example()]).output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("control_hz = 500"));
+    assert!(stdout.contains("# ok: 6 joints on 1 bus(es), control 500 Hz, policy 50 Hz; libtorch:"), "{stdout}");
+}
+
+#[test]
+fn a_config_mistake_is_one_located_line_and_exit_code_2() {
+    let text = std::fs::read_to_string(example())
+        .unwrap()
+        .replace("motor = \"ak80_9\"\ncan_id = 0x02", "motor = \"ak80_10\"\ncan_id = 0x02");
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    let out = Command::new(LOCOD).args(["check", "--config"]).arg(file.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let line = text.lines().position(|l| l.contains("ak80_10")).unwrap() + 1;
+    assert!(stderr.contains(&format!("{}:{line}:", file.path().display())), "{stderr}");
+    assert!(stderr.contains("unknown variant `ak80_10`"), "{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn run_for_a_duration_stands_up_and_ends_damped() {
+    let out = Command::new(LOCOD)
+        .args(["run", "--config", &example(), "--duration", "2.5", "--goal", "stand", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["final_mode"], "passive");
+    assert_eq!(summary["stopped_by"], "duration elapsed");
+    assert!(summary["timing"]["ticks"].as_u64().unwrap() > 1000, "{summary}");
+    assert_eq!(summary["faults_raised"], 0);
+    assert!(stderr.contains("mode Passive -> StandUp (requested)"), "{stderr}");
+    assert!(stderr.contains("mode StandUp -> Passive (shutdown)"), "{stderr}");
+}
+
+#[test]
+fn sigterm_and_sigint_damp_and_exit_cleanly_with_a_summary() {
+    for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
+        let child = Command::new(LOCOD)
+            .args(["run", "--config", &example(), "--goal", "stand"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        // SAFETY: plain kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let start = Instant::now();
+        let out = child.wait_with_output().unwrap();
+        assert!(start.elapsed() < Duration::from_secs(5), "took {:?} to stop", start.elapsed());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains("-> Passive (shutdown)"), "{name}: {stderr}");
+        assert!(stderr.contains(&format!("({name}), final mode Passive")), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let out = Command::new(LOCOD).args(["run", "--config", &example(), "--duration", "-1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(LOCOD).args(["run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,106 @@
+//! The control path allocates nothing after start-up: a counting global allocator watches the
+//! control loop through every mode, a policy handoff, faults, an e-stop and rejected commands.
+
+use locod::config::Config;
+use locod::control::inputs::inbox;
+use locod::control::messages::{ControllerLevel, Mode, ModeRequest, PolicyAction};
+use locod::control::ControlLoop;
+use locod::io::mem::MemRobot;
+use locod::rt::clock::{Clock, ManualClock};
+use locod::rt::sched::Periodic;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
+
+struct Counting;
+
+thread_local! {
+    static WATCHING: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: defers to the system allocator; only counts calls made while this thread is watched.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = WATCHING.try_with(|w| {
+            if w.get() {
+                COUNT.with(|c| c.set(c.get() + 1));
+            }
+        });
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = WATCHING.try_with(|w| {
+            if w.get() {
+                COUNT.with(|c| c.set(c.get() + 1));
+            }
+        });
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+#[test]
+fn the_control_loop_allocates_nothing_after_start_up() {
+    let config =
+        Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"))).unwrap();
+    let (robot, faults) = MemRobot::new(&config);
+    let (cmd, mut inputs) = inbox();
+    let mut policy = inputs.connect_policy();
+    let (mut lp, mut out, _readers) = ControlLoop::new(&config, Box::new(robot), inputs, 2);
+    lp.start().unwrap();
+    let clock = ManualClock::new(1_000_000_000);
+    let period = config.rate.control_period_ns();
+    let mut sched = Periodic::new(clock.now_ns() + period, period);
+    let mut run =
+        |ticks: u64, lp: &mut ControlLoop, policy_on: bool, policy: &mut locod::control::inputs::ActionWriter| {
+            for _ in 0..ticks {
+                let r = sched.wait(&clock);
+                if policy_on && r.index % 10 == 0 {
+                    let targets = lp.commands().joints;
+                    policy.write(PolicyAction { t_ns: r.woke_ns, level: ControllerLevel::Primary, targets });
+                }
+                lp.tick(&r, &clock);
+            }
+        };
+    // Start-up: whatever the first ticks touch for the first time.
+    run(10, &mut lp, false, &mut policy);
+
+    WATCHING.with(|w| w.set(true));
+    cmd.request_mode(ModeRequest::StandUp); // the commander's side is not the control path,
+    WATCHING.with(|w| w.set(false)); //          but it does not allocate either
+    WATCHING.with(|w| w.set(true));
+    run(1_100, &mut lp, true, &mut policy);
+    WATCHING.with(|w| w.set(false));
+    cmd.request_mode(ModeRequest::Walk);
+    WATCHING.with(|w| w.set(true));
+    run(200, &mut lp, true, &mut policy);
+    assert_eq!(lp.mode(), Mode::Walk);
+    run(100, &mut lp, false, &mut policy); // policy silent: fallback to stand
+    faults.imu_frozen.store(true, Ordering::Relaxed);
+    run(50, &mut lp, false, &mut policy); // fault: damping
+    faults.clear();
+    WATCHING.with(|w| w.set(false));
+    cmd.estop();
+    cmd.teleop_velocity([f64::NAN, 0.0, 0.0]);
+    WATCHING.with(|w| w.set(true));
+    run(50, &mut lp, false, &mut policy);
+    assert_eq!(lp.mode(), Mode::EStop);
+    WATCHING.with(|w| w.set(false));
+
+    let allocations = COUNT.with(|c| c.get());
+    let mut events = 0;
+    while out.events.pop().is_some() {
+        events += 1;
+    }
+    assert!(events >= 6, "the run should have produced mode, fallback and fault events, got {events}");
+    assert_eq!(allocations, 0, "the control path allocated {allocations} times");
+}
