@@ -3,7 +3,7 @@
 
 use locod::config::Config;
 use locod::control::inputs::inbox;
-use locod::control::messages::{ControllerLevel, Mode, ModeRequest, PolicyAction};
+use locod::control::messages::{ControllerLevel, Mode, ModeRequest};
 use locod::control::ControlLoop;
 use locod::io::mem::MemRobot;
 use locod::rt::clock::{Clock, ManualClock};
@@ -66,7 +66,9 @@ fn the_control_loop_allocates_nothing_after_start_up() {
                 let r = sched.wait(&clock);
                 if policy_on && r.index % 10 == 0 {
                     let targets = lp.commands().joints;
-                    policy.write(PolicyAction { t_ns: r.woke_ns, level: ControllerLevel::Primary, targets });
+                    let a = policy.back_mut();
+                    (a.t_ns, a.level, a.targets) = (r.woke_ns, ControllerLevel::Primary, targets);
+                    policy.publish();
                 }
                 lp.tick(&r, &clock);
             }

@@ -214,18 +214,53 @@ pub struct VelocityMsg {
     pub t_ns: u64,
 }
 
+/// The largest observation a model may take, in floats (a 17x11 height scan plus proprioception
+/// and history fits with room to spare). Fixed so that actions and log records are fixed-size.
+pub const MAX_OBS: usize = 1024;
+
+/// What a planner reports about one plan (zeros for a single-forward policy).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlannerStats {
+    /// Iterations completed within the budget.
+    pub iterations: u16,
+    /// Trajectories sampled per iteration.
+    pub samples: u16,
+    /// Best and mean elite return of the last iteration.
+    pub best_return: f32,
+    pub mean_elite_return: f32,
+    /// Time the policy spent on this tick, microseconds.
+    pub compute_us: f32,
+}
+
 /// What the policy thread hands the control loop every policy tick.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PolicyAction {
     /// Time of the state the action was computed from; 0 = no action yet.
     pub t_ns: u64,
     pub level: ControllerLevel,
+    /// Joint targets; limited by the control loop before they reach a motor.
     pub targets: [MotorCommand; MAX_JOINTS],
+    /// The model's observation (first `obs_len` floats) and raw action (first `action_len`,
+    /// clipped, before scaling), recorded for finetuning and replay.
+    pub obs_len: u16,
+    pub obs: [f32; MAX_OBS],
+    pub action_len: u16,
+    pub action: [f32; MAX_JOINTS],
+    pub planner: PlannerStats,
 }
 
 impl Default for PolicyAction {
     fn default() -> Self {
-        Self { t_ns: 0, level: ControllerLevel::Primary, targets: [MotorCommand::default(); MAX_JOINTS] }
+        Self {
+            t_ns: 0,
+            level: ControllerLevel::Primary,
+            targets: [MotorCommand::default(); MAX_JOINTS],
+            obs_len: 0,
+            obs: [0.0; MAX_OBS],
+            action_len: 0,
+            action: [0.0; MAX_JOINTS],
+            planner: PlannerStats::default(),
+        }
     }
 }
 

@@ -68,7 +68,12 @@ impl Rig {
 fn stand_policy(now: u64, w: &mut Option<ActionWriter>, lp_cmds: &MotorCommands) {
     if let Some(w) = w {
         if (now / MS) % 20 == 0 {
-            w.write(PolicyAction { t_ns: now, level: ControllerLevel::Primary, targets: lp_cmds.joints });
+            w.write(PolicyAction {
+                t_ns: now,
+                level: ControllerLevel::Primary,
+                targets: lp_cmds.joints,
+                ..Default::default()
+            });
         }
     }
 }
@@ -215,7 +220,12 @@ fn a_policy_reporting_its_prior_is_followed_and_reported() {
     rig.cmd.request_mode(ModeRequest::Walk);
     rig.run_ms_with(50, |now, w| {
         if let Some(w) = w {
-            w.write(PolicyAction { t_ns: now, level: ControllerLevel::Prior, targets: hold.joints });
+            w.write(PolicyAction {
+                t_ns: now,
+                level: ControllerLevel::Prior,
+                targets: hold.joints,
+                ..Default::default()
+            });
         }
     });
     assert_eq!(rig.lp.level(), ControllerLevel::Prior);

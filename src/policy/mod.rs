@@ -10,10 +10,8 @@
 
 pub mod libtorch;
 
-use crate::config::MAX_JOINTS;
 use crate::control::inputs::ActionWriter;
 use crate::control::messages::{ControllerLevel, Mode, PolicyAction, Snapshot};
-use crate::io::MotorCommand;
 use crate::rt::clock::Clock;
 use crate::rt::hist::Histogram;
 use crate::rt::sched::Periodic;
@@ -37,13 +35,11 @@ pub trait Policy: Send {
     /// Clears internal state (recurrent state, warm starts). Called on every mode change.
     fn reset(&mut self);
 
-    /// Computes joint targets for `snapshot` into `out`; returns the level that produced them
-    /// (`Primary`, or `Prior` when a planner fell back to its prior).
-    fn act(
-        &mut self,
-        snapshot: &Snapshot,
-        out: &mut [MotorCommand; MAX_JOINTS],
-    ) -> Result<ControllerLevel, PolicyError>;
+    /// Computes joint targets for `snapshot` into `out.targets` (and the observation, raw action
+    /// and planner statistics into their fields); returns the level that produced them (`Primary`,
+    /// or `Prior` when a planner fell back to its prior). `out` holds an older action: overwrite
+    /// every field you use. `t_ns` and `level` are set by the runner.
+    fn act(&mut self, snapshot: &Snapshot, out: &mut PolicyAction) -> Result<ControllerLevel, PolicyError>;
 }
 
 /// What the policy thread measured.
@@ -68,7 +64,6 @@ pub fn run(
     let mut stats = PolicyStats::default();
     let mut sched = Periodic::new(clock.now_ns() + period_ns, period_ns);
     let mut last_mode: Option<Mode> = None;
-    let mut targets = [MotorCommand::default(); MAX_JOINTS];
     while !stop.load(Ordering::Relaxed) {
         let release = sched.wait(clock);
         stats.wake.record(release.wake_latency_ns());
@@ -81,9 +76,12 @@ pub fn run(
             policy.reset();
             last_mode = Some(snapshot.mode);
         }
-        match policy.act(&snapshot, &mut targets) {
+        let out = actions.back_mut();
+        match policy.act(&snapshot, out) {
             Ok(level) => {
-                actions.write(PolicyAction { t_ns: snapshot.state.t_ns, level, targets });
+                out.t_ns = snapshot.state.t_ns;
+                out.level = level;
+                actions.publish();
             }
             Err(e) => {
                 stats.errors += 1;
