@@ -4,6 +4,8 @@
 //! Not for: judging the state (that is `control::safety`) or filtering raw IMU streams into an
 //! attitude (that belongs to the IMU device).
 
+pub mod terrain;
+
 use crate::config::{Config, MAX_JOINTS};
 use crate::io::{JointSample, SensorFrame};
 
