@@ -26,8 +26,9 @@ run: setup-python
 
 test: setup-python
 	./scripts/setup-system.sh test
+	./scripts/qemu-can/setup.sh
 	$(CARGO) build --workspace --all-targets
-	$(CARGO) test --workspace --no-fail-fast
+	LOCOD_REQUIRE_QEMU=1 $(CARGO) test --workspace --no-fail-fast
 
 bench: setup-python
 	./scripts/setup-system.sh bench

@@ -62,6 +62,18 @@ enum BenchCommand {
     },
 }
 
+#[cfg(feature = "torch")]
+fn libtorch_line() -> String {
+    let t = policy::libtorch::info();
+    let cuda = if t.cuda_available { format!("{} device(s)", t.cuda_devices) } else { "unavailable".into() };
+    format!("libtorch: {} intra-op threads, cuda {cuda}", t.intra_op_threads)
+}
+
+#[cfg(not(feature = "torch"))]
+fn libtorch_line() -> String {
+    "built without libtorch (feature `torch` off)".into()
+}
+
 fn load(path: &PathBuf) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         report::error(e);
@@ -84,15 +96,13 @@ fn run(command: Command) -> Result<(), ExitCode> {
             if !quiet {
                 print!("{}", c.to_toml());
             }
-            let t = policy::libtorch::info();
             println!(
-                "# ok: {} joints on {} bus(es), control {} Hz, policy {} Hz; libtorch: {} intra-op threads, cuda {}",
+                "# ok: {} joints on {} bus(es), control {} Hz, policy {} Hz; {}",
                 c.joints.len(),
                 c.buses.len(),
                 c.rate.control_hz,
                 c.rate.policy_hz,
-                t.intra_op_threads,
-                if t.cuda_available { format!("{} device(s)", t.cuda_devices) } else { "unavailable".into() }
+                libtorch_line()
             );
             Ok(())
         }

@@ -27,6 +27,10 @@ pub struct Config {
     #[serde(rename = "joint")]
     pub joints: Vec<Joint>,
     pub imu: Imu,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<Bridge>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<Depth>,
     #[serde(default)]
     pub controller: Controller,
     #[serde(default)]
@@ -93,6 +97,12 @@ impl LoopConfig {
 pub enum BusKind {
     /// The in-memory robot on a test stand (tests, benchmarks, development without hardware).
     Mem,
+    /// A kernel CAN interface (`device = "can0"`), brought up with its bitrate outside locod
+    /// (systemd-networkd, `ip link`).
+    Socketcan,
+    /// A USB-CAN adapter speaking the Lawicel slcan protocol on a serial port
+    /// (`device = "/dev/ttyACM0"`); locod sets the bitrate and opens the channel.
+    Slcan,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -105,10 +115,18 @@ pub struct Bus {
     pub device: Option<String>,
     #[serde(default = "default_bitrate")]
     pub bitrate: u32,
+    /// After the kernel or adapter reports a full transmit queue, frames are dropped (not queued)
+    /// for this long, so a congested bus never stalls the control loop.
+    #[serde(default = "default_tx_backoff_ms")]
+    pub tx_backoff_ms: f64,
 }
 
 fn default_bitrate() -> u32 {
     1_000_000
+}
+
+fn default_tx_backoff_ms() -> f64 {
+    1.0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -120,14 +138,8 @@ pub enum JointMode {
     Velocity,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MotorModel {
-    MiniCheetah,
-    Ak60_6,
-    Ak80_9,
-    DmJ4310,
-}
+/// The motor family of a joint; ranges per model are in `io::mit`.
+pub use crate::io::mit::MotorModel;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -165,7 +177,14 @@ pub struct Joint {
     pub stand_kd: f64,
     /// Damping gain of Passive / EStop / faults.
     pub damping_kd: f64,
+    /// The motor firmware's ranges when they differ from the model's table (see `io::mit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranges: Option<MotorRanges>,
 }
+
+/// Per-motor protocol ranges (MIT mode): `±p_max_rad`, `±v_max_radps`, `0..kp_max`, `0..kd_max`,
+/// `±t_max_nm`. Both ends of the wire must agree.
+pub use crate::io::mit::MotorRanges;
 
 fn one_i8() -> i8 {
     1
@@ -182,19 +201,118 @@ fn position_mode() -> JointMode {
 pub enum ImuKind {
     /// The in-memory robot's IMU.
     Mem,
+    /// A WitMotion WT901 / JY901-family IMU on its own serial port (`port`, `baud`).
+    Witmotion,
+    /// The IMU on the firmware bridge's microcontroller (`[bridge]`).
+    Bridge,
+}
+
+/// Where the body's attitude comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrientationSource {
+    /// The device's own fused orientation (WitMotion angle/quaternion output).
+    Device,
+    /// locod's Mahony filter on the gyro and accelerometer.
+    Filter,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Imu {
     pub kind: ImuKind,
+    /// Serial port of a WitMotion IMU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baud: Option<u32>,
+    #[serde(default = "default_imu_baud")]
+    pub baud: u32,
     /// Rotation from the IMU's frame to the body frame, roll-pitch-yaw in degrees.
     #[serde(default)]
     pub mounting_rpy_deg: [f64; 3],
+    #[serde(default = "default_orientation")]
+    pub orientation: OrientationSource,
+    /// Mahony filter gains (proportional, integral) on the accelerometer's correction.
+    #[serde(default = "default_mahony")]
+    pub filter_gains: [f64; 2],
+}
+
+fn default_imu_baud() -> u32 {
+    115_200
+}
+
+fn default_orientation() -> OrientationSource {
+    OrientationSource::Filter
+}
+
+fn default_mahony() -> [f64; 2] {
+    [1.0, 0.01]
+}
+
+/// The firmware bridge: the microcontroller that reads the IMU and the depth sensors.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bridge {
+    pub port: String,
+    #[serde(default = "default_bridge_baud")]
+    pub baud: u32,
+    /// How often the host pings for time sync.
+    #[serde(default = "default_ping_ms")]
+    pub ping_interval_ms: f64,
+}
+
+fn default_bridge_baud() -> u32 {
+    921_600
+}
+
+fn default_ping_ms() -> f64 {
+    100.0
+}
+
+/// Multi-zone time-of-flight sensors and the elevation map built from them.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Depth {
+    /// Edge length of an elevation-map cell.
+    #[serde(default = "default_map_resolution")]
+    pub map_resolution_m: f64,
+    /// A depth frame older than this is a fault while walking with a depth-using model.
+    #[serde(default = "default_depth_timeout")]
+    pub timeout_ms: f64,
+    #[serde(rename = "sensor")]
+    pub sensors: Vec<DepthSensor>,
+}
+
+fn default_map_resolution() -> f64 {
+    0.05
+}
+
+fn default_depth_timeout() -> f64 {
+    200.0
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepthSensor {
+    pub name: String,
+    /// The sensor's index on the firmware bridge.
+    pub bridge_sensor: u8,
+    /// Mounting pose in the body frame: position, and roll-pitch-yaw (the sensor looks along its +x).
+    pub position_m: [f64; 3],
+    pub rpy_deg: [f64; 3],
+    /// Field of view across the zone grid, per axis (VL53L8CX: 45 degrees).
+    #[serde(default = "default_fov")]
+    pub fov_deg: f64,
+    /// Returns farther than this are ignored.
+    #[serde(default = "default_max_range")]
+    pub max_range_m: f64,
+}
+
+fn default_fov() -> f64 {
+    45.0
+}
+
+fn default_max_range() -> f64 {
+    4.0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

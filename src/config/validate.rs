@@ -2,7 +2,8 @@
 //! key path of the offending value and a message that says what was expected.
 
 use super::error::Seg::{self, Index, Key};
-use super::{Config, JointMode, MAX_JOINTS};
+use super::{BusKind, Config, ImuKind, JointMode, OrientationSource, MAX_JOINTS};
+use crate::estimate::terrain::MAX_DEPTH_SENSORS;
 use std::collections::HashSet;
 
 type Check = Result<(), (Vec<Seg>, String)>;
@@ -34,6 +35,7 @@ pub fn validate(c: &Config) -> Check {
     validate_loop(c)?;
     validate_buses(c)?;
     validate_joints(c)?;
+    validate_devices(c)?;
     validate_safety(c)?;
     validate_command(c)?;
     positive(vec![Key("controller"), Key("standup_s")], c.controller.standup_s)?;
@@ -96,6 +98,27 @@ fn validate_buses(c: &Config) -> Check {
         if b.bitrate == 0 {
             return fail(vec![Key("bus"), Index(i), Key("bitrate")], "expected a bitrate in bit/s");
         }
+        if b.kind == BusKind::Slcan && crate::io::slcan::bitrate_code(b.bitrate).is_err() {
+            return fail(
+                vec![Key("bus"), Index(i), Key("bitrate")],
+                format!(
+                    "slcan adapters support 10k, 20k, 50k, 100k, 125k, 250k, 500k, 800k and 1M bit/s, not {}",
+                    b.bitrate
+                ),
+            );
+        }
+        if b.kind != BusKind::Mem && b.device.as_deref().is_none_or(|d| d.trim().is_empty()) {
+            let what = if b.kind == BusKind::Socketcan {
+                "a CAN interface such as \"can0\""
+            } else {
+                "a serial port such as \"/dev/ttyACM0\""
+            };
+            return fail(
+                vec![Key("bus"), Index(i), Key("device")],
+                format!("a {:?} bus needs device = {what}", b.kind).to_lowercase(),
+            );
+        }
+        positive(vec![Key("bus"), Index(i), Key("tx_backoff_ms")], b.tx_backoff_ms)?;
     }
     Ok(())
 }
@@ -144,6 +167,34 @@ fn validate_joints(c: &Config) -> Check {
         non_negative(at("stand_kp"), j.stand_kp)?;
         non_negative(at("stand_kd"), j.stand_kd)?;
         non_negative(at("damping_kd"), j.damping_kd)?;
+        let ranges = match j.ranges {
+            Some(r) => {
+                if let Err(e) = r.validate() {
+                    return fail(at("ranges"), e.to_string());
+                }
+                r
+            }
+            None => j.motor.ranges(),
+        };
+        // Joint-side limits must be expressible on the wire after the gear ratio.
+        if j.torque_max_nm > ranges.t_max_nm as f64 * j.gear_ratio + 1e-6 {
+            return fail(
+                at("torque_max_nm"),
+                format!(
+                    "{} N·m is beyond what a {} can command (±{} N·m at the motor, x{} gear)",
+                    j.torque_max_nm, j.motor, ranges.t_max_nm, j.gear_ratio
+                ),
+            );
+        }
+        if j.vel_max_radps > ranges.v_max_radps as f64 / j.gear_ratio + 1e-6 {
+            return fail(
+                at("vel_max_radps"),
+                format!(
+                    "{} rad/s is beyond what a {} can report (±{} rad/s at the motor, x{} gear)",
+                    j.vel_max_radps, j.motor, ranges.v_max_radps, j.gear_ratio
+                ),
+            );
+        }
         if !j.default_pos_rad.is_finite() {
             return fail(at("default_pos_rad"), "expected a finite angle");
         }
@@ -169,6 +220,83 @@ fn validate_joints(c: &Config) -> Check {
                 return fail(at("pos_min_rad"), "give both pos_min_rad and pos_max_rad, or neither")
             }
             (JointMode::Velocity, None, None) => {}
+        }
+    }
+    Ok(())
+}
+
+fn validate_devices(c: &Config) -> Check {
+    let mem_bus = c.buses.iter().position(|b| b.kind == BusKind::Mem);
+    let real_bus = c.buses.iter().position(|b| b.kind != BusKind::Mem);
+    if let (Some(_), Some(i)) = (mem_bus, real_bus) {
+        return fail(
+            vec![Key("bus"), Index(i), Key("kind")],
+            "the in-memory robot (kind = \"mem\") cannot be mixed with real buses",
+        );
+    }
+    let mem_imu = c.imu.kind == ImuKind::Mem;
+    if mem_imu != mem_bus.is_some() {
+        return fail(
+            vec![Key("imu"), Key("kind")],
+            "the in-memory robot needs kind = \"mem\" on every bus and the IMU, or on none",
+        );
+    }
+    match c.imu.kind {
+        ImuKind::Witmotion if c.imu.port.is_none() => {
+            return fail(vec![Key("imu"), Key("port")], "a witmotion IMU needs port = \"/dev/...\"");
+        }
+        ImuKind::Bridge if c.bridge.is_none() => {
+            return fail(vec![Key("imu"), Key("kind")], "kind = \"bridge\" needs a [bridge] section with the port");
+        }
+        _ => {}
+    }
+    if c.imu.orientation == OrientationSource::Device && c.imu.kind == ImuKind::Bridge {
+        return fail(
+            vec![Key("imu"), Key("orientation")],
+            "the bridge IMU sends raw gyro and accelerometer: use orientation = \"filter\"",
+        );
+    }
+    for (k, v) in c.imu.filter_gains.iter().enumerate() {
+        non_negative(vec![Key("imu"), Key("filter_gains"), Index(k)], *v)?;
+    }
+    if let Some(b) = &c.bridge {
+        positive(vec![Key("bridge"), Key("ping_interval_ms")], b.ping_interval_ms)?;
+        if b.baud == 0 {
+            return fail(vec![Key("bridge"), Key("baud")], "expected a baud rate");
+        }
+    }
+    if let Some(d) = &c.depth {
+        if c.bridge.is_none() {
+            return fail(
+                vec![Key("depth")],
+                "depth sensors are read through the firmware bridge: add a [bridge] section",
+            );
+        }
+        positive(vec![Key("depth"), Key("map_resolution_m")], d.map_resolution_m)?;
+        positive(vec![Key("depth"), Key("timeout_ms")], d.timeout_ms)?;
+        if d.sensors.is_empty() || d.sensors.len() > MAX_DEPTH_SENSORS {
+            return fail(
+                vec![Key("depth"), Key("sensor")],
+                format!("expected 1..={MAX_DEPTH_SENSORS} [[depth.sensor]] entries"),
+            );
+        }
+        let mut names = HashSet::new();
+        let mut ids = HashSet::new();
+        for (i, s) in d.sensors.iter().enumerate() {
+            let at = |k| vec![Key("depth"), Key("sensor"), Index(i), Key(k)];
+            if s.name.trim().is_empty() || !names.insert(s.name.as_str()) {
+                return fail(at("name"), format!("sensor names must be unique and non-empty; {:?} is not", s.name));
+            }
+            if !ids.insert(s.bridge_sensor) {
+                return fail(at("bridge_sensor"), format!("bridge sensor {} is used twice", s.bridge_sensor));
+            }
+            if s.position_m.iter().chain(&s.rpy_deg).any(|v| !v.is_finite()) {
+                return fail(at("position_m"), "expected finite numbers for the mounting pose");
+            }
+            if !(s.fov_deg > 0.0 && s.fov_deg < 180.0) {
+                return fail(at("fov_deg"), format!("expected 0 < fov < 180 degrees, got {}", s.fov_deg));
+            }
+            positive(at("max_range_m"), s.max_range_m)?;
         }
     }
     Ok(())

@@ -8,6 +8,10 @@
 
 pub mod can;
 pub mod mem;
+pub mod mit;
+pub mod slcan;
+pub mod socketcan;
+pub mod witmotion;
 
 use crate::config::MAX_JOINTS;
 use std::fmt;

@@ -8,6 +8,7 @@
 //! Not for: CAN, modes or limits. A policy never sees a bus, and its targets are limited by the
 //! control loop after it.
 
+#[cfg(feature = "torch")]
 pub mod libtorch;
 
 use crate::control::inputs::ActionWriter;
