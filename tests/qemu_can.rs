@@ -61,10 +61,7 @@ fn probe_passes_on_a_real_kernel_can_stack() {
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/qemu-can/run.sh");
     let probe = build_probe_without_libtorch();
-    let out = Command::new(script)
-        .arg(&probe)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    let out = Command::new(script).arg(&probe).output().unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");

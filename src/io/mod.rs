@@ -9,6 +9,7 @@
 pub mod can;
 pub mod mem;
 pub mod mit;
+pub mod serial;
 pub mod slcan;
 pub mod socketcan;
 pub mod witmotion;
