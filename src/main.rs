@@ -74,7 +74,7 @@ fn libtorch_line() -> String {
     "built without libtorch (feature `torch` off)".into()
 }
 
-fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         report::error(e);
         ExitCode::from(2)

@@ -6,11 +6,17 @@
 //! body-frame; device-specific conversions (direction, offset, gear, mounting) happen inside the
 //! implementation. Not for: deciding anything.
 
+pub mod bus;
 pub mod can;
 pub mod mem;
+pub mod membus;
 pub mod mit;
+pub mod motor_emulator;
+pub mod motors;
+pub mod robot;
 pub mod serial;
 pub mod slcan;
+pub mod slcan_bus;
 pub mod socketcan;
 pub mod witmotion;
 

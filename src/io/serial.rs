@@ -92,6 +92,13 @@ impl Port {
         self.tty.as_raw_fd()
     }
 
+    /// Gives up the port, keeping its (non-blocking, configured) descriptor.
+    pub fn into_fd(self) -> std::os::fd::OwnedFd {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        // SAFETY: `into_raw_fd` hands over ownership of a valid descriptor.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(self.tty.into_raw_fd()) }
+    }
+
     /// A second handle on the same port (e.g. the writer of a receive thread's port).
     pub fn try_clone(&self) -> Result<Port, PortError> {
         let tty = self.tty.try_clone_native().map_err(|e| PortError::Io(io::Error::other(e.to_string())))?;
@@ -200,6 +207,14 @@ impl ReconnectingPort {
             disconnects: 0,
             last_error: None,
         }
+    }
+
+    /// Starts from an already open `port` (opened by the caller to fail early with a clear error).
+    pub fn with_port(path: &str, baud: u32, port: Port) -> Self {
+        let mut r = Self::new(path, baud);
+        r.port = Some(port);
+        r.connects = 1;
+        r
     }
 
     pub fn path(&self) -> &str {

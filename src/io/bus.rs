@@ -1,0 +1,145 @@
+//! A CAN bus as the motors see it, whatever carries the frames: a transmit handle that the control
+//! thread calls (never blocks), and a receive handle that the bus's receive thread blocks on.
+//!
+//! Implementations: SocketCAN (`socketcan`), an slcan adapter on a serial port (`slcan_bus`), and an
+//! in-memory cable for tests and the simulator (`membus`). Not for: what the frames mean.
+
+use super::can::CanFrame;
+use crate::config::{Bus, BusKind};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+/// Why a frame was not sent. `Copy`: it is returned on the control path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxFault {
+    /// The transmit queue (kernel, adapter or serial buffer) is full; the frame was dropped.
+    QueueFull,
+    /// Dropped without trying: a back-off after a full queue is still running.
+    BackingOff,
+    /// The interface is down or the device is gone.
+    Down,
+}
+
+/// Frames sent and dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxCounters {
+    pub sent: u64,
+    pub dropped: u64,
+}
+
+pub trait BusTx: Send {
+    fn send(&mut self, frame: &CanFrame) -> Result<(), TxFault>;
+    fn counters(&self) -> TxCounters;
+}
+
+/// The state of the bus as the controller reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BusState {
+    Active = 0,
+    Warning = 1,
+    Passive = 2,
+    BusOff = 3,
+    /// Interface down or device unplugged.
+    Down = 4,
+}
+
+impl BusState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => BusState::Active,
+            1 => BusState::Warning,
+            2 => BusState::Passive,
+            3 => BusState::BusOff,
+            _ => BusState::Down,
+        }
+    }
+}
+
+/// A bus state shared between the receive thread (writer) and the control thread (reader).
+#[derive(Debug, Default)]
+pub struct SharedBusState(AtomicU8);
+
+impl SharedBusState {
+    pub fn get(&self) -> BusState {
+        BusState::from_u8(self.0.load(Ordering::Acquire))
+    }
+    pub fn set(&self, s: BusState) {
+        self.0.store(s as u8, Ordering::Release);
+    }
+}
+
+/// What one `recv` saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxItem {
+    /// A frame and its CLOCK_MONOTONIC arrival time.
+    Frame(CanFrame, u64),
+    /// The bus changed state.
+    State(BusState),
+    /// Nothing within the timeout.
+    Idle,
+}
+
+pub trait BusRx: Send {
+    fn recv(&mut self, timeout: Duration) -> RxItem;
+}
+
+/// The two halves of an open bus.
+pub type BusPair = (Box<dyn BusTx>, Box<dyn BusRx>);
+
+/// Opens a configured bus. The in-memory robot has no bus (`kind = "mem"` is refused here).
+pub fn open(bus: &Bus) -> Result<BusPair, String> {
+    let device = bus.device.as_deref().unwrap_or_default();
+    let backoff = Duration::from_secs_f64(bus.tx_backoff_ms / 1e3);
+    match bus.kind {
+        BusKind::Socketcan => {
+            let options = super::socketcan::CanOptions { tx_backoff: backoff, ..Default::default() };
+            let (tx, rx) =
+                super::socketcan::SocketCan::open(device, &options).map_err(|e| format!("bus {}: {e}", bus.name))?;
+            Ok((Box::new(tx), Box::new(rx)))
+        }
+        BusKind::Slcan => {
+            let (tx, rx) =
+                super::slcan_bus::open(device, bus.bitrate, backoff).map_err(|e| format!("bus {}: {e}", bus.name))?;
+            Ok((Box::new(tx), Box::new(rx)))
+        }
+        BusKind::Mem => Err(format!("bus {}: kind \"mem\" is the in-memory robot, not a bus", bus.name)),
+    }
+}
+
+impl BusTx for super::socketcan::CanTx {
+    fn send(&mut self, frame: &CanFrame) -> Result<(), TxFault> {
+        use super::socketcan::TxError;
+        super::socketcan::CanTx::send(self, frame).map_err(|e| match e {
+            TxError::QueueFull => TxFault::QueueFull,
+            TxError::BackingOff => TxFault::BackingOff,
+            TxError::InterfaceDown { .. } | TxError::InterfaceGone { .. } | TxError::Io { .. } => TxFault::Down,
+        })
+    }
+
+    fn counters(&self) -> TxCounters {
+        let s = self.stats();
+        TxCounters { sent: s.sent, dropped: s.dropped_queue_full + s.dropped_backoff + s.errors }
+    }
+}
+
+impl BusRx for super::socketcan::CanRx {
+    fn recv(&mut self, timeout: Duration) -> RxItem {
+        use super::socketcan::{BusError, RxError, RxEvent};
+        match super::socketcan::CanRx::recv(self, timeout) {
+            Ok(RxEvent::Frame { frame, t_ns }) => RxItem::Frame(frame, t_ns),
+            Ok(RxEvent::BusError { error, .. }) => match error {
+                BusError::BusOff => RxItem::State(BusState::BusOff),
+                BusError::ErrorPassive => RxItem::State(BusState::Passive),
+                BusError::ErrorWarning => RxItem::State(BusState::Warning),
+                BusError::Restarted | BusError::BackToErrorActive => RxItem::State(BusState::Active),
+                _ => RxItem::Idle,
+            },
+            Ok(RxEvent::Timeout) | Err(RxError::Malformed(_)) => RxItem::Idle,
+            Err(RxError::InterfaceDown { .. } | RxError::InterfaceGone { .. } | RxError::Io { .. }) => {
+                std::thread::sleep(timeout); // nothing to read until the interface returns
+                RxItem::State(BusState::Down)
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! MIT-mode motors emulated behind a bus endpoint: each answers its commands as the firmware does
+//! (enable/disable/zero frames, its own PD law `tau = kp (q_des - q) + kd (qd_des - qd) + tau_ff`
+//! saturated at the model's torque, values quantised by the wire format), so that the daemon's
+//! real CAN path can be exercised without hardware. Faults are injected through `EmulatorFaults`.
+//!
+//! For tests and benchmarks. Not a physics simulation: each rotor is an inertia with friction.
+
+use super::bus::{BusRx, BusTx, RxItem};
+use super::can::CanFrame;
+use super::mit::{self, MitCommand, MotorError, MotorReply, MotorRequest, Special};
+use super::motors::Motor;
+use crate::config::Config;
+use crate::rt::clock::monotonic_ns;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+const INERTIA_KGM2: f32 = 0.02;
+const FRICTION_NMS: f32 = 0.05;
+
+/// Faults to inject, from any thread.
+#[derive(Debug)]
+pub struct EmulatorFaults {
+    /// Index (joint order) of a motor that stops replying; -1 for none.
+    pub silent_joint: AtomicI32,
+    /// Index of a motor that reports `error_code` (Damiao motors only); -1 for none.
+    pub error_joint: AtomicI32,
+    pub error_code: AtomicI32,
+    pub stop: AtomicBool,
+}
+
+impl Default for EmulatorFaults {
+    fn default() -> Self {
+        Self {
+            silent_joint: AtomicI32::new(-1),
+            error_joint: AtomicI32::new(-1),
+            error_code: AtomicI32::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Rotor {
+    spec: Motor,
+    q_rad: f32,
+    qd_radps: f32,
+    tau_nm: f32,
+    enabled: bool,
+    cmd: MitCommand,
+}
+
+/// The motors of one bus.
+pub struct MotorEmulator {
+    rotors: Vec<Rotor>,
+    faults: Arc<EmulatorFaults>,
+    last_ns: u64,
+}
+
+impl MotorEmulator {
+    /// The configured motors on bus `bus`, resting at motor angle `q0_rad` each.
+    pub fn new(config: &Config, bus: usize) -> Result<(Self, Arc<EmulatorFaults>), String> {
+        let rotors = Motor::all(config)?
+            .into_iter()
+            .filter(|m| m.bus == bus)
+            .map(|spec| Rotor {
+                spec,
+                q_rad: 0.0,
+                qd_radps: 0.0,
+                tau_nm: 0.0,
+                enabled: false,
+                cmd: MitCommand { q_rad: 0.0, qd_radps: 0.0, kp: 0.0, kd: 0.0, tau_ff_nm: 0.0 },
+            })
+            .collect();
+        let faults = Arc::new(EmulatorFaults::default());
+        Ok((Self { rotors, faults: faults.clone(), last_ns: monotonic_ns() }, faults))
+    }
+
+    /// Sets a motor's (motor-side) angle, e.g. to start a leg folded.
+    pub fn set_position(&mut self, joint: usize, q_motor_rad: f32) {
+        if let Some(r) = self.rotors.iter_mut().find(|r| r.spec.joint == joint) {
+            r.q_rad = q_motor_rad;
+        }
+    }
+
+    /// Advances every rotor to `now_ns` under its motor's PD law.
+    pub fn step_to(&mut self, now_ns: u64) {
+        let mut t = self.last_ns;
+        while t < now_ns {
+            let dt_ns = (now_ns - t).min(250_000);
+            let dt = dt_ns as f32 * 1e-9;
+            for r in &mut self.rotors {
+                let c = &r.cmd;
+                let tau = if r.enabled {
+                    c.kp * (c.q_rad - r.q_rad) + c.kd * (c.qd_radps - r.qd_radps) + c.tau_ff_nm
+                } else {
+                    0.0
+                };
+                r.tau_nm = tau.clamp(-r.spec.ranges.t_max_nm, r.spec.ranges.t_max_nm);
+                r.qd_radps += (r.tau_nm - FRICTION_NMS * r.qd_radps) / INERTIA_KGM2 * dt;
+                r.q_rad += r.qd_radps * dt;
+            }
+            t += dt_ns;
+        }
+        self.last_ns = now_ns;
+    }
+
+    /// Handles one frame sent on the bus; returns the reply, if a motor answers.
+    pub fn handle(&mut self, frame: &CanFrame) -> Option<CanFrame> {
+        let silent = self.faults.silent_joint.load(Ordering::Relaxed);
+        let error_joint = self.faults.error_joint.load(Ordering::Relaxed);
+        let r = self.rotors.iter_mut().find(|r| r.spec.can_id == frame.id() && !frame.is_extended())?;
+        match mit::decode_request(frame, &r.spec.ranges).ok()? {
+            MotorRequest::Special(Special::Enable) => r.enabled = true,
+            MotorRequest::Special(Special::Disable) => r.enabled = false,
+            MotorRequest::Special(Special::SetZero) => r.q_rad = 0.0,
+            MotorRequest::Special(_) => {}
+            MotorRequest::Command(c) => r.cmd = c,
+        }
+        if r.spec.joint as i32 == silent {
+            return None;
+        }
+        let error = (r.spec.joint as i32 == error_joint)
+            .then(|| MotorError::from_damiao_code(self.faults.error_code.load(Ordering::Relaxed) as u8))
+            .flatten();
+        let reply = MotorReply {
+            motor_id: r.spec.can_id as u8,
+            q_rad: r.q_rad,
+            qd_radps: r.qd_radps,
+            tau_nm: r.tau_nm,
+            temp_mosfet_c: Some(38.0),
+            temp_rotor_c: Some(41.0),
+            enabled: Some(r.enabled),
+            error,
+        };
+        let from = r.spec.master_id.unwrap_or(0);
+        mit::encode_reply(from, &reply, r.spec.model.reply_format(), &r.spec.ranges).ok()
+    }
+
+    /// Runs the motors on a thread behind (`tx`, `rx`) until `faults.stop` is set.
+    pub fn spawn(mut self, mut tx: Box<dyn BusTx>, mut rx: Box<dyn BusRx>) -> JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("locod-motor-emu".into())
+            .spawn(move || {
+                while !self.faults.stop.load(Ordering::Relaxed) {
+                    if let RxItem::Frame(f, t) = rx.recv(Duration::from_millis(20)) {
+                        self.step_to(t);
+                        if let Some(reply) = self.handle(&f) {
+                            let _ = tx.send(&reply);
+                        }
+                    }
+                }
+            })
+            .expect("spawning the motor emulator")
+    }
+}

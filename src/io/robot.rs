@@ -1,0 +1,206 @@
+//! The robot on real buses: MIT-mode motors on CAN (SocketCAN, slcan or the in-memory cable) and
+//! an IMU, behind the `Hardware` trait.
+//!
+//! One receive thread per bus routes replies into per-joint latest-value slots and reports the
+//! bus state; the control thread's `read` copies the slots, its `write` packs one command per
+//! motor and sends it without blocking. Not for: sensors' own threads (see `sensors`).
+
+use super::bus::{self, BusPair, BusRx, BusState, BusTx, RxItem, SharedBusState};
+use super::mit::Special;
+use super::motors::{Motor, ReplyRouter};
+use super::{Hardware, HwFault, ImuSample, JointSample, MotorCommand, MotorCommands, SensorFrame};
+use crate::config::Config;
+use crate::report;
+use crate::rt::thread::{self, RtSpec};
+use crate::rt::triple::{triple, Reader};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long `start` waits for every motor's first reply.
+const START_WAIT: Duration = Duration::from_millis(500);
+const RX_POLL: Duration = Duration::from_millis(50);
+
+pub struct CanRobot {
+    motors: Vec<Motor>,
+    names: Vec<String>,
+    bus_names: Vec<String>,
+    txs: Vec<Box<dyn BusTx>>,
+    states: Vec<Arc<SharedBusState>>,
+    joints: Vec<Reader<JointSample>>,
+    imu: Reader<ImuSample>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    /// Whatever else must live as long as the robot (the sensor threads).
+    _keep: Option<Box<dyn Send>>,
+}
+
+fn rx_thread(
+    mut rx: Box<dyn BusRx>,
+    mut router: ReplyRouter,
+    state: Arc<SharedBusState>,
+    stop: Arc<AtomicBool>,
+    spec: RtSpec,
+) {
+    thread::apply(spec);
+    while !stop.load(Ordering::Relaxed) {
+        match rx.recv(RX_POLL) {
+            RxItem::Frame(frame, t_ns) => {
+                router.route(&frame, t_ns);
+            }
+            RxItem::State(s) => state.set(s),
+            RxItem::Idle => {}
+        }
+    }
+}
+
+impl CanRobot {
+    /// Opens every configured bus. `imu` is the IMU's latest-value slot; `keep` holds whatever
+    /// produces it.
+    pub fn open(config: &Config, imu: Reader<ImuSample>, keep: Option<Box<dyn Send>>) -> Result<Self, String> {
+        let buses = config.buses.iter().map(bus::open).collect::<Result<Vec<_>, _>>()?;
+        Self::with_buses(config, buses, imu, keep)
+    }
+
+    /// A robot over already opened buses (in configuration order).
+    pub fn with_buses(
+        config: &Config,
+        buses: Vec<BusPair>,
+        imu: Reader<ImuSample>,
+        keep: Option<Box<dyn Send>>,
+    ) -> Result<Self, String> {
+        let motors = Motor::all(config)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        // Receive threads just below the control thread: stamps at arrival, never behind it.
+        let spec = RtSpec { fifo_priority: (config.rate.priority > 1).then(|| config.rate.priority - 1), cpu: None };
+        let mut joints = Vec::new();
+        let mut writers: Vec<Vec<_>> = (0..buses.len()).map(|_| Vec::new()).collect();
+        for m in &motors {
+            let (w, r) = triple(JointSample::default());
+            joints.push(r);
+            writers[m.bus].push((*m, w));
+        }
+        let mut txs = Vec::new();
+        let mut states = Vec::new();
+        let mut threads = Vec::new();
+        for (i, ((tx, rx), w)) in buses.into_iter().zip(writers).enumerate() {
+            let state = Arc::new(SharedBusState::default());
+            let (s, st) = (state.clone(), stop.clone());
+            let router = ReplyRouter::new(w);
+            let name = format!("locod-rx-{}", config.buses[i].name);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || rx_thread(rx, router, s, st, spec))
+                    .map_err(|e| e.to_string())?,
+            );
+            txs.push(tx);
+            states.push(state);
+        }
+        Ok(Self {
+            motors,
+            names: config.joints.iter().map(|j| j.name.clone()).collect(),
+            bus_names: config.buses.iter().map(|b| b.name.clone()).collect(),
+            txs,
+            states,
+            joints,
+            imu,
+            stop,
+            threads,
+            _keep: keep,
+        })
+    }
+
+    fn send_all(&mut self, kind: Special) {
+        for m in &self.motors {
+            if let Some(f) = m.special_frame(kind) {
+                let _ = self.txs[m.bus].send(&f);
+            }
+        }
+    }
+
+    /// Frames sent and dropped per bus.
+    pub fn tx_counters(&self) -> Vec<bus::TxCounters> {
+        self.txs.iter().map(|t| t.counters()).collect()
+    }
+}
+
+impl Hardware for CanRobot {
+    fn start(&mut self) -> Result<(), String> {
+        self.send_all(Special::Enable);
+        // Motors reply to commands: ask with zero gains (no torque) until each has answered.
+        let zero = MotorCommand::default();
+        let deadline = Instant::now() + START_WAIT;
+        while Instant::now() < deadline {
+            for m in &self.motors {
+                if let Some(f) = m.command_frame(&zero) {
+                    let _ = self.txs[m.bus].send(&f);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            if self.joints.iter_mut().all(|j| j.latest().t_ns != 0) {
+                return Ok(());
+            }
+        }
+        for (i, j) in self.joints.iter_mut().enumerate() {
+            if j.latest().t_ns == 0 {
+                let m = &self.motors[i];
+                report::warn(format!(
+                    "motor of joint {} ({} id {:#x}) did not answer within {} ms: check power, wiring and ids",
+                    self.names[i],
+                    self.bus_names[m.bus],
+                    m.can_id,
+                    START_WAIT.as_millis()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, _now_ns: u64, out: &mut SensorFrame) {
+        for (o, j) in out.joints.iter_mut().zip(self.joints.iter_mut()) {
+            *o = *j.latest();
+        }
+        out.imu = *self.imu.latest();
+    }
+
+    fn write(&mut self, _now_ns: u64, commands: &MotorCommands) -> Result<(), HwFault> {
+        let mut result = Ok(());
+        for (i, state) in self.states.iter().enumerate() {
+            match state.get() {
+                BusState::BusOff => result = result.and(Err(HwFault::BusOff { bus: i as u8 })),
+                BusState::Down => result = result.and(Err(HwFault::Disconnected { bus: i as u8 })),
+                _ => {}
+            }
+        }
+        for (m, c) in self.motors.iter().zip(&commands.joints) {
+            let Some(frame) = m.command_frame(c) else { continue };
+            if let Err(e) = self.txs[m.bus].send(&frame) {
+                let bus = m.bus as u8;
+                result = result.and(Err(match e {
+                    bus::TxFault::QueueFull | bus::TxFault::BackingOff => HwFault::TxQueueFull { bus },
+                    bus::TxFault::Down => HwFault::Disconnected { bus },
+                }));
+            }
+        }
+        result
+    }
+
+    fn stop(&mut self) {
+        self.send_all(Special::Disable);
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for CanRobot {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
