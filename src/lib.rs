@@ -5,6 +5,7 @@
 //! configuration. docs/ARCHITECTURE.md has the map.
 
 pub mod bench;
+pub mod bringup;
 pub mod config;
 pub mod control;
 pub mod daemon;

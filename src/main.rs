@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use locod::config::Config;
 use locod::daemon::{self, Goal, RunOptions};
-use locod::{bench, policy, report};
+use locod::{bench, bringup, policy, report};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -39,10 +39,44 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Bring-up: find the motors, check ids and directions, set zeros (one motor at a time).
+    Motors {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: Option<MotorsAction>,
+    },
     /// Measure, with a reference measured in the same run.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MotorsAction {
+    /// List which configured motors answer, with position, velocity, torque, temperature, error
+    /// (the default). Each motor is enabled with zero gains for a moment, then disabled.
+    Scan,
+    /// Enable one motor (zero torque until commanded).
+    Enable { joint: String },
+    /// Disable one motor.
+    Disable { joint: String },
+    /// Move one joint by a small step and back with its stand gains, then disable it.
+    Jog {
+        joint: String,
+        #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
+        step_rad: f64,
+    },
+    /// Make the joint's current angle read `--pose-rad` (default 0) by writing its offset to the
+    /// calibration file named by [robot] calibration.
+    Zero {
+        joint: String,
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        pose_rad: f64,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -132,6 +166,23 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 report::info(&summary);
             }
             Ok(())
+        }
+        Command::Motors { config, action } => {
+            let c = load(&config)?;
+            let mut out = std::io::stdout();
+            let result = match action.unwrap_or(MotorsAction::Scan) {
+                MotorsAction::Scan => bringup::scan(&c, &mut out).map(|_| ()),
+                MotorsAction::Enable { joint } => bringup::set_enabled(&c, &joint, true, &mut out),
+                MotorsAction::Disable { joint } => bringup::set_enabled(&c, &joint, false, &mut out),
+                MotorsAction::Jog { joint, step_rad } => bringup::jog(&c, &joint, step_rad, &mut out),
+                MotorsAction::Zero { joint, pose_rad, yes } => {
+                    bringup::zero(&c, &joint, pose_rad, yes, &mut std::io::stdin().lock(), &mut out)
+                }
+            };
+            result.map_err(|e| {
+                report::error(e);
+                ExitCode::FAILURE
+            })
         }
         Command::Bench { what: BenchCommand::Loop { config, seconds, cpu, json } } => {
             let c = load(&config)?;

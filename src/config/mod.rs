@@ -5,6 +5,7 @@
 //! error names the file, line, column and key. Not for: opening devices or loading models; this
 //! module only says what the user asked for.
 
+pub mod calibration;
 mod error;
 mod validate;
 
@@ -46,6 +47,11 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct Robot {
     pub name: String,
+    /// A calibration file (written by `locod motors zero`) whose `[offset_rad]` table overrides
+    /// the joints' `offset_rad`; relative to this file's directory. A missing file is no
+    /// calibration yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -405,6 +411,7 @@ impl Config {
             message: e.message().trim().to_string(),
         })?;
         config.source = path.to_path_buf();
+        calibration::apply(&mut config)?;
         validate::validate(&config).map_err(|(segs, message)| ConfigError {
             file: path.to_path_buf(),
             line_col: error::locate(text, &segs),
@@ -417,6 +424,15 @@ impl Config {
     /// The resolved configuration, defaults included, as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}"))
+    }
+
+    /// A path in the configuration, relative to the configuration file's directory.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            return p.to_path_buf();
+        }
+        self.source.parent().map_or_else(|| p.to_path_buf(), |dir| dir.join(p))
     }
 
     pub fn joint_index(&self, name: &str) -> Option<usize> {

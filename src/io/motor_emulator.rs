@@ -9,6 +9,8 @@ use super::bus::{BusRx, BusTx, RxItem};
 use super::can::CanFrame;
 use super::mit::{self, MitCommand, MotorError, MotorReply, MotorRequest, Special};
 use super::motors::Motor;
+use super::serial::Port;
+use super::slcan::{self, SlcanDecoder, SlcanEvent};
 use crate::config::Config;
 use crate::rt::clock::monotonic_ns;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -153,5 +155,44 @@ impl MotorEmulator {
                 }
             })
             .expect("spawning the motor emulator")
+    }
+
+    /// Runs the motors behind an emulated slcan adapter on `port` (the master side of a pty whose
+    /// slave the daemon opens as its adapter) until `faults.stop` is set. Adapter commands (`S`,
+    /// `O`, `C`) are accepted silently, like CANable firmware.
+    pub fn serve_slcan(mut self, mut port: Port) -> JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("locod-slcan-emu".into())
+            .spawn(move || {
+                let mut decoder = SlcanDecoder::new();
+                let mut buf = [0u8; 512];
+                let mut line = [0u8; slcan::MAX_ENCODED_LEN];
+                while !self.faults.stop.load(Ordering::Relaxed) {
+                    let n = match port.read(&mut buf, Duration::from_millis(20)) {
+                        Ok(n) => n,
+                        Err(_) => break,
+                    };
+                    let now = monotonic_ns();
+                    let mut replies = [None; 16];
+                    let mut count = 0;
+                    for event in decoder.decode(&buf[..n]) {
+                        if let Ok(SlcanEvent::Frame(f)) = event {
+                            self.step_to(now);
+                            if let Some(reply) = self.handle(&f) {
+                                if count < replies.len() {
+                                    replies[count] = Some(reply);
+                                    count += 1;
+                                }
+                            }
+                        }
+                    }
+                    for reply in replies.iter().flatten() {
+                        if let Ok(len) = slcan::encode_frame(reply, &mut line) {
+                            let _ = port.write_all(&line[..len], Duration::from_millis(50));
+                        }
+                    }
+                }
+            })
+            .expect("spawning the slcan motor emulator")
     }
 }

@@ -120,6 +120,33 @@ impl CanRobot {
         }
     }
 
+    /// Sends a special frame (enable, disable, set zero) to one joint's motor.
+    pub fn send_special(&mut self, joint: usize, kind: Special) -> Result<(), bus::TxFault> {
+        let m = self.motors[joint];
+        match m.special_frame(kind) {
+            Some(f) => self.txs[m.bus].send(&f),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends one command to one joint's motor (bring-up tools; the control loop uses `write`).
+    pub fn send_command(&mut self, joint: usize, cmd: &MotorCommand) -> Result<(), bus::TxFault> {
+        let m = self.motors[joint];
+        match m.command_frame(cmd) {
+            Some(f) => self.txs[m.bus].send(&f),
+            None => Ok(()),
+        }
+    }
+
+    /// The newest reply of one joint's motor (`t_ns == 0`: none yet).
+    pub fn sample(&mut self, joint: usize) -> JointSample {
+        *self.joints[joint].latest()
+    }
+
+    pub fn motor(&self, joint: usize) -> &Motor {
+        &self.motors[joint]
+    }
+
     /// Frames sent and dropped per bus.
     pub fn tx_counters(&self) -> Vec<bus::TxCounters> {
         self.txs.iter().map(|t| t.counters()).collect()
