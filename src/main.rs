@@ -82,6 +82,17 @@ enum MotorsAction {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Protocol codec throughput, and motor reply → joint slot latency (in-memory cable, slcan on
+    /// a pty) next to the transport's own wake-up floor.
+    Io {
+        #[arg(long, short, default_value = "config/biwheel.toml")]
+        config: PathBuf,
+        /// Replies per latency path (one per millisecond).
+        #[arg(long, default_value_t = 3000)]
+        samples: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Control-loop timing on the in-memory robot next to cyclictest at the same rate.
     Loop {
         #[arg(long, short, default_value = "config/biwheel.toml")]
@@ -183,6 +194,26 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 report::error(e);
                 ExitCode::FAILURE
             })
+        }
+        Command::Bench { what: BenchCommand::Io { config, samples, json } } => {
+            let c = load(&config)?;
+            let r = bench::io::run(&c, samples).map_err(|e| {
+                report::error(e);
+                ExitCode::FAILURE
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                let k = &r.codecs_ns_per_op;
+                println!("codecs (ns/op): MIT pack {:.1}, MIT decode {:.1}, slcan encode {:.1}, slcan decode {:.1}, WitMotion {:.1}", k.mit_pack_command, k.mit_decode_reply, k.slcan_encode_frame, k.slcan_decode_line, k.witmotion_decode_frame);
+                for (name, p) in [("in-memory cable", &r.latency.membus), ("slcan on a pty", &r.latency.slcan_pty)] {
+                    println!(
+                        "{name}: reply -> slot p50 {:.1} us p99 {:.1} us; {} p50 {:.1} us p99 {:.1} us; ratio {:.2}",
+                        p.locod_us.p50, p.locod_us.p99, p.reference, p.reference_us.p50, p.reference_us.p99, p.ratio
+                    );
+                }
+            }
+            Ok(())
         }
         Command::Bench { what: BenchCommand::Loop { config, seconds, cpu, json } } => {
             let c = load(&config)?;
