@@ -20,26 +20,29 @@ export LOCOD_FUZZ_CASES ?= 256
 .PHONY: run test bench build setup setup-python lint clean
 
 run: setup-python
+	./scripts/setup-system.sh build
 	$(CARGO) build --release --bin locod
 	@echo "locod: running $(CONFIG); Ctrl-C stops (the robot is damped first)"
 	./target/release/locod run --config $(CONFIG) --goal stand
 
 test: setup-python
-	./scripts/setup-system.sh test
+	./scripts/setup-system.sh build test
 	./scripts/qemu-can/setup.sh
 	$(CARGO) build --workspace --all-targets
 	LOCOD_REQUIRE_QEMU=1 $(CARGO) test --workspace --no-fail-fast
 
 bench: setup-python
-	./scripts/setup-system.sh bench
+	./scripts/setup-system.sh build bench
 	$(CARGO) build --release --bin locod
 	./target/release/locod bench loop --config $(CONFIG) --seconds 30 --json
 
 lint: setup-python
+	./scripts/setup-system.sh build
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 build: setup-python
+	./scripts/setup-system.sh build
 	$(CARGO) build --release --bin locod
 
 setup: setup-python

@@ -1,7 +1,7 @@
 //! locod: a real-time onboard controller daemon for learned locomotion controllers.
 //!
 //! Data flows one way: `io` (sensors) → `estimate` → `control` → `io` (actuators), with the
-//! policy thread beside the loop. `rt` holds the real-time machinery, `config` the typed
+//! policy thread beside the loop and teleop (zenoh) talking to it through its inbox. `rt` holds the real-time machinery, `config` the typed
 //! configuration. docs/ARCHITECTURE.md has the map.
 
 pub mod bench;
@@ -14,3 +14,4 @@ pub mod io;
 pub mod policy;
 pub mod report;
 pub mod rt;
+pub mod teleop;

@@ -46,6 +46,12 @@ enum Command {
         #[command(subcommand)]
         action: Option<MotorsAction>,
     },
+    /// The operator's client: the robot's state live, driving with the keyboard or a gamepad,
+    /// over zenoh as configured by the robot's [teleop] section.
+    Teleop {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Measure, with a reference measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -102,6 +108,17 @@ enum BenchCommand {
         /// CPU for the loop and the reference (default: the configured one, else the last CPU).
         #[arg(long)]
         cpu: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Teleop publish -> command applied in the control loop (next to zenoh's own delivery), and
+    /// the loop's timing with telemetry at the full control rate (next to the loop without teleop).
+    Teleop {
+        #[arg(long, short, default_value = "config/biwheel.toml")]
+        config: PathBuf,
+        /// Length of each of the three phases.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
         #[arg(long)]
         json: bool,
     },
@@ -166,7 +183,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 c.joints.len(),
                 c.rate.control_hz
             ));
-            let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, policy: None };
+            let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, policy: None, stop: None };
             let summary = daemon::run(&c, opts).map_err(|e| {
                 report::error(e);
                 ExitCode::FAILURE
@@ -194,6 +211,39 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 report::error(e);
                 ExitCode::FAILURE
             })
+        }
+        Command::Teleop { config } => {
+            let c = load(&config)?;
+            locod::teleop::client::run(&c).map_err(|e| {
+                report::error(e);
+                ExitCode::FAILURE
+            })
+        }
+        Command::Bench { what: BenchCommand::Teleop { config, seconds, json } } => {
+            let c = load(&config)?;
+            if c.teleop.is_none() {
+                report::error(format!("{}: no [teleop] section", config.display()));
+                return Err(ExitCode::from(2));
+            }
+            let r = bench::teleop::run(&c, seconds.max(2)).map_err(|e| {
+                report::error(e);
+                ExitCode::FAILURE
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                let l = &r.latency;
+                println!(
+                    "teleop publish -> applied: p50 {:.0} us p99 {:.0} us ({} of {} sent); zenoh alone p50 {:.0} us p99 {:.0} us; ratio {:.2}",
+                    l.publish_to_applied_us.p50, l.publish_to_applied_us.p99, l.applied, l.sent, l.reference_us.p50, l.reference_us.p99, l.ratio
+                );
+                let t = &r.telemetry;
+                println!(
+                    "loop with state at {} Hz: wake p99 {:.1} us, compute p99 {:.1} us; without teleop: wake p99 {:.1} us, compute p99 {:.1} us; ratios {:.2} / {:.2}",
+                    t.state_hz, t.with_telemetry.wake_us.p99, t.with_telemetry.compute_us.p99, t.reference.wake_us.p99, t.reference.compute_us.p99, t.ratio_wake_p99, t.ratio_compute_p99
+                );
+            }
+            Ok(())
         }
         Command::Bench { what: BenchCommand::Io { config, samples, json } } => {
             let c = load(&config)?;
