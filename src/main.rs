@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use locod::config::Config;
 use locod::daemon::{self, Goal, RunOptions};
-use locod::{bench, policy, report};
+use locod::{bench, policy, report, sensors_view};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -38,6 +38,14 @@ enum Command {
         /// Print only the verdict, not the resolved configuration.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Live view of the IMU, depth zones and firmware-bridge link health (bring-up).
+    Sensors {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<f64>,
     },
     /// Measure, with a reference measured in the same run.
     Bench {
@@ -132,6 +140,19 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 report::info(&summary);
             }
             Ok(())
+        }
+        Command::Sensors { config, seconds } => {
+            let c = load(&config)?;
+            if let Some(s) = seconds {
+                if !(s.is_finite() && s > 0.0) {
+                    report::error(format!("--seconds: expected a positive number of seconds, got {s}"));
+                    return Err(ExitCode::from(2));
+                }
+            }
+            sensors_view::run(&c, seconds).map_err(|e| {
+                report::error(e);
+                ExitCode::FAILURE
+            })
         }
         Command::Bench { what: BenchCommand::Loop { config, seconds, cpu, json } } => {
             let c = load(&config)?;

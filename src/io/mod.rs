@@ -6,9 +6,12 @@
 //! body-frame; device-specific conversions (direction, offset, gear, mounting) happen inside the
 //! implementation. Not for: deciding anything.
 
+pub mod bridge;
 pub mod can;
+pub mod imu;
 pub mod mem;
 pub mod mit;
+pub mod sensors;
 pub mod serial;
 pub mod slcan;
 pub mod socketcan;
