@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use locod::config::Config;
 use locod::daemon::{self, Goal, RunOptions};
 use locod::{bench, policy, report, sensors_view};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -82,7 +82,7 @@ fn libtorch_line() -> String {
     "built without libtorch (feature `torch` off)".into()
 }
 
-fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         report::error(e);
         ExitCode::from(2)
