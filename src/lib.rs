@@ -14,3 +14,4 @@ pub mod io;
 pub mod policy;
 pub mod report;
 pub mod rt;
+pub mod sensors_view;
