@@ -31,10 +31,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Validate a configuration and print it resolved, defaults included.
+    /// Validate a configuration (and its model's contract) and print it resolved, defaults included.
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Check this TorchScript model against the configuration (default: the configured model).
+        #[arg(long, short)]
+        model: Option<PathBuf>,
         /// Print only the verdict, not the resolved configuration.
         #[arg(long, short)]
         quiet: bool,
@@ -62,7 +65,7 @@ enum BenchCommand {
     },
 }
 
-fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         report::error(e);
         ExitCode::from(2)
@@ -79,10 +82,37 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), ExitCode> {
     match command {
-        Command::Check { config, quiet } => {
+        Command::Check { config, model, quiet } => {
             let c = load(&config)?;
             if !quiet {
                 print!("{}", c.to_toml());
+            }
+            let opened = policy::check(&c, model.as_deref()).map_err(|e| {
+                report::error(e);
+                ExitCode::from(2)
+            })?;
+            if let Some(m) = &opened {
+                for w in &m.warnings {
+                    report::warn(w);
+                }
+                let k = &m.contract;
+                println!(
+                    "# model ok: {}: {} for {:?}, {} observation values in {} terms, {} actions{}{}",
+                    m.path.display(),
+                    k.kind.as_str(),
+                    k.robot,
+                    k.obs_dim(),
+                    k.obs.len(),
+                    k.action_dim,
+                    if k.recurrent_state.is_some() { ", recurrent" } else { "" },
+                    match (m.optional.pi, m.optional.rollout) {
+                        (false, false) if k.latent_dim.is_some() => ", no prior, stepped rollout",
+                        (true, false) => ", prior pi, stepped rollout",
+                        (false, true) => ", no prior, fused rollout",
+                        (true, true) => ", prior pi, fused rollout",
+                        _ => "",
+                    }
+                );
             }
             let t = policy::libtorch::info();
             println!(
@@ -111,7 +141,22 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 c.joints.len(),
                 c.rate.control_hz
             ));
-            let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, policy: None };
+            // No perception source exists yet: models that observe the terrain are refused at check.
+            let policy = match policy::build(&c, None) {
+                Ok(Some((p, warnings))) => {
+                    for w in warnings {
+                        report::warn(w);
+                    }
+                    report::info(format!("controller: {}", p.name()));
+                    Some(p)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    report::error(e);
+                    return Err(ExitCode::from(2));
+                }
+            };
+            let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, policy };
             let summary = daemon::run(&c, opts).map_err(|e| {
                 report::error(e);
                 ExitCode::FAILURE

@@ -154,7 +154,7 @@ mod tests {
     #[test]
     fn estop_zeroes_at_once_and_acceleration_is_limited_otherwise() {
         let mut a = Arbiter::new(&CommandLimits { lease_ms: 100.0, max_vel: [1.0; 3], max_accel: [1.0; 3] });
-        let r = a.step(1 * MS, DT, &msg(1.0, 1), &VelocityMsg::default(), false);
+        let r = a.step(MS, DT, &msg(1.0, 1), &VelocityMsg::default(), false);
         assert!((r.command[0] - 0.002).abs() < 1e-12);
         let r = a.step(2 * MS, DT, &msg(1.0, 2), &VelocityMsg::default(), true);
         assert_eq!(r.command, [0.0; 3]);

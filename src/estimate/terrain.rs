@@ -33,7 +33,7 @@ impl ElevationMap {
         let r = (x_m / self.resolution_m + half).floor();
         let c = (y_m / self.resolution_m + half).floor();
         let in_range = |v: f32| v >= 0.0 && v < MAP_CELLS as f32;
-        (in_range(r) && in_range(c)).then(|| (r as usize, c as usize))
+        (in_range(r) && in_range(c)).then_some((r as usize, c as usize))
     }
 
     /// Terrain height at (x, y) in the map frame, if the map has data there.
