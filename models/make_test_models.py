@@ -12,9 +12,10 @@ Writes, for the example robot `biwheel` (config/biwheel.toml):
   student_gru.pt         recurrent student (GRU, hidden 64), state [1, 1, 64]
   world_model.pt         latent world model (latent 64, hidden 192 ELU MLPs, `pi` prior) with a fused `rollout`
   world_model_stepped.pt the same weights without `rollout` (locod steps `next`/`reward` itself)
-and models that must be refused (tests of the load-time checks):
+and models for the tests of the load-time checks and fallbacks:
   student_nan.pt         outputs NaN
   wm_no_value.pt         a world model without `value`
+  wm_no_pi.pt            a valid world model without the optional prior `pi` (the planner has no fallback)
   wm_bad_reward.pt       a world model whose `reward` returns [N, 1] instead of [N]
 """
 
@@ -207,6 +208,12 @@ class NoValueWorldModel(nn.Module):
         return self.spec_json
 
 
+class NoPiWorldModel(NoValueWorldModel):
+    @torch.jit.export
+    def value(self, z: Tensor) -> Tensor:
+        return self.wm.value(z)
+
+
 class BadRewardWorldModel(WorldModel):
     @torch.jit.export
     def reward(self, z: Tensor, a: Tensor) -> Tensor:
@@ -259,10 +266,11 @@ def main() -> int:
     save(stepped, args.out, "world_model_stepped.pt")
     save(fused, args.out, "world_model.pt")
     save(NoValueWorldModel(stepped), args.out, "wm_no_value.pt")
+    save(NoPiWorldModel(stepped), args.out, "wm_no_pi.pt")
     bad = BadRewardWorldModel(wm_spec, obs_dim(terms))
     bad.load_state_dict(stepped.state_dict())
     save(bad, args.out, "wm_bad_reward.pt")
-    print(f"make_test_models: wrote 7 models to {args.out}", file=sys.stderr)
+    print(f"make_test_models: wrote 8 models to {args.out}", file=sys.stderr)
     return 0
 
 

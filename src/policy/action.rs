@@ -78,3 +78,37 @@ impl ActionMap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_map_to_position_and_velocity_commands_with_contract_gains() {
+        let config =
+            Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"))).unwrap();
+        let mut s = crate::policy::contract::tests::spec();
+        s["joints"][5]["action_scale"] = serde_json::json!(8.0);
+        s["joints"][5]["kd"] = serde_json::json!(0.3);
+        let c = Contract::parse(&s.to_string()).unwrap();
+        let map = ActionMap::new(&c, &config).unwrap();
+        let mut a = [0.5f32, -2.0, 1.0, 0.0, 0.25, -0.5];
+        map.clip(&mut a).unwrap();
+        assert_eq!(a[1], -1.0);
+        let mut targets = [MotorCommand::default(); MAX_JOINTS];
+        map.apply(&a, &mut targets);
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-9;
+        // left_hip: 0.6 + 0.25 * 0.5
+        assert!(close(targets[0].q_rad, 0.725) && targets[0].kp == 40.0 && targets[0].kd == 1.0);
+        assert_eq!(targets[0].qd_radps, 0.0);
+        // left_knee: -1.2 + 0.25 * (-1, clipped)
+        assert!(close(targets[1].q_rad, -1.45));
+        // left_wheel: velocity 0.25 * 1.0, no stiffness
+        assert!(close(targets[2].qd_radps, 0.25) && targets[2].kp == 0.0 && targets[2].kd == 1.0);
+        // right_wheel: scale 8, kd 0.3
+        assert!(close(targets[5].qd_radps, -4.0) && targets[5].kp == 0.0 && targets[5].kd == 0.3);
+        assert!(close(targets[4].q_rad, -1.2 + 0.0625));
+        let mut bad = [0.0f32, f32::NAN, 0.0, 0.0, 0.0, 0.0];
+        assert!(map.clip(&mut bad).is_err());
+    }
+}

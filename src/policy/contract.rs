@@ -578,4 +578,4 @@ fn parse_term(v: &Value, path: &str, joints: usize, action_dim: usize) -> R<ObsT
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

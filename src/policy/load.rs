@@ -106,12 +106,17 @@ pub fn open(
     })?;
     let contract = Contract::parse(&spec).map_err(contract_err)?;
     let warnings = contract.check_config(config, kind.unwrap_or(contract.kind), depth_sensors).map_err(contract_err)?;
-    let optional = match contract.kind {
-        ModelKind::Policy => probe_policy(&contract, &module).map(|_| Optional::default()),
-        ModelKind::WorldModel => probe_world_model(&contract, &module),
-    }
-    .map_err(contract_err)?;
+    let optional = probe(&contract, &module).map_err(contract_err)?;
     Ok(Opened { path: path.to_path_buf(), module, contract, optional, warnings })
+}
+
+/// The checks that need the model: a zero observation of the contract's dimension goes through,
+/// outputs have the documented shapes and are finite, a world model has its required methods.
+pub fn probe(contract: &Contract, module: &Module) -> Result<Optional, ContractError> {
+    match contract.kind {
+        ModelKind::Policy => probe_policy(contract, module).map(|_| Optional::default()),
+        ModelKind::WorldModel => probe_world_model(contract, module),
+    }
 }
 
 fn zeros(shape: &[i64], device: Device) -> Tensor {

@@ -188,3 +188,108 @@ fn depth(d: &DepthTerm, index: &[usize], perception: Option<&Perception>, out: &
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::messages::Snapshot;
+    use crate::estimate::terrain::{DepthZones, Perception};
+    use serde_json::json;
+
+    fn config() -> Config {
+        Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"))).unwrap()
+    }
+
+    fn builder() -> ObsBuilder {
+        let mut s = crate::policy::contract::tests::spec();
+        s["obs"] = json!([
+            {"name": "base_ang_vel", "scale": 0.25, "clip": [-0.5, 0.5]},
+            {"name": "projected_gravity", "scale": 1.0},
+            {"name": "command", "scale": [2.0, 2.0, 0.25]},
+            {"name": "joint_pos", "scale": 1.0},
+            {"name": "joint_vel", "scale": 0.1, "history": 2},
+            {"name": "last_action", "scale": 1.0},
+            {"name": "height_scan", "scale": 1.0, "rows": 2, "cols": 3, "resolution": 0.1,
+             "center": [0.2, 0.05], "offset": 0.3, "fill": 9.0},
+            {"name": "depth", "scale": 1.0, "sensors": ["front"], "zones": 4, "max_range": 2.0}
+        ]);
+        let c = Contract::parse(&s.to_string()).unwrap();
+        ObsBuilder::new(&c, &config(), &["rear".into(), "front".into()]).unwrap()
+    }
+
+    fn snapshot() -> Snapshot {
+        let mut s = Snapshot::default();
+        s.state.ang_vel_body_radps = [1.0, -4.0, 0.4];
+        s.state.projected_gravity_body = [0.0, 0.1, -0.99];
+        s.command = [0.5, -0.1, 2.0];
+        s.state.joints[0].q_rad = 0.7; // left_hip, default 0.6
+        s.state.joints[1].q_rad = -1.0; // left_knee, default -1.2
+        s.state.joints[2].q_rad = 5.0; // left_wheel: velocity joint, position ignored
+        s.state.joints[3].q_rad = 0.6;
+        s.state.joints[4].q_rad = -1.2;
+        s.state.joints[2].qd_radps = 10.0;
+        s.state.joints[5].qd_radps = -20.0;
+        s
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() < 1e-5, "value {i}: {x} != {y}\n{a:?}\n{b:?}");
+        }
+    }
+
+    #[test]
+    fn proprioceptive_terms_are_scaled_clipped_and_ordered() {
+        let mut b = builder();
+        assert_eq!(b.dim(), 3 + 3 + 3 + 6 + 12 + 6 + 6 + 4);
+        let obs = b.build(&snapshot(), None).to_vec();
+        close(&obs[0..3], &[0.25, -0.5, 0.1]); // -1.0 clipped to -0.5
+        close(&obs[3..6], &[0.0, 0.1, -0.99]);
+        close(&obs[6..9], &[1.0, -0.2, 0.5]);
+        close(&obs[9..15], &[0.1, 0.2, 0.0, 0.0, 0.0, 0.0]);
+        // joint_vel, history 2: the first frame fills both.
+        close(&obs[15..27], &[0.0, 0.0, 1.0, 0.0, 0.0, -2.0, 0.0, 0.0, 1.0, 0.0, 0.0, -2.0]);
+        close(&obs[27..33], &[0.0; 6]);
+        // Without perception: height cells read `fill`, depth zones `max_range`.
+        close(&obs[33..39], &[9.0; 6]);
+        close(&obs[39..43], &[2.0; 4]);
+    }
+
+    #[test]
+    fn history_shifts_oldest_first_and_resets() {
+        let mut b = builder();
+        let mut s = snapshot();
+        b.build(&s, None);
+        s.state.joints[2].qd_radps = 30.0;
+        b.set_last_action(&[0.5, -1.0, 0.0, 0.0, 0.25, 1.0]);
+        let obs = b.build(&s, None).to_vec();
+        close(&obs[15..27], &[0.0, 0.0, 1.0, 0.0, 0.0, -2.0, 0.0, 0.0, 3.0, 0.0, 0.0, -2.0]);
+        close(&obs[27..33], &[0.5, -1.0, 0.0, 0.0, 0.25, 1.0]);
+        b.reset();
+        let obs = b.build(&s, None).to_vec();
+        close(&obs[15..27], &[0.0, 0.0, 3.0, 0.0, 0.0, -2.0, 0.0, 0.0, 3.0, 0.0, 0.0, -2.0]);
+        close(&obs[27..33], &[0.0; 6]);
+    }
+
+    #[test]
+    fn height_scan_samples_the_map_and_depth_reads_the_named_sensor() {
+        let mut b = builder();
+        let mut p = Perception::default();
+        p.map.t_ns = 1;
+        p.map.resolution_m = 0.1;
+        // Scan points: x = 0.15, 0.25 (rows); y = -0.05, 0.05, 0.15 (columns). Map cell = floor(v / 0.1 + 32).
+        p.map.height_m[33][31] = -0.4; // (0.15, -0.05): ground 0.4 m below the base
+        p.map.height_m[34][33] = -0.25; // (0.25, 0.15): a step up
+        p.depth[0] = DepthZones { t_ns: 5, zones: 4, distance_m: [0.1; 64], valid: [true; 64] }; // "rear"
+        let mut front = DepthZones { t_ns: 5, zones: 4, ..Default::default() };
+        front.distance_m[..4].copy_from_slice(&[0.5, 3.0, 1.0, 0.7]);
+        front.valid[..4].copy_from_slice(&[true, true, false, true]);
+        p.depth[1] = front;
+        let obs = b.build(&snapshot(), Some(&p)).to_vec();
+        // value = -h - offset: 0.4 - 0.3 and 0.25 - 0.3; cells without data read fill.
+        close(&obs[33..39], &[0.1, 9.0, 9.0, 9.0, 9.0, -0.05]);
+        // front: 3.0 capped at max_range, the invalid zone reads max_range.
+        close(&obs[39..43], &[0.5, 2.0, 2.0, 0.7]);
+    }
+}
