@@ -189,8 +189,8 @@ fn mppi_falls_back_to_the_prior_when_no_iteration_fits() {
         m.method_ts("pi", &[z]).unwrap().clamp(-1.0, 1.0)
     });
     let want: Vec<f32> = Vec::try_from(want.reshape([6])).unwrap();
-    for j in 0..6 {
-        assert!((out.action[j] - want[j]).abs() < 1e-6, "joint {j}: {} vs {}", out.action[j], want[j]);
+    for (j, w) in want.iter().enumerate() {
+        assert!((out.action[j] - w).abs() < 1e-6, "joint {j}: {} vs {w}", out.action[j]);
     }
     // With a budget again, the planner is primary.
     p.set_budget_ns(1_000_000_000);

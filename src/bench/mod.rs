@@ -4,6 +4,7 @@
 
 pub mod cyclictest;
 pub mod loop_timing;
+pub mod policy;
 
 use crate::rt::hist::Summary;
 use serde::Serialize;

@@ -63,10 +63,26 @@ pub fn parse_device(s: &str) -> Result<Device, String> {
 /// Sets libtorch's intra-op and inter-op thread counts (process-wide). Inter-op threads can only
 /// be set once, before any parallel work; a second attempt is ignored by libtorch.
 pub fn set_threads(intra: u32, inter: u32) {
+    keep_freed_memory();
     tch::set_num_threads(intra.max(1) as i32);
     // SAFETY: plain setter; libtorch reports (and we ignore) an error if the pool already started.
     unsafe { torch_sys::at_set_num_interop_threads(inter.max(1) as i32) };
     let _ = last_error();
+}
+
+/// Keeps glibc from returning libtorch's freed tensor memory to the kernel. libtorch allocates
+/// its intermediate tensors per call (a [256, 384] activation is 384 KiB); above glibc's mmap
+/// threshold each one is a fresh mapping, so every model call would page-fault its activations in
+/// again, and heap trimming does the same to memory below it. Process-wide, set once before the
+/// first model runs; it also keeps memory locked by `mlockall` from being handed back and re-faulted.
+pub fn keep_freed_memory() {
+    const MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
+    const TRIM_THRESHOLD_BYTES: i32 = 512 << 20;
+    // SAFETY: mallopt only changes allocator tunables; called before the policy thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES);
+    }
 }
 
 /// An argument of a method call.
