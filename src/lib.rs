@@ -14,4 +14,5 @@ pub mod io;
 pub mod policy;
 pub mod report;
 pub mod rt;
+pub mod sensors_view;
 pub mod teleop;
