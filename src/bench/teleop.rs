@@ -226,12 +226,20 @@ const SEND_INTERVAL: Duration = Duration::from_millis(20);
 
 fn measure_latency(config: &Config, seconds: u64, spec: RtSpec) -> Result<Latency, String> {
     let mut rig = Rig::start(config, seconds, spec, true)?;
-    let link = Link::connect(config).map_err(|e| e.to_string())?;
-    // The reference: a plain subscriber in its own session, on the same key.
+    // The reference: a plain subscriber in a session of its own that the operator's session also
+    // connects to (peers do not route for each other), on the same key.
     let arrivals: Arc<Mutex<Vec<(u64, u64)>>> = Arc::new(Mutex::new(Vec::new()));
     let sink = arrivals.clone();
-    let floor = session::open_blocking(session::zenoh_config(config, Role::Operator).map_err(|e| e.to_string())?)
+    let floor_endpoint = free_endpoint()?;
+    let mut floor_config = session::zenoh_config(config, Role::Robot).map_err(|e| e.to_string())?;
+    floor_config.insert_json5("listen/endpoints", &format!("[\"{floor_endpoint}\"]")).map_err(|e| e.to_string())?;
+    let floor = session::open_blocking(floor_config).map_err(|e| e.to_string())?;
+    let mut link_config = session::zenoh_config(config, Role::Operator).map_err(|e| e.to_string())?;
+    let daemon_endpoint = config.teleop.as_ref().map(|t| t.listen[0].clone()).unwrap_or_default();
+    link_config
+        .insert_json5("connect/endpoints", &format!("[\"{daemon_endpoint}\", \"{floor_endpoint}\"]"))
         .map_err(|e| e.to_string())?;
+    let link = Link::connect_with(config, link_config).map_err(|e| e.to_string())?;
     floor
         .declare_subscriber(link.keys().vel.clone())
         .callback(move |s| {
@@ -313,7 +321,7 @@ fn measure_latency(config: &Config, seconds: u64, spec: RtSpec) -> Result<Latenc
         applied: a.count,
         send_interval_ms: SEND_INTERVAL.as_secs_f64() * 1e3,
         publish_to_applied_us: a,
-        reference: "zenoh publish -> subscriber callback in another session, same endpoint",
+        reference: "zenoh alone: the same publish -> a plain subscriber callback in another session",
         reference_us: r,
         ratio: a.p50.max(1.0) / r.p50.max(1.0),
     })
