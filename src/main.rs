@@ -111,7 +111,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 c.joints.len(),
                 c.rate.control_hz
             ));
-            let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, policy: None };
+            let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, ..Default::default() };
             let summary = daemon::run(&c, opts).map_err(|e| {
                 report::error(e);
                 ExitCode::FAILURE
