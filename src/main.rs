@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use locod::config::Config;
 use locod::daemon::{self, Goal, RunOptions};
+use locod::log::{export, plot, read};
 use locod::{bench, policy, report};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,11 +40,41 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Turn transition logs (a directory of .mcap, or one file) into a training dataset.
+    Export {
+        /// A log directory (every closed .mcap in it) or one log file.
+        logs: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = export::Format::Lerobot)]
+        format: export::Format,
+        /// Only episodes spent entirely in Walk.
+        #[arg(long)]
+        walk_only: bool,
+    },
+    /// Transition logs: recovery after a crash.
+    Log {
+        #[command(subcommand)]
+        what: LogCommand,
+    },
+    /// PNG plots of a log (a file, or a directory: its newest file).
+    Report {
+        log: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Measure, with a reference measured in the same run.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Finish log files a crash or a full disk left open (`*.mcap.part`, or a given file):
+    /// keeps every record up to the last complete chunk.
+    Recover { path: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -67,6 +98,12 @@ fn load(path: &PathBuf) -> Result<Config, ExitCode> {
         report::error(e);
         ExitCode::from(2)
     })
+}
+
+/// A failed command: the error on one line, exit status 1.
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    report::error(e);
+    ExitCode::FAILURE
 }
 
 fn main() -> ExitCode {
@@ -120,6 +157,39 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
             } else {
                 report::info(&summary);
+            }
+            Ok(())
+        }
+        Command::Export { logs, out, format, walk_only } => {
+            let s = export::export(&logs, &out, format, walk_only).map_err(fail)?;
+            report::info(format!(
+                "exported {} episodes, {} frames ({} valid transitions) at {} Hz to {}",
+                s.episodes,
+                s.frames,
+                s.valid_pairs,
+                s.fps,
+                s.out.display()
+            ));
+            Ok(())
+        }
+        Command::Log { what: LogCommand::Recover { path } } => {
+            let done = if path.is_dir() {
+                read::recover_dir(&path).map_err(fail)?
+            } else {
+                vec![read::recover(&path).map_err(fail)?]
+            };
+            if done.is_empty() {
+                report::info(format!("{}: nothing to recover (no .mcap.part files)", path.display()));
+            }
+            for r in done {
+                report::info(format!("recovered {r}"));
+            }
+            Ok(())
+        }
+        Command::Report { log, out } => {
+            let files = plot::report(&log, &out).map_err(fail)?;
+            for f in files {
+                println!("{}", f.display());
             }
             Ok(())
         }

@@ -10,8 +10,8 @@
 //! Not for: deciding anything about the robot; telemetry to people (that is the supervisor).
 
 pub mod cdr;
-//TMP pub mod export;
-//TMP pub mod plot;
+pub mod export;
+pub mod plot;
 pub mod read;
 pub mod schema;
 pub mod writer;
