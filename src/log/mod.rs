@@ -181,5 +181,5 @@ pub fn fault_code(f: &Option<Fault>) -> u8 {
     }
 }
 
-//TMP #[cfg(test)]
-//TMP mod tests;
+#[cfg(test)]
+mod tests;

@@ -113,6 +113,7 @@ pub fn scan(data: &[u8]) -> Scan {
 }
 
 /// A log file decoded.
+#[derive(Debug)]
 pub struct LogFile {
     pub path: PathBuf,
     /// The `locod` metadata record (robot, configuration, joints, episode).
