@@ -91,6 +91,18 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// What transition logging adds to the control step, and whether the logger keeps up.
+    Log {
+        #[arg(long, short, default_value = "config/biwheel.toml")]
+        config: PathBuf,
+        /// Length of each timed run (overhead, 500 Hz, 1 kHz).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long)]
+        cpu: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn load(path: &PathBuf) -> Result<Config, ExitCode> {
@@ -190,6 +202,36 @@ fn run(command: Command) -> Result<(), ExitCode> {
             let files = plot::report(&log, &out).map_err(fail)?;
             for f in files {
                 println!("{}", f.display());
+            }
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::Log { config, seconds, cpu, json } } => {
+            let c = load(&config)?;
+            let r = bench::log::run(&c, seconds, cpu).map_err(fail)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                let o = &r.overhead_us;
+                println!("logging at {} Hz ({}), record {} bytes:", o.rate_hz, r.control_thread, r.record_bytes);
+                println!(
+                    "  overhead        p50 {:.2} us  p99 {:.2} us (target p99 < {} us)",
+                    o.p50, o.p99, o.target_p99
+                );
+                println!("  push alone      p50 {:.2} us  p99 {:.2} us", o.push_us.p50, o.push_us.p99);
+                for s in &r.sustained {
+                    println!(
+                        "  {:>5} Hz       {} written, {} dropped, {} lost, {:.0} bytes/step",
+                        s.rate_hz, s.records_written, s.records_dropped, s.records_lost, s.bytes_per_step
+                    );
+                }
+                for c in &r.compression {
+                    println!(
+                        "  {:<15} {:.0} bytes/step, {:.1} us/record",
+                        format!("{:?}", c.compression),
+                        c.bytes_per_step,
+                        c.write_us_per_record
+                    );
+                }
             }
             Ok(())
         }

@@ -3,6 +3,7 @@
 //! Not for: pass/fail judgements; targets are reported next to the measurement, never asserted.
 
 pub mod cyclictest;
+pub mod log;
 pub mod loop_timing;
 
 use crate::rt::hist::Summary;

@@ -146,7 +146,7 @@ pub fn encode(r: &TickRecord, episode: u64, buf: &mut Vec<u8>) {
 }
 
 /// A decoded tick: the fields of `MSG`, owned.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Tick {
     pub episode: u64,
     pub tick: u64,
