@@ -237,7 +237,9 @@ pub fn export(input: &Path, out: &Path, format: Format, walk_only: bool) -> Resu
 }
 
 /// A float feature: name, width per frame, values, element names.
-fn float_features<'a>(c: &'a Columns, d: &Dims) -> Vec<(&'static str, usize, &'a [f32], Option<Vec<String>>)> {
+type FloatFeature<'a> = (&'static str, usize, &'a [f32], Option<Vec<String>>);
+
+fn float_features<'a>(c: &'a Columns, d: &Dims) -> Vec<FloatFeature<'a>> {
     let mut v = vec![
         ("observation.state", d.state, c.state.as_slice(), Some(d.state_names())),
         (
