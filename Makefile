@@ -34,6 +34,7 @@ bench: setup-python
 	./scripts/setup-system.sh bench
 	$(CARGO) build --release --bin locod
 	./target/release/locod bench loop --config $(CONFIG) --seconds 30 --json
+	./target/release/locod bench log --config $(CONFIG) --seconds 10 --json
 
 lint: setup-python
 	$(CARGO) fmt --all -- --check

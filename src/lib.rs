@@ -11,6 +11,7 @@ pub mod control;
 pub mod daemon;
 pub mod estimate;
 pub mod io;
+pub mod log;
 pub mod policy;
 pub mod report;
 pub mod rt;

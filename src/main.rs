@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use locod::config::Config;
 use locod::daemon::{self, Goal, RunOptions};
+use locod::log::{export, plot, read};
 use locod::{bench, bringup, policy, report, sensors_view};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -57,6 +58,29 @@ enum Command {
         #[arg(long)]
         seconds: Option<f64>,
     },
+    /// Turn transition logs (a directory of .mcap, or one file) into a training dataset.
+    Export {
+        /// A log directory (every closed .mcap in it) or one log file.
+        logs: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = export::Format::Lerobot)]
+        format: export::Format,
+        /// Only episodes spent entirely in Walk.
+        #[arg(long)]
+        walk_only: bool,
+    },
+    /// Transition logs: recovery after a crash.
+    Log {
+        #[command(subcommand)]
+        what: LogCommand,
+    },
+    /// PNG plots of a log (a file, or a directory: its newest file).
+    Report {
+        log: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Measure, with a reference measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -89,6 +113,13 @@ enum MotorsAction {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Finish log files a crash or a full disk left open (`*.mcap.part`, or a given file):
+    /// keeps every record up to the last complete chunk.
+    Recover { path: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -141,6 +172,18 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// What transition logging adds to the control step, and whether the logger keeps up.
+    Log {
+        #[arg(long, short, default_value = "config/biwheel.toml")]
+        config: PathBuf,
+        /// Length of each timed run (overhead, 500 Hz, 1 kHz).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long)]
+        cpu: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn libtorch_line() -> String {
@@ -162,6 +205,12 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
         report::error(e);
         ExitCode::from(2)
     })
+}
+
+/// A failed command: the error on one line, exit status 1.
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    report::error(e);
+    ExitCode::FAILURE
 }
 
 fn main() -> ExitCode {
@@ -231,7 +280,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 c.joints.len(),
                 c.rate.control_hz
             ));
-            let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, policy: None };
+            let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, ..Default::default() };
             let summary = daemon::run(&c, opts).map_err(|e| {
                 report::error(e);
                 ExitCode::FAILURE
@@ -288,6 +337,69 @@ fn run(command: Command) -> Result<(), ExitCode> {
                     println!(
                         "{name}: reply -> slot p50 {:.1} us p99 {:.1} us; {} p50 {:.1} us p99 {:.1} us; ratio {:.2}",
                         p.locod_us.p50, p.locod_us.p99, p.reference, p.reference_us.p50, p.reference_us.p99, p.ratio
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Export { logs, out, format, walk_only } => {
+            let s = export::export(&logs, &out, format, walk_only).map_err(fail)?;
+            report::info(format!(
+                "exported {} episodes, {} frames ({} valid transitions) at {} Hz to {}",
+                s.episodes,
+                s.frames,
+                s.valid_pairs,
+                s.fps,
+                s.out.display()
+            ));
+            Ok(())
+        }
+        Command::Log { what: LogCommand::Recover { path } } => {
+            let done = if path.is_dir() {
+                read::recover_dir(&path).map_err(fail)?
+            } else {
+                vec![read::recover(&path).map_err(fail)?]
+            };
+            if done.is_empty() {
+                report::info(format!("{}: nothing to recover (no .mcap.part files)", path.display()));
+            }
+            for r in done {
+                report::info(format!("recovered {r}"));
+            }
+            Ok(())
+        }
+        Command::Report { log, out } => {
+            let files = plot::report(&log, &out).map_err(fail)?;
+            for f in files {
+                println!("{}", f.display());
+            }
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::Log { config, seconds, cpu, json } } => {
+            let c = load(&config)?;
+            let r = bench::log::run(&c, seconds, cpu).map_err(fail)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                let o = &r.overhead_us;
+                println!("logging at {} Hz ({}), record {} bytes:", o.rate_hz, r.control_thread, r.record_bytes);
+                println!(
+                    "  overhead        p50 {:.2} us  p99 {:.2} us (target p99 < {} us)",
+                    o.p50, o.p99, o.target_p99
+                );
+                println!("  push alone      p50 {:.2} us  p99 {:.2} us", o.push_us.p50, o.push_us.p99);
+                for s in &r.sustained {
+                    println!(
+                        "  {:>5} Hz       {} written, {} dropped, {} lost, {:.0} bytes/step",
+                        s.rate_hz, s.records_written, s.records_dropped, s.records_lost, s.bytes_per_step
+                    );
+                }
+                for c in &r.compression {
+                    println!(
+                        "  {:<15} {:.0} bytes/step, {:.1} us/record",
+                        format!("{:?}", c.compression),
+                        c.bytes_per_step,
+                        c.write_us_per_record
                     );
                 }
             }

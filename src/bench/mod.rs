@@ -4,6 +4,7 @@
 
 pub mod cyclictest;
 pub mod io;
+pub mod log;
 pub mod loop_timing;
 pub mod policy;
 

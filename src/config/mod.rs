@@ -40,6 +40,8 @@ pub struct Config {
     pub safety: Safety,
     #[serde(default)]
     pub command: CommandLimits,
+    #[serde(default)]
+    pub log: LogConfig,
     /// The file this configuration was read from (not a TOML key).
     #[serde(skip)]
     pub source: PathBuf,
@@ -453,6 +455,48 @@ pub struct CommandLimits {
 impl Default for CommandLimits {
     fn default() -> Self {
         Self { lease_ms: 300.0, max_vel: [1.0, 0.5, 1.5], max_accel: [2.0, 2.0, 4.0] }
+    }
+}
+
+/// How a log file's chunks are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogCompression {
+    Zstd,
+    Lz4,
+    None,
+}
+
+/// Transition logging (`log`): one MCAP file per episode in `dir`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub enabled: bool,
+    /// Where episodes are written; relative paths are relative to the working directory.
+    pub dir: PathBuf,
+    /// An episode longer than this is continued in a new file.
+    pub episode_s: f64,
+    /// How often the open file is flushed (closing a chunk) and synced to disk: the most a
+    /// power cut or a crash can lose.
+    pub fsync_interval_ms: f64,
+    /// The oldest closed logs are deleted to keep `dir` under this size.
+    pub quota_mb: f64,
+    pub compression: LogCompression,
+    /// Records the control thread can queue ahead of the logger (each a few kB, allocated once).
+    pub ring_records: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            dir: PathBuf::from("logs"),
+            episode_s: 300.0,
+            fsync_interval_ms: 500.0,
+            quota_mb: 4096.0,
+            compression: LogCompression::Zstd,
+            ring_records: 2048,
+        }
     }
 }
 

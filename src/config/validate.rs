@@ -38,6 +38,7 @@ pub fn validate(c: &Config) -> Check {
     validate_devices(c)?;
     validate_safety(c)?;
     validate_command(c)?;
+    validate_log(c)?;
     positive(vec![Key("controller"), Key("standup_s")], c.controller.standup_s)?;
     positive(vec![Key("controller"), Key("sitdown_s")], c.controller.sitdown_s)?;
     validate_controller(c)?;
@@ -410,6 +411,27 @@ fn validate_mppi(c: &Config) -> Check {
                 format!("{b} ms leaves no time in a policy period of {period_ms} ms: expected less"),
             );
         }
+    }
+    Ok(())
+}
+
+fn validate_log(c: &Config) -> Check {
+    let l = &c.log;
+    let at = |k| vec![Key("log"), Key(k)];
+    if l.dir.as_os_str().is_empty() {
+        return fail(at("dir"), "expected a directory for the logs, got an empty path");
+    }
+    positive(at("episode_s"), l.episode_s)?;
+    positive(at("fsync_interval_ms"), l.fsync_interval_ms)?;
+    if l.fsync_interval_ms > 1000.0 {
+        return fail(
+            at("fsync_interval_ms"),
+            format!("expected at most 1000 ms (a crash may lose this much), got {}", l.fsync_interval_ms),
+        );
+    }
+    positive(at("quota_mb"), l.quota_mb)?;
+    if !(16..=1 << 20).contains(&l.ring_records) {
+        return fail(at("ring_records"), format!("expected 16..=1048576 records, got {}", l.ring_records));
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod safety;
 use crate::config::Config;
 use crate::estimate::{Estimator, RobotState};
 use crate::io::{Hardware, HwFault, MotorCommands, SensorFrame};
+use crate::log::{flags, LogTap, TickRecord};
 use crate::rt::clock::Clock;
 use crate::rt::hist::{Histogram, Summary};
 use crate::rt::sched::Release;
@@ -97,6 +98,7 @@ pub struct ControlLoop {
     snapshots: Vec<Writer<Snapshot>>,
     stats: Writer<TimingSummary>,
     heartbeat: Arc<AtomicU64>,
+    log: Option<LogTap>,
 
     frame: SensorFrame,
     state: RobotState,
@@ -146,6 +148,7 @@ impl ControlLoop {
             snapshots,
             stats,
             heartbeat: heartbeat.clone(),
+            log: None,
             frame: SensorFrame::default(),
             state: RobotState::default(),
             cmds: MotorCommands::default(),
@@ -196,6 +199,16 @@ impl ControlLoop {
 
     pub fn events_dropped(&self) -> u64 {
         self.events_dropped
+    }
+
+    /// Records every tick into `tap` from now on (the logger thread holds the other end).
+    pub fn attach_log(&mut self, tap: LogTap) {
+        self.log = Some(tap);
+    }
+
+    /// Log records the ring refused (the logger fell behind).
+    pub fn log_dropped(&self) -> u64 {
+        self.log.as_ref().map_or(0, LogTap::dropped)
     }
 
     fn emit(&mut self, t_ns: u64, kind: EventKind) {
@@ -371,6 +384,38 @@ impl ControlLoop {
             self.stats.publish();
         }
         self.heartbeat.store(self.tick, Ordering::Release);
+        if let Some(tap) = self.log.as_mut() {
+            let mut flag_bits = 0;
+            for (on, bit) in [
+                (arb.source == CommandSource::Teleop, flags::TELEOP),
+                (self.fault.is_some(), flags::FAULT),
+                (release.skipped > 0, flags::DROPPED_TICK),
+                (self.modes.mode() == Mode::Walk && fresh, flags::POLICY_FRESH),
+            ] {
+                if on {
+                    flag_bits |= bit;
+                }
+            }
+            tap.push(TickRecord {
+                tick: self.tick,
+                t_ns: now,
+                deadline_ns: release.deadline_ns,
+                compute_ns: clock.now_ns().saturating_sub(now).min(u32::MAX as u64) as u32,
+                skipped_cycles: release.skipped.min(u32::MAX as u64) as u32,
+                records_dropped: 0,
+                n_joints: tap.n_joints(),
+                sensors: self.frame,
+                estimate: (&self.state).into(),
+                policy: self.action,
+                commands: self.cmds,
+                command_vel: arb.command,
+                source: arb.source,
+                mode: self.modes.mode(),
+                level: self.level,
+                fault: self.fault,
+                flags: flag_bits,
+            });
+        }
 
         let end = clock.now_ns();
         self.timing.compute.record(end.saturating_sub(now));
