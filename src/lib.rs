@@ -14,3 +14,5 @@ pub mod io;
 pub mod policy;
 pub mod report;
 pub mod rt;
+#[cfg(feature = "sim")]
+pub mod sim;
