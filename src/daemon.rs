@@ -185,7 +185,8 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
         }
     }
 
-    let hw = crate::io::open(config)?;
+    let robot = crate::io::open(config)?;
+    let hw = robot.hardware;
     let (commander, mut inputs) = inbox();
     let mut policy = opts.policy;
     let action_writer = policy.as_ref().map(|_| inputs.connect_policy());

@@ -14,5 +14,6 @@ pub mod io;
 pub mod policy;
 pub mod report;
 pub mod rt;
+pub mod sensors_view;
 #[cfg(feature = "sim")]
 pub mod sim;

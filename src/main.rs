@@ -3,8 +3,8 @@
 use clap::{Parser, Subcommand};
 use locod::config::Config;
 use locod::daemon::{self, Goal, RunOptions};
-use locod::{bench, bringup, policy, report};
-use std::path::PathBuf;
+use locod::{bench, bringup, policy, report, sensors_view};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -76,6 +76,14 @@ enum Command {
         yaw_rate: f64,
         #[arg(long)]
         json: bool,
+    },
+    /// Live view of the IMU, depth zones and firmware-bridge link health (bring-up).
+    Sensors {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<f64>,
     },
     /// Measure, with a reference measured in the same run.
     Bench {
@@ -150,7 +158,7 @@ fn libtorch_line() -> String {
     "built without libtorch (feature `torch` off)".into()
 }
 
-fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         report::error(e);
         ExitCode::from(2)
@@ -284,6 +292,19 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 }
             }
             Ok(())
+        }
+        Command::Sensors { config, seconds } => {
+            let c = load(&config)?;
+            if let Some(s) = seconds {
+                if !(s.is_finite() && s > 0.0) {
+                    report::error(format!("--seconds: expected a positive number of seconds, got {s}"));
+                    return Err(ExitCode::from(2));
+                }
+            }
+            sensors_view::run(&c, seconds).map_err(|e| {
+                report::error(e);
+                ExitCode::FAILURE
+            })
         }
         Command::Bench { what: BenchCommand::Io { config, samples, json } } => {
             let c = load(&config)?;

@@ -97,3 +97,66 @@ fn encode_and_decode_paths_do_not_allocate() {
     // The calls above did real work.
     assert_eq!((events, samples, wit_parser.frames()), (7, 1, 3));
 }
+
+#[test]
+fn the_bridge_receive_path_does_not_allocate_per_frame() {
+    use firmware_bridge::{
+        encode_frame, Depth, Frame, Header, Heartbeat, Hello, Imu, McuMessage, Pong, PROTOCOL_VERSION,
+    };
+    use locod::estimate::{depth::DepthMapper, terrain::Perception};
+    use locod::io::bridge::{BridgeLink, Outputs};
+    use locod::io::imu::{ImuFilter, ImuPublisher};
+    use locod::io::sensors::SensorStats;
+    use locod::rt::triple::triple;
+    use std::sync::Arc;
+
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel-hardware.toml"));
+    let config = locod::config::Config::load(path).unwrap();
+    let (imu_w, mut imu_r) = triple(locod::io::ImuSample::default());
+    let (p_w, mut p_r) = triple(Perception::default());
+    let outputs = Outputs {
+        imu: Some((ImuFilter::new(&config.imu), ImuPublisher::new(imu_w, None))),
+        perception: Some((DepthMapper::new(config.depth.as_ref().unwrap()), p_w)),
+        attitude: None,
+    };
+    let mut bridge = config.bridge.clone().unwrap();
+    bridge.port = "/nonexistent/locod-bridge".into();
+    let stats = Arc::new(SensorStats::default());
+    let mut link = BridgeLink::new(&bridge, outputs, stats.clone());
+    let wire = |seq: u16, time_us: u64, message: McuMessage| {
+        let mut buf = [0u8; firmware_bridge::MAX_FRAME_LEN];
+        let n = encode_frame(&Frame { header: Header { seq, time_us }, message }, &mut buf).unwrap();
+        buf[..n].to_vec()
+    };
+    // The handshake reports to people (and allocates): before counting.
+    let hello =
+        Hello { protocol_version: PROTOCOL_VERSION, firmware_version: [0, 1, 0], device_id: 1, device_name: [0; 16] };
+    link.handle_bytes(&wire(0, 0, McuMessage::Hello(hello)), 1_000);
+    let mut depth = Depth::empty(0, 8, 8);
+    depth.distance_mm = [400; 64];
+    depth.status = [5; 64];
+    let imu = Imu { accel_mps2: [0.0, 0.0, 9.8], gyro_radps: [0.01, 0.0, 0.0], quat_wxyz: None, temperature_c: 30.0 };
+    let mut stream = Vec::new();
+    for i in 0..50u16 {
+        stream.extend(wire(3 * i + 1, 5_000 * u64::from(i), McuMessage::Imu(imu)));
+        stream.extend(wire(3 * i + 2, 5_000 * u64::from(i) + 100, McuMessage::Depth(depth)));
+        let pong = Pong { host_time_ns: 2_000_000 * u64::from(i), mcu_rx_time_us: 5_000 * u64::from(i) };
+        stream.extend(wire(3 * i + 3, 5_000 * u64::from(i) + 10, McuMessage::Pong(pong)));
+    }
+    stream.extend(wire(
+        151,
+        300_000,
+        McuMessage::Heartbeat(Heartbeat { uptime_ms: 300, rx: Default::default(), tx_dropped: 0, sensor_errors: 0 }),
+    ));
+    stream.extend([0x13, 0x37, 0x00]); // garbage
+
+    let count = allocations_in(|| {
+        for (i, chunk) in stream.chunks(64).enumerate() {
+            link.handle_bytes(chunk, 2_000_000 * i as u64 + 10_000);
+        }
+    });
+    assert_eq!(count, 0, "the bridge receive path allocated {count} times");
+    assert_eq!(stats.imu.samples.load(std::sync::atomic::Ordering::Relaxed), 50);
+    assert!(imu_r.latest().t_ns > 0);
+    assert!(p_r.latest().map.height_m.iter().flatten().any(|h| h.is_finite()));
+}

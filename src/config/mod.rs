@@ -167,7 +167,8 @@ pub struct Joint {
     /// +1 or -1: the sign between joint and motor angles.
     #[serde(default = "one_i8")]
     pub direction: i8,
-    /// Motor angle at joint zero.
+    /// Joint angle at which the motor reads zero: `q_motor = direction * gear_ratio * (q_joint - offset_rad)`.
+    /// `locod motors zero` measures it into the calibration file.
     #[serde(default)]
     pub offset_rad: f64,
     /// Joint turns once per `gear_ratio` motor turns (beyond the motor's own gearbox).

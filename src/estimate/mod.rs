@@ -1,9 +1,11 @@
 //! Robot state from raw sensors: joint states, body attitude, projected gravity, tilt, and the
 //! age of every input.
 //!
-//! Not for: judging the state (that is `control::safety`) or filtering raw IMU streams into an
-//! attitude (that belongs to the IMU device).
+//! Not for: judging the state (that is `control::safety`). The IMU threads use `mahony` to turn raw
+//! gyro and accelerometer streams into an attitude, and the depth thread `depth` to build the map.
 
+pub mod depth;
+pub mod mahony;
 pub mod terrain;
 
 use crate::config::{Config, MAX_JOINTS};

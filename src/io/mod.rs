@@ -6,14 +6,17 @@
 //! body-frame; device-specific conversions (direction, offset, gear, mounting) happen inside the
 //! implementation. Not for: deciding anything.
 
+pub mod bridge;
 pub mod bus;
 pub mod can;
+pub mod imu;
 pub mod mem;
 pub mod membus;
 pub mod mit;
 pub mod motor_emulator;
 pub mod motors;
 pub mod robot;
+pub mod sensors;
 pub mod serial;
 pub mod slcan;
 pub mod slcan_bus;
@@ -140,14 +143,26 @@ pub trait Hardware: Send {
     fn stop(&mut self);
 }
 
-/// Opens the hardware the configuration describes.
-pub fn open(config: &crate::config::Config) -> Result<Box<dyn Hardware>, String> {
-    use crate::config::{BusKind, ImuKind};
-    let all_mem = config.buses.iter().all(|b| b.kind == BusKind::Mem) && config.imu.kind == ImuKind::Mem;
-    if all_mem {
+/// The robot as `open` hands it over: the hardware for the control loop, and what the sensors
+/// perceive of the terrain for the policy thread (when depth sensors are configured).
+pub struct Robot {
+    pub hardware: Box<dyn Hardware>,
+    pub perception: Option<crate::rt::triple::Reader<crate::estimate::terrain::Perception>>,
+}
+
+/// Opens the hardware the configuration describes: the in-memory robot, or the motors on their
+/// buses with the IMU (and depth) read by the sensor threads.
+pub fn open(config: &crate::config::Config) -> Result<Robot, String> {
+    use crate::config::BusKind;
+    if config.buses.iter().all(|b| b.kind == BusKind::Mem) {
         let (robot, _faults) = mem::MemRobot::new(config);
-        Ok(Box::new(robot))
-    } else {
-        Err("mixing in-memory and real devices is not supported".into())
+        return Ok(Robot { hardware: Box::new(robot), perception: None });
     }
+    let mut sensors = sensors::Sensors::start(config)?;
+    // The robot reads the IMU; the sensor threads live as long as the robot does.
+    let (_unused, placeholder) = crate::rt::triple::triple(ImuSample::default());
+    let imu = std::mem::replace(&mut sensors.imu, placeholder);
+    let perception = sensors.perception.take();
+    let robot = robot::CanRobot::open(config, imu, Some(Box::new(sensors)))?;
+    Ok(Robot { hardware: Box::new(robot), perception })
 }

@@ -9,7 +9,7 @@
 
 use super::bus::{BusRx, BusState, BusTx, RxItem, TxCounters, TxFault};
 use super::can::CanFrame;
-use super::serial::{self, LinkEvent, Port, PortError, ReconnectingPort};
+use super::serial::{self, LinkEvent, Port, ReconnectingPort};
 use super::slcan::{self, SlcanDecoder, SlcanEvent};
 use crate::rt::clock::monotonic_ns;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
@@ -53,7 +53,6 @@ pub fn open(device: &str, bitrate: u32, backoff: Duration) -> Result<(SlcanTx, S
         queue: [None; QUEUED_FRAMES],
         head: 0,
         len: 0,
-        was_connected: true,
     };
     Ok((tx, rx))
 }
@@ -159,7 +158,6 @@ pub struct SlcanRx {
     queue: [Option<(CanFrame, u64)>; QUEUED_FRAMES],
     head: usize,
     len: usize,
-    was_connected: bool,
 }
 
 impl SlcanRx {
@@ -215,23 +213,13 @@ impl BusRx for SlcanRx {
             LinkEvent::Idle => RxItem::Idle,
             LinkEvent::Connected => {
                 if self.reconnected() {
-                    self.was_connected = true;
                     RxItem::State(BusState::Active)
                 } else {
                     RxItem::Idle
                 }
             }
-            LinkEvent::Disconnected => {
-                self.was_connected = false;
-                RxItem::State(BusState::Down)
-            }
+            LinkEvent::Disconnected => RxItem::State(BusState::Down),
         }
-    }
-}
-
-impl From<PortError> for TxFault {
-    fn from(_: PortError) -> Self {
-        TxFault::Down
     }
 }
 

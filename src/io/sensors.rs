@@ -1,0 +1,217 @@
+//! The sensor threads of a real robot, started from the configuration: the WitMotion IMU
+//! (`[imu] kind = "witmotion"`) and the firmware bridge (`[imu] kind = "bridge"`, and whenever
+//! `[bridge]` exists, for depth). They publish the IMU into a triple buffer the control loop
+//! reads, perception into one the policy side reads, and their health into shared atomics.
+//!
+//! Not for: motors or CAN, and no decisions: a silent sensor shows as an old `t_ns`, which the
+//! safety monitor judges.
+
+use super::bridge::{self, BridgeLink, LinkState};
+use super::imu::{self, ImuFilter, ImuPublisher, WitmotionReceiver};
+use super::ImuSample;
+use crate::config::{Config, ImuKind};
+use crate::estimate::depth::DepthMapper;
+use crate::estimate::terrain::Perception;
+use crate::rt::triple::{triple, Reader};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Names of the board → host message kinds, in `McuMessage` variant order.
+pub const BRIDGE_MESSAGE_KINDS: [&str; 7] = ["hello", "imu", "depth", "encoders", "heartbeat", "pong", "fault"];
+
+/// Health of the IMU stream, whichever device delivers it.
+#[derive(Debug, Default)]
+pub struct ImuStats {
+    /// Samples published.
+    pub samples: AtomicU64,
+    /// WitMotion: frames decoded, checksum errors, bytes outside frames, partial sample sets.
+    pub frames: AtomicU64,
+    pub checksum_errors: AtomicU64,
+    pub skipped_bytes: AtomicU64,
+    pub incomplete_sets: AtomicU64,
+    /// WitMotion port: opened, lost, open now.
+    pub connects: AtomicU64,
+    pub disconnects: AtomicU64,
+    pub connected: AtomicBool,
+}
+
+/// `BridgeStats::board_protocol_version` before any Hello.
+pub const NO_VERSION: u32 = u32::MAX;
+
+/// Health of the firmware-bridge link. Counters only grow; gauges hold the latest value.
+#[derive(Debug)]
+pub struct BridgeStats {
+    /// A `LinkState` as u8.
+    pub state: AtomicU8,
+    /// Frames decoded, per `BRIDGE_MESSAGE_KINDS`.
+    pub messages: [AtomicU64; 7],
+    /// Frames from a board that was refused (or has not said Hello yet), not used.
+    pub ignored: AtomicU64,
+    /// Depth frames from a sensor index no `[[depth.sensor]]` names.
+    pub unknown_sensor: AtomicU64,
+    pub cobs_errors: AtomicU64,
+    pub crc_errors: AtomicU64,
+    /// Bodies that are not a message this locod knows (newer variants included).
+    pub postcard_errors: AtomicU64,
+    pub overflows: AtomicU64,
+    /// Frames lost according to sequence gaps, and backward jumps.
+    pub seq_dropped: AtomicU64,
+    pub seq_resyncs: AtomicU64,
+    pub connects: AtomicU64,
+    pub disconnects: AtomicU64,
+    /// The board's protocol version from its last Hello (`NO_VERSION` before one).
+    pub board_protocol_version: AtomicU32,
+    /// Hellos whose version differed from ours.
+    pub version_mismatches: AtomicU64,
+    /// Firmware version `major << 16 | minor << 8 | patch`.
+    pub firmware_version: AtomicU32,
+    pub pings_sent: AtomicU64,
+    /// Ping/pong exchanges used by time sync.
+    pub timesync_exchanges: AtomicU64,
+    /// Host time minus MCU time (ns) at the newest exchange; valid when `timesync_bound_ns` > 0.
+    pub timesync_offset_ns: AtomicI64,
+    /// The estimator's error bound at the newest exchange, ns; 0 = no estimate yet.
+    pub timesync_bound_ns: AtomicU64,
+    /// MCU clock rate error, parts per billion.
+    pub timesync_skew_ppb: AtomicI64,
+    /// Whether sample timestamps use the mapped MCU time (else arrival time).
+    pub timesync_converged: AtomicBool,
+    pub last_fault_code: AtomicU32,
+}
+
+impl Default for BridgeStats {
+    fn default() -> Self {
+        Self {
+            state: AtomicU8::new(LinkState::Disconnected as u8),
+            messages: Default::default(),
+            ignored: AtomicU64::new(0),
+            unknown_sensor: AtomicU64::new(0),
+            cobs_errors: AtomicU64::new(0),
+            crc_errors: AtomicU64::new(0),
+            postcard_errors: AtomicU64::new(0),
+            overflows: AtomicU64::new(0),
+            seq_dropped: AtomicU64::new(0),
+            seq_resyncs: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            disconnects: AtomicU64::new(0),
+            board_protocol_version: AtomicU32::new(NO_VERSION),
+            version_mismatches: AtomicU64::new(0),
+            firmware_version: AtomicU32::new(0),
+            pings_sent: AtomicU64::new(0),
+            timesync_exchanges: AtomicU64::new(0),
+            timesync_offset_ns: AtomicI64::new(0),
+            timesync_bound_ns: AtomicU64::new(0),
+            timesync_skew_ppb: AtomicI64::new(0),
+            timesync_converged: AtomicBool::new(false),
+            last_fault_code: AtomicU32::new(0),
+        }
+    }
+}
+
+impl BridgeStats {
+    pub fn state(&self) -> LinkState {
+        LinkState::from_u8(self.state.load(Relaxed))
+    }
+
+    pub fn message_count(&self, kind: usize) -> u64 {
+        self.messages[kind].load(Relaxed)
+    }
+
+    /// Frames decoded of every kind.
+    pub fn frames(&self) -> u64 {
+        self.messages.iter().map(|m| m.load(Relaxed)).sum()
+    }
+
+    /// Frames that arrived broken: COBS, CRC, unknown body, overflow.
+    pub fn decode_errors(&self) -> u64 {
+        [&self.cobs_errors, &self.crc_errors, &self.postcard_errors, &self.overflows]
+            .iter()
+            .map(|c| c.load(Relaxed))
+            .sum()
+    }
+}
+
+/// Health of every sensor thread, shared with whoever displays or logs it.
+#[derive(Debug, Default)]
+pub struct SensorStats {
+    pub imu: ImuStats,
+    pub bridge: BridgeStats,
+}
+
+/// The running sensor threads and what they publish. Dropping it stops and joins the threads.
+pub struct Sensors {
+    /// The newest IMU sample, body frame, for the control loop (`t_ns` = 0 until the first).
+    pub imu: Reader<ImuSample>,
+    /// The newest elevation map and depth zones, when `[depth]` is configured.
+    pub perception: Option<Reader<Perception>>,
+    pub stats: Arc<SensorStats>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Sensors {
+    /// Starts the threads `config` asks for. Devices that are absent are looked for again
+    /// every `serial::RECONNECT_INTERVAL`, so a missing device is not an error here; a
+    /// configuration without a real IMU is.
+    pub fn start(config: &Config) -> Result<Sensors, String> {
+        let stats = Arc::new(SensorStats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (imu_writer, imu_reader) = triple(ImuSample { t_ns: 0, ..Default::default() });
+        let (perception_writer, perception_reader) = match &config.depth {
+            Some(_) => {
+                let (w, r) = triple(Perception::default());
+                (Some(w), Some(r))
+            }
+            None => (None, None),
+        };
+        let mut sensors =
+            Sensors { imu: imu_reader, perception: perception_reader, stats: stats.clone(), stop, threads: Vec::new() };
+
+        // Depth needs the attitude; when the IMU is not on the bridge, the bridge reads it from a
+        // second IMU triple buffer.
+        let (attitude_writer, attitude_reader) = match (config.imu.kind, &config.depth) {
+            (ImuKind::Witmotion, Some(_)) => {
+                let (w, r) = triple(ImuSample::default());
+                (Some(w), Some(r))
+            }
+            _ => (None, None),
+        };
+        let mut imu_publisher = Some(ImuPublisher::new(imu_writer, attitude_writer));
+        match config.imu.kind {
+            ImuKind::Mem => return Err("the in-memory IMU has no sensor threads; use io::mem".into()),
+            ImuKind::Witmotion => {
+                let receiver = WitmotionReceiver::new(&config.imu, imu_publisher.take().expect("set"), stats.clone())?;
+                sensors.threads.push(imu::spawn_witmotion(receiver, sensors.stop.clone())?);
+            }
+            ImuKind::Bridge => {}
+        }
+        if let Some(bridge_config) = &config.bridge {
+            let outputs = bridge::Outputs {
+                imu: imu_publisher.take().map(|p| (ImuFilter::new(&config.imu), p)),
+                perception: config.depth.as_ref().zip(perception_writer).map(|(d, w)| (DepthMapper::new(d), w)),
+                attitude: attitude_reader,
+            };
+            let link = BridgeLink::new(bridge_config, outputs, stats.clone());
+            sensors.threads.push(bridge::spawn(link, sensors.stop.clone())?);
+        }
+        if imu_publisher.is_some() {
+            return Err("[imu] kind = \"bridge\" needs a [bridge] section".into());
+        }
+        Ok(sensors)
+    }
+
+    /// Stops the threads and waits for them (also done on drop).
+    pub fn stop(&mut self) {
+        self.stop.store(true, Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Sensors {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

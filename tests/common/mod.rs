@@ -1,0 +1,82 @@
+//! Shared by the integration tests: the firmware-bridge emulator process, and emulated motors
+//! behind an slcan adapter on a pseudo-terminal.
+#![allow(dead_code)] // each test file uses part of it
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+/// The `bridge-emu` binary, built if `cargo test` did not build it (`make test` does).
+pub fn bridge_emu() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        let path = target.join("debug/bridge-emu");
+        if !path.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-p", "firmware-bridge", "--bin", "bridge-emu"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build for bridge-emu");
+            assert!(status.success(), "building bridge-emu failed");
+        }
+        path
+    })
+}
+
+pub struct Emu(pub Child);
+
+impl Emu {
+    pub fn spawn(link: &Path, args: &[&str]) -> Emu {
+        let mut child = Command::new(bridge_emu())
+            .args(["--link", link.to_str().unwrap(), "--duration", "60"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn bridge-emu");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("PTY /dev/"), "bad first line {line:?}");
+        Emu(child)
+    }
+}
+
+impl Drop for Emu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Emulated MIT-mode motors behind an emulated slcan adapter whose tty is reachable at `link`.
+pub struct SlcanMotors {
+    pub faults: std::sync::Arc<locod::io::motor_emulator::EmulatorFaults>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SlcanMotors {
+    pub fn start(config: &locod::config::Config, link: &Path) -> SlcanMotors {
+        use serialport::SerialPort as _;
+        let (master, slave) = serialport::TTYPort::pair().unwrap();
+        let _ = std::fs::remove_file(link);
+        std::os::unix::fs::symlink(slave.name().unwrap(), link).unwrap();
+        std::mem::forget(slave); // keep the pty alive between the daemon's opens
+        let (emu, faults) = locod::io::motor_emulator::MotorEmulator::new(config, 0).unwrap();
+        let thread = emu.serve_slcan(locod::io::serial::Port::from_tty(master).unwrap());
+        SlcanMotors { faults, thread: Some(thread) }
+    }
+}
+
+impl Drop for SlcanMotors {
+    fn drop(&mut self) {
+        self.faults.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

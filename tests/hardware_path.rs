@@ -1,0 +1,101 @@
+//! `locod run` on the hardware path, end to end: motors on an slcan adapter (emulated MIT motors
+//! behind a pseudo-terminal), the IMU and depth through the firmware bridge (the `bridge-emu`
+//! process), the same binary and configuration code as on the robot.
+
+mod common;
+
+use common::{Emu, SlcanMotors};
+use locod::config::Config;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const LOCOD: &str = env!("CARGO_BIN_EXE_locod");
+
+struct Robot {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    bridge: PathBuf,
+    _motors: SlcanMotors,
+}
+
+/// The example robot on one slcan adapter, with the IMU and two depth sensors on the bridge.
+fn robot() -> Robot {
+    let dir = tempfile::tempdir().unwrap();
+    let (canable, bridge) = (dir.path().join("canable"), dir.path().join("bridge"));
+    let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/biwheel.toml")).unwrap();
+    let hardware =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/biwheel-hardware.toml")).unwrap();
+    let section = |t: &str| t.find("\n[imu]\n").unwrap()..t.find("\n[controller]\n").unwrap();
+    let sensors = &hardware[section(&hardware)];
+    let text = base
+        .replacen("kind = \"mem\"\n", &format!("kind = \"slcan\"\ndevice = \"{}\"\n", canable.display()), 1)
+        .replace(&base[section(&base)], sensors)
+        .replace("/dev/locod-bridge", bridge.to_str().unwrap())
+        // A loaded test machine delays threads: this tests the path, not the timing.
+        .replace("imu_timeout_ms = 20.0", "imu_timeout_ms = 300.0")
+        .replace("motor_timeout_ms = 10.0", "motor_timeout_ms = 200.0");
+    let config = dir.path().join("robot.toml");
+    std::fs::write(&config, text).unwrap();
+    let motors = SlcanMotors::start(&Config::load(&config).unwrap(), &canable);
+    Robot { _dir: dir, config, bridge, _motors: motors }
+}
+
+#[test]
+fn stands_up_on_the_hardware_path_and_stops_cleanly() {
+    let r = robot();
+    let _emu = Emu::spawn(&r.bridge, &[]);
+    let out = Command::new(LOCOD)
+        .args(["run", "--goal", "stand", "--duration", "4", "--json", "--config"])
+        .arg(&r.config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["faults_raised"], 0, "{stderr}\n{summary}");
+    assert!(stderr.contains("mode Passive -> StandUp (requested)"), "{stderr}");
+    assert!(stderr.contains("mode StandUp -> Passive (shutdown)"), "{stderr}");
+    assert!(!stderr.contains("did not answer"), "{stderr}");
+}
+
+#[test]
+fn losing_the_imu_stream_damps_with_a_clear_report() {
+    let r = robot();
+    let emu = Emu::spawn(&r.bridge, &[]);
+    let child = Command::new(LOCOD)
+        .args(["run", "--goal", "stand", "--config"])
+        .arg(&r.config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(emu); // the bridge goes away mid-stand
+    std::thread::sleep(Duration::from_millis(1000));
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("fault: IMU stale"), "{stderr}");
+    assert!(stderr.contains("mode StandUp -> Passive (fault: IMU stale"), "{stderr}");
+    assert!(stderr.contains("(SIGTERM), final mode Passive"), "{stderr}");
+}
+
+#[test]
+fn a_silent_motor_on_the_adapter_is_named() {
+    let r = robot();
+    let _emu = Emu::spawn(&r.bridge, &[]);
+    r._motors.faults.silent_joint.store(1, std::sync::atomic::Ordering::Relaxed);
+    let out = Command::new(LOCOD)
+        .args(["run", "--goal", "stand", "--duration", "2", "--config"])
+        .arg(&r.config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("motor of joint left_knee (can0 id 0x2) did not answer"), "{stderr}");
+    assert!(stderr.contains("fault: motor of joint 1 silent"), "{stderr}");
+    assert!(stderr.contains("request StandUp refused in Passive: a fault is active"), "{stderr}");
+}
