@@ -87,9 +87,7 @@ mod tests {
     }
 
     fn pitched(pitch_rad: f64) -> RobotState {
-        let mut s = RobotState::default();
-        s.projected_gravity_body = [pitch_rad.sin(), 0.0, -pitch_rad.cos()];
-        s
+        RobotState { projected_gravity_body: [pitch_rad.sin(), 0.0, -pitch_rad.cos()], ..Default::default() }
     }
 
     #[test]

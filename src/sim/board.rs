@@ -66,7 +66,7 @@ impl Board {
             depth: depth.clone(),
             noise_scale,
             latency_ns: ((imu.latency_ms + extra_latency_ms).max(0.0) * 1e6) as u64,
-            rng: Rng::new(seed ^ 0x626f_6172_64),
+            rng: Rng::new(seed ^ 0x0062_6f61_7264),
             decoder: FrameDecoder::new(),
             seq: 0,
             imu_period_ns: 1_000_000_000 / u64::from(imu.rate_hz.max(1)),

@@ -150,6 +150,15 @@ pub fn run(config: &Config, opts: &RealtimeOptions) -> Result<RealtimeSummary, S
         bridge.link().display()
     ));
 
+    // Hardware is never starved by the daemon's real-time threads: neither is the simulator, when
+    // it may use SCHED_FIFO (just above the daemon's control thread; it sleeps between events).
+    let rt = crate::rt::thread::apply(crate::rt::thread::RtSpec {
+        fifo_priority: (config.rate.priority > 0).then(|| (config.rate.priority + 1).min(99)),
+        cpu: None,
+    });
+    if !rt.all_granted() {
+        report::warn(format!("sim: {rt}; the daemon's real-time threads may delay the simulated hardware"));
+    }
     let start_ns = monotonic_ns();
     let dt_ns = (world.timestep_s() * 1e9).round() as u64;
     let mut board =
