@@ -17,7 +17,7 @@ export LIBTORCH_USE_PYTORCH := 1
 endif
 export LOCOD_FUZZ_CASES ?= 256
 
-.PHONY: run test bench build setup setup-python lint clean
+.PHONY: run test bench build setup setup-python models lint clean
 
 # The simulator (locod sim) and the daemon as two processes that only share the pseudo-terminals
 # named in $(CONFIG); Ctrl-C stops both (the daemon damps first).
@@ -29,7 +29,7 @@ run: setup-python
 	sleep 1; ./target/release/locod run --config $(CONFIG) --goal walk; \
 	kill -TERM $$sim 2>/dev/null; wait $$sim
 
-test: setup-python
+test: setup-python models
 	./scripts/setup-system.sh test
 	./scripts/qemu-can/setup.sh
 	$(CARGO) build --workspace --all-targets
@@ -51,6 +51,13 @@ build: setup-python
 setup: setup-python
 setup-python:
 	@./scripts/setup-python.sh
+
+# The small TorchScript models the policy tests and benchmarks use, rebuilt when their script changes.
+TEST_MODELS := models/build/.built
+models: setup-python $(TEST_MODELS)
+$(TEST_MODELS): models/make_test_models.py models/requirements.txt
+	$(VENV)/bin/python models/make_test_models.py --out models/build
+	@touch $@
 
 clean:
 	$(CARGO) clean

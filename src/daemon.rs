@@ -26,6 +26,8 @@ use std::time::Duration;
 /// Stack of the real-time threads, and how much of it is touched before the first cycle.
 const RT_STACK_BYTES: usize = 8 << 20;
 const RT_PREFAULT_BYTES: usize = 512 << 10;
+/// How long `--goal` waits quietly for faults (sensors still connecting) to clear.
+const GOAL_PATIENCE_NS: u64 = 2 * NS_PER_S;
 
 /// Where the daemon should take the robot once it runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -187,8 +189,22 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
 
     let robot = crate::io::open(config)?;
     let hw = robot.hardware;
+    // The configured controller, checked and warmed up before READY; it reads the terrain the
+    // sensors perceive. A policy given by the caller (tests) takes precedence.
+    let mut policy = match opts.policy {
+        Some(p) => Some(p),
+        None => match crate::policy::build(config, robot.perception)? {
+            Some((p, warnings)) => {
+                for w in warnings {
+                    report::warn(w);
+                }
+                report::info(format!("controller: {}", p.name()));
+                Some(p)
+            }
+            None => None,
+        },
+    };
     let (commander, mut inputs) = inbox();
-    let mut policy = opts.policy;
     let action_writer = policy.as_ref().map(|_| inputs.connect_policy());
     let readers = 1 + usize::from(policy.is_some());
     let (mut lp, mut outputs, mut snapshot_readers) = ControlLoop::new(config, hw, inputs, readers);
@@ -285,6 +301,8 @@ fn supervise(
     let mut walk_requested = false;
     let mut faults_raised = 0;
     let mut warned_stall = false;
+    let mut warned_waiting = false;
+    let mut ready_ns = 0;
 
     while !control.is_finished() {
         std::thread::sleep(Duration::from_millis(10));
@@ -305,13 +323,25 @@ fn supervise(
 
         if !ready && heartbeat > 0 {
             ready = true;
+            ready_ns = now;
             let msg = format!("control loop running at {} Hz", config.rate.control_hz);
             notifier.ready(&msg);
             report::info(msg);
         }
+        // The goal waits for a robot without faults (sensors and motors answering), and says once
+        // what it waits for if that takes a while.
         if ready && !standup_requested && goal != Goal::Passive {
-            commander.request_mode(ModeRequest::StandUp);
-            standup_requested = true;
+            match snap.fault {
+                None => {
+                    commander.request_mode(ModeRequest::StandUp);
+                    standup_requested = true;
+                }
+                Some(f) if !warned_waiting && now - ready_ns > GOAL_PATIENCE_NS => {
+                    report::warn(format!("--goal {goal:?}: waiting for a fault to clear before standing up: {f}"));
+                    warned_waiting = true;
+                }
+                Some(_) => {}
+            }
         }
         if goal == Goal::Walk && !walk_requested && snap.mode == Mode::StandUp && snap.standing {
             commander.request_mode(ModeRequest::Walk);

@@ -31,10 +31,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Validate a configuration and print it resolved, defaults included.
+    /// Validate a configuration (and its model's contract) and print it resolved, defaults included.
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Check this TorchScript model against the configuration (default: the configured model).
+        #[arg(long, short)]
+        model: Option<PathBuf>,
         /// Print only the verdict, not the resolved configuration.
         #[arg(long, short)]
         quiet: bool,
@@ -144,18 +147,45 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Student forward latency next to the same TorchScript model called from Python.
+    Policy {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The student model (default: the configured one).
+        #[arg(long, short)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value_t = 2000)]
+        iterations: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// MPPI plan latency, model steps/s and FLOP rate, next to the matrix-product limit and a
+    /// Python TD-MPC2 planner on the same model.
+    Mppi {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The world model (default: the configured one).
+        #[arg(long, short)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value_t = 300)]
+        plans: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-#[cfg(feature = "torch")]
 fn libtorch_line() -> String {
     let t = policy::libtorch::info();
     let cuda = if t.cuda_available { format!("{} device(s)", t.cuda_devices) } else { "unavailable".into() };
     format!("libtorch: {} intra-op threads, cuda {cuda}", t.intra_op_threads)
 }
 
-#[cfg(not(feature = "torch"))]
-fn libtorch_line() -> String {
-    "built without libtorch (feature `torch` off)".into()
+fn print_json_or<T: serde::Serialize>(json: bool, r: &T, text: impl FnOnce(&T)) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+    } else {
+        text(r);
+    }
 }
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
@@ -179,10 +209,37 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), ExitCode> {
     match command {
-        Command::Check { config, quiet } => {
+        Command::Check { config, model, quiet } => {
             let c = load(&config)?;
             if !quiet {
                 print!("{}", c.to_toml());
+            }
+            let opened = policy::check(&c, model.as_deref()).map_err(|e| {
+                report::error(e);
+                ExitCode::from(2)
+            })?;
+            if let Some(m) = &opened {
+                for w in &m.warnings {
+                    report::warn(w);
+                }
+                let k = &m.contract;
+                println!(
+                    "# model ok: {}: {} for {:?}, {} observation values in {} terms, {} actions{}{}",
+                    m.path.display(),
+                    k.kind.as_str(),
+                    k.robot,
+                    k.obs_dim(),
+                    k.obs.len(),
+                    k.action_dim,
+                    if k.recurrent_state.is_some() { ", recurrent" } else { "" },
+                    match (m.optional.pi, m.optional.rollout) {
+                        (false, false) if k.latent_dim.is_some() => ", no prior, stepped rollout",
+                        (true, false) => ", prior pi, stepped rollout",
+                        (false, true) => ", no prior, fused rollout",
+                        (true, true) => ", prior pi, fused rollout",
+                        _ => "",
+                    }
+                );
             }
             println!(
                 "# ok: {} joints on {} bus(es), control {} Hz, policy {} Hz; {}",
@@ -324,6 +381,48 @@ fn run(command: Command) -> Result<(), ExitCode> {
                     );
                 }
             }
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::Policy { config, model, iterations, json } } => {
+            let c = load(&config)?;
+            let r = bench::policy::policy(&c, model.as_deref(), iterations).map_err(|e| {
+                report::error(e);
+                ExitCode::FAILURE
+            })?;
+            print_json_or(json, &r, |r| {
+                println!("student {} ({} thread(s)):", r.model, r.threads);
+                println!("  locod forward  p50 {:.1} us  p99 {:.1} us", r.forward_us.p50, r.forward_us.p99);
+                println!("  locod tick     p50 {:.1} us  p99 {:.1} us", r.tick_us.p50, r.tick_us.p99);
+                let p = &r.reference.latency_us;
+                println!("  python         p50 {:.1} us  p99 {:.1} us", p.p50, p.p99);
+                println!("  ratio (p50)    {:.2} (target <= {})", r.ratio, r.target_ratio);
+            });
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::Mppi { config, model, plans, json } } => {
+            let c = load(&config)?;
+            let r = bench::policy::mppi(&c, model.as_deref(), plans).map_err(|e| {
+                report::error(e);
+                ExitCode::FAILURE
+            })?;
+            print_json_or(json, &r, |r| {
+                println!(
+                    "mppi {} ({} rollout, {} samples, horizon {}, {} iterations, {} prior):",
+                    r.model, r.rollout, r.samples, r.horizon, r.iterations, r.prior_samples
+                );
+                println!("  locod plan     p50 {:.0} us  p99 {:.0} us", r.plan_us.p50, r.plan_us.p99);
+                let p = &r.reference.latency_us;
+                println!("  python plan    p50 {:.0} us  p99 {:.0} us", p.p50, p.p99);
+                println!(
+                    "  {:.0} model steps/s, {:.1} GFLOP/s of {:.1} (matmul floor {:.0} us, {:.0}% of it)",
+                    r.model_steps_per_s,
+                    r.achieved_gflops,
+                    r.matmul_limit_gflops,
+                    r.matmul_floor_us,
+                    100.0 * r.fraction_of_floor
+                );
+                println!("  ratio (p50)    {:.2} (target <= {})", r.ratio, r.target_ratio);
+            });
             Ok(())
         }
         Command::Bench { what: BenchCommand::Loop { config, seconds, cpu, json } } => {

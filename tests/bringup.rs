@@ -11,6 +11,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+mod common;
+
 const LOCOD: &str = env!("CARGO_BIN_EXE_locod");
 
 struct Bench {
@@ -18,11 +20,13 @@ struct Bench {
     config: PathBuf,
     faults: Arc<EmulatorFaults>,
     thread: Option<std::thread::JoinHandle<()>>,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Bench {
     /// The example robot with its bus on an slcan adapter at `<dir>/canable`.
     fn new() -> Self {
+        let serial = common::one_daemon_at_a_time();
         let dir = tempfile::tempdir().unwrap();
         let link = dir.path().join("canable");
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"))
@@ -34,12 +38,15 @@ impl Bench {
         std::fs::write(&config, text).unwrap();
         let parsed = Config::load(&config).unwrap();
         let (master, slave) = serialport::TTYPort::pair().unwrap();
-        std::os::unix::fs::symlink(slave.name().unwrap(), &link).unwrap();
-        std::mem::forget(slave); // keep the slave open so the pty survives between openers
+        let name = slave.name().unwrap();
+        drop(slave); // it holds serialport's exclusive flock, which locod must get
+        std::os::unix::fs::symlink(&name, &link).unwrap();
+        // A plain handle (no lock) keeps the pty's slave side open between locod's runs.
+        std::mem::forget(std::fs::File::open(&name).unwrap());
         let (mut emu, faults) = MotorEmulator::new(&parsed, 0).unwrap();
         emu.set_position(0, 0.25); // left hip motor at 0.25 rad
         let thread = emu.serve_slcan(Port::from_tty(master).unwrap());
-        Bench { dir, config, faults, thread: Some(thread) }
+        Bench { dir, config, faults, thread: Some(thread), _serial: serial }
     }
 
     fn motors(&self, args: &[&str], stdin: &str) -> (bool, String, String) {

@@ -82,3 +82,52 @@ fn bad_arguments_are_usage_errors() {
     let out = Command::new(LOCOD).args(["run"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn data(name: &str) -> String {
+    format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn check_with_a_model_runs_the_contract_checks() {
+    let student = locod::policy::test_models::path("student.pt").unwrap();
+    let out = Command::new(LOCOD).args(["check", "-q", "--config", &data("student.toml")]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("# model ok:") && stdout.contains("39 observation values in 6 terms, 6 actions"),
+        "{stdout}"
+    );
+    // A world model where a student is configured: refused, naming the field, exit code 2.
+    let wm = locod::policy::test_models::path("world_model.pt").unwrap();
+    let out = Command::new(LOCOD)
+        .args(["check", "-q", "--config", &data("student.toml"), "--model"])
+        .arg(&wm)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("model contract: kind: the model is a \"world_model\""), "{stderr}");
+    // The example configuration has no controller: the model is checked as what its contract says.
+    let out =
+        Command::new(LOCOD).args(["check", "-q", "--config", &example(), "--model"]).arg(&student).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn run_with_the_student_walks_on_the_primary_controller() {
+    locod::policy::test_models::path("student.pt").unwrap();
+    let out = Command::new(LOCOD)
+        .args(["run", "--config", &data("student.toml"), "--duration", "3", "--goal", "walk", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("controller: student student.pt"), "{stderr}");
+    assert!(stderr.contains("mode StandUp -> Walk (requested)"), "{stderr}");
+    assert!(stderr.contains("mode Walk, controller Primary"), "{stderr}");
+    assert!(!stderr.contains("controller Primary -> "), "the student should never fall back: {stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["policy_errors"], 0, "{summary}");
+    assert!(summary["policy_compute"]["count"].as_u64().unwrap() > 100, "{summary}");
+    assert_eq!(summary["faults_raised"], 0);
+}

@@ -30,20 +30,20 @@ fn missing_setup() -> Option<String> {
     None
 }
 
-/// The probe as the guest needs it: the same transport sources, without libtorch (hundreds of MB
-/// that would not fit the guest's memory). Built into its own target directory so the default build
-/// is not disturbed; only locod itself differs, so this takes seconds after the first time.
-fn build_probe_without_libtorch() -> PathBuf {
+/// The probe binary of the `locod-can-probe` package (built by `make test`'s workspace build;
+/// built here if missing).
+fn probe() -> PathBuf {
     let manifest = env!("CARGO_MANIFEST_DIR");
-    let target = PathBuf::from(manifest).join("target/qemu-probe");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(manifest).join("target"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "locod", "--bin", "can-probe", "--no-default-features", "--target-dir"])
-        .arg(&target)
+        .args(["build", "--quiet", "-p", "locod-can-probe"])
         .current_dir(manifest)
         .status()
         .expect("cannot run cargo");
-    assert!(status.success(), "building can-probe without libtorch failed");
+    assert!(status.success(), "building can-probe failed");
     target.join("debug/can-probe")
 }
 
@@ -60,8 +60,7 @@ fn probe_passes_on_a_real_kernel_can_stack() {
     }
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/qemu-can/run.sh");
-    let probe = build_probe_without_libtorch();
-    let out = Command::new(script).arg(&probe).output().unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
+    let out = Command::new(script).arg(probe()).output().unwrap_or_else(|e| panic!("cannot run {script}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");

@@ -5,6 +5,7 @@
 pub mod cyclictest;
 pub mod io;
 pub mod loop_timing;
+pub mod policy;
 
 use crate::rt::hist::Summary;
 use serde::Serialize;

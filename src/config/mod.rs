@@ -36,6 +36,8 @@ pub struct Config {
     #[serde(default)]
     pub controller: Controller,
     #[serde(default)]
+    pub mppi: Mppi,
+    #[serde(default)]
     pub safety: Safety,
     #[serde(default)]
     pub command: CommandLimits,
@@ -334,6 +336,10 @@ fn default_max_range() -> f64 {
 pub enum ControllerKind {
     /// No learned controller: Passive, StandUp and SitDown only; Walk is refused.
     None,
+    /// A distilled student policy (contract kind "policy"): one forward per policy tick.
+    Student,
+    /// A latent world model (contract kind "world_model") planned with MPPI every policy tick.
+    Mppi,
     /// The built-in wheel-balancing controller (`[balance]`) walks: it follows the velocity
     /// command (vx, yaw rate) inside the control loop. For wheeled robots before learned models.
     Balance,
@@ -347,11 +353,65 @@ pub struct Controller {
     pub standup_s: f64,
     /// Duration of the SitDown interpolation back to the pose StandUp started from.
     pub sitdown_s: f64,
+    /// The TorchScript model (student or world model); a relative path is relative to this file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<PathBuf>,
+    /// Where the model runs: "cpu", "cuda" or "cuda:N".
+    pub device: String,
+    /// libtorch intra-op threads of the policy (1: the policy must not crowd the control core).
+    pub threads: u32,
+    /// libtorch inter-op threads (process-wide, set once).
+    pub interop_threads: u32,
 }
 
 impl Default for Controller {
     fn default() -> Self {
-        Self { kind: ControllerKind::None, standup_s: 2.0, sitdown_s: 2.0 }
+        Self {
+            kind: ControllerKind::None,
+            standup_s: 2.0,
+            sitdown_s: 2.0,
+            model: None,
+            device: "cpu".into(),
+            threads: 1,
+            interop_threads: 1,
+        }
+    }
+}
+
+/// MPPI settings. Every planner field left out takes the model contract's default (`planner`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mppi {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub horizon: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elites: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_std: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_std: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prior_samples: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f64>,
+    /// Time the planner may spend per policy tick; default half the policy period. Iterations that
+    /// would not fit are not started; if not even one fits, the model's prior (`pi`) acts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_ms: Option<f64>,
+    /// Seed of the planner's sampling noise (identical inputs and seed give identical actions).
+    pub seed: u64,
+}
+
+impl Mppi {
+    /// The planner's time budget per tick, in milliseconds.
+    pub fn budget_ms(&self, rate: &LoopConfig) -> f64 {
+        self.budget_ms.unwrap_or(0.5e3 / rate.policy_hz as f64)
     }
 }
 
@@ -473,13 +533,24 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}"))
     }
 
-    /// A path in the configuration, relative to the configuration file's directory.
-    pub fn resolve(&self, path: &str) -> PathBuf {
-        let p = Path::new(path);
-        if p.is_absolute() {
-            return p.to_path_buf();
+    /// The configured model path, resolved against the configuration file's directory.
+    pub fn model_path(&self) -> Option<PathBuf> {
+        self.controller.model.as_ref().map(|m| self.resolve(m))
+    }
+
+    /// `path` as written in this configuration: relative paths are relative to its directory.
+    pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
+        let path = path.as_ref();
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.source.parent().unwrap_or(Path::new("")).join(path)
         }
-        self.source.parent().map_or_else(|| p.to_path_buf(), |dir| dir.join(p))
+    }
+
+    /// Names of the configured depth sensors, in `Perception::depth` order.
+    pub fn depth_sensor_names(&self) -> Vec<String> {
+        self.depth.as_ref().map_or_else(Vec::new, |d| d.sensors.iter().map(|s| s.name.clone()).collect())
     }
 
     pub fn joint_index(&self, name: &str) -> Option<usize> {

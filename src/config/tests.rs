@@ -133,3 +133,48 @@ proptest::proptest! {
         let _ = parse(&text);
     }
 }
+
+#[test]
+fn a_learned_controller_needs_a_model_and_a_valid_device() {
+    let e = err(&example().replace("kind = \"none\"", "kind = \"student\""));
+    assert!(e.contains("controller.kind: kind = \"student\" needs a TorchScript file: set controller.model"), "{e}");
+    let text = example().replace("kind = \"none\"", "kind = \"mppi\"\nmodel = \"wm.pt\"\ndevice = \"gpu0\"");
+    let e = err(&text);
+    let line = text.lines().position(|l| l.starts_with("device = ")).unwrap() + 1;
+    assert_eq!(
+        e,
+        format!("robot.toml:{line}:1: controller.device: expected \"cpu\", \"cuda\" or \"cuda:N\", got \"gpu0\"")
+    );
+    let e = err(&example().replace("kind = \"none\"", "kind = \"none\"\nthreads = 0"));
+    assert!(e.contains("controller.threads: expected 1..=256 threads, got 0"), "{e}");
+}
+
+#[test]
+fn model_paths_resolve_against_the_configuration_file() {
+    let text = example().replace("kind = \"none\"", "kind = \"student\"\nmodel = \"models/s.pt\"\ndevice = \"cuda:1\"");
+    let c = Config::parse(&text, Path::new("/etc/locod/robot.toml")).unwrap();
+    assert_eq!(c.model_path(), Some(PathBuf::from("/etc/locod/models/s.pt")));
+    assert_eq!(c.controller.kind, ControllerKind::Student);
+    let text = text.replace("models/s.pt", "/opt/m.pt");
+    let c = Config::parse(&text, Path::new("robot.toml")).unwrap();
+    assert_eq!(c.model_path(), Some(PathBuf::from("/opt/m.pt")));
+}
+
+#[test]
+fn mppi_overrides_are_checked_and_located() {
+    let base = example() + "\n[mppi]\nsamples = 128\nbudget_ms = 8.0\n";
+    let c = parse(&base).unwrap();
+    assert_eq!((c.mppi.samples, c.mppi.horizon), (Some(128), None));
+    assert_eq!(c.mppi.budget_ms(&c.rate), 8.0);
+    assert_eq!(Mppi::default().budget_ms(&c.rate), 10.0); // half the 20 ms policy period
+    let e = err(&(example() + "\n[mppi]\nsamples = 16\nelites = 32\n"));
+    assert!(e.contains("mppi.elites: 32 elites of 16 samples"), "{e}");
+    let text = example() + "\n[mppi]\nbudget_ms = 25.0\n";
+    let e = err(&text);
+    let line = text.lines().position(|l| l.starts_with("budget_ms")).unwrap() + 1;
+    assert!(e.starts_with(&format!("robot.toml:{line}:1: mppi.budget_ms: 25 ms leaves no time")), "{e}");
+    let e = err(&(example() + "\n[mppi]\ngamma = 1.5\n"));
+    assert!(e.contains("mppi.gamma: expected 0 < gamma <= 1"), "{e}");
+    let e = err(&(example() + "\n[mppi]\nhorizon = 5\nsample = 3\n"));
+    assert!(e.contains("unknown field `sample`"), "{e}");
+}

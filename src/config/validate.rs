@@ -40,6 +40,8 @@ pub fn validate(c: &Config) -> Check {
     validate_command(c)?;
     positive(vec![Key("controller"), Key("standup_s")], c.controller.standup_s)?;
     positive(vec![Key("controller"), Key("sitdown_s")], c.controller.sitdown_s)?;
+    validate_controller(c)?;
+    validate_mppi(c)?;
     validate_balance(c)?;
     for (i, v) in c.imu.mounting_rpy_deg.iter().enumerate() {
         if !v.is_finite() {
@@ -378,6 +380,78 @@ fn validate_command(c: &Config) -> Check {
     for i in 0..3 {
         non_negative(vec![Key("command"), Key("max_vel"), Index(i)], l.max_vel[i])?;
         positive(vec![Key("command"), Key("max_accel"), Index(i)], l.max_accel[i])?;
+    }
+    Ok(())
+}
+
+fn validate_controller(c: &Config) -> Check {
+    let k = &c.controller;
+    let at = |key| vec![Key("controller"), Key(key)];
+    if matches!(k.kind, ControllerKind::Student | ControllerKind::Mppi) && k.model.is_none() {
+        let kind = if k.kind == ControllerKind::Student { "student" } else { "mppi" };
+        return fail(at("kind"), format!("kind = \"{kind}\" needs a TorchScript file: set controller.model"));
+    }
+    if let Some(m) = &k.model {
+        if m.as_os_str().is_empty() {
+            return fail(at("model"), "expected a path to a TorchScript file, got an empty string");
+        }
+    }
+    let d = k.device.as_str();
+    let cuda_ok = d.strip_prefix("cuda:").is_some_and(|n| n.parse::<usize>().is_ok());
+    if !(d == "cpu" || d == "cuda" || cuda_ok) {
+        return fail(at("device"), format!("expected \"cpu\", \"cuda\" or \"cuda:N\", got {d:?}"));
+    }
+    for (key, n) in [("threads", k.threads), ("interop_threads", k.interop_threads)] {
+        if !(1..=256).contains(&n) {
+            return fail(at(key), format!("expected 1..=256 threads, got {n}"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_mppi(c: &Config) -> Check {
+    let m = &c.mppi;
+    let at = |key| vec![Key("mppi"), Key(key)];
+    for (key, v) in [("horizon", m.horizon), ("samples", m.samples), ("elites", m.elites), ("iterations", m.iterations)]
+    {
+        if v == Some(0) {
+            return fail(at(key), "expected at least 1");
+        }
+    }
+    if let (Some(e), Some(s)) = (m.elites, m.samples) {
+        if e > s {
+            return fail(at("elites"), format!("{e} elites of {s} samples: expected elites <= samples"));
+        }
+    }
+    if let (Some(p), Some(s)) = (m.prior_samples, m.samples) {
+        if p >= s {
+            return fail(at("prior_samples"), format!("{p} prior samples of {s}: expected prior_samples < samples"));
+        }
+    }
+    for (key, v) in [("temperature", m.temperature), ("min_std", m.min_std), ("max_std", m.max_std)] {
+        if let Some(v) = v {
+            positive(at(key), v)?;
+        }
+    }
+    if let (Some(lo), Some(hi)) = (m.min_std, m.max_std) {
+        if lo > hi {
+            return fail(at("min_std"), format!("expected min_std <= max_std, got {lo} and {hi}"));
+        }
+    }
+    if let Some(g) = m.gamma {
+        if !(g > 0.0 && g <= 1.0) {
+            return fail(at("gamma"), format!("expected 0 < gamma <= 1, got {g}"));
+        }
+    }
+    let period_ms = 1e3 / c.rate.policy_hz as f64;
+    if let Some(b) = m.budget_ms {
+        positive(at("budget_ms"), b)?;
+        if b >= period_ms {
+            return fail(
+                at("budget_ms"),
+                format!("{b} ms leaves no time in a policy period of {period_ms} ms: expected less"),
+            );
+        }
     }
     Ok(())
 }

@@ -60,12 +60,33 @@ pub enum CommandSource {
 /// A condition that takes the robot to damping.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fault {
-    ImuStale { age_ms: f64 },
-    MotorSilent { joint: u8, age_ms: f64 },
-    MotorError { joint: u8, code: u8 },
-    NonFinite { what: &'static str, joint: Option<u8> },
-    Tilt { tilt_deg: f64 },
-    DeadlineOverruns { consecutive: u32 },
+    /// No IMU sample has arrived since start.
+    ImuMissing,
+    ImuStale {
+        age_ms: f64,
+    },
+    /// A motor has not replied once since start.
+    MotorMissing {
+        joint: u8,
+    },
+    MotorSilent {
+        joint: u8,
+        age_ms: f64,
+    },
+    MotorError {
+        joint: u8,
+        code: u8,
+    },
+    NonFinite {
+        what: &'static str,
+        joint: Option<u8>,
+    },
+    Tilt {
+        tilt_deg: f64,
+    },
+    DeadlineOverruns {
+        consecutive: u32,
+    },
     Hardware(HwFault),
 }
 
@@ -75,6 +96,7 @@ impl Fault {
         use Fault::*;
         match (self, other) {
             (MotorSilent { joint: a, .. }, MotorSilent { joint: b, .. }) => a == b,
+            (MotorMissing { joint: a }, MotorMissing { joint: b }) => a == b,
             (MotorError { joint: a, code: x }, MotorError { joint: b, code: y }) => a == b && x == y,
             _ => std::mem::discriminant(self) == std::mem::discriminant(other),
         }
@@ -84,7 +106,9 @@ impl Fault {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Fault::ImuMissing => f.write_str("IMU: no sample received yet"),
             Fault::ImuStale { age_ms } => write!(f, "IMU stale: last sample {age_ms:.1} ms old"),
+            Fault::MotorMissing { joint } => write!(f, "motor of joint {joint}: no reply received yet"),
             Fault::MotorSilent { joint, age_ms } => {
                 write!(f, "motor of joint {joint} silent: last reply {age_ms:.1} ms old")
             }

@@ -5,7 +5,7 @@
 
 use super::messages::{Fault, Mode};
 use crate::config::{Config, JointMode, MAX_JOINTS};
-use crate::estimate::RobotState;
+use crate::estimate::{RobotState, NEVER};
 use crate::io::{HwFault, MotorCommand, MotorCommands};
 
 const MS: f64 = 1e6;
@@ -66,8 +66,14 @@ impl Monitor {
                 return Some(Fault::NonFinite { what: "joint reading", joint: Some(i as u8) });
             }
         }
+        if s.imu_age_ns == NEVER {
+            return Some(Fault::ImuMissing);
+        }
         if s.imu_age_ns > self.imu_timeout_ns {
             return Some(Fault::ImuStale { age_ms: s.imu_age_ns as f64 / MS });
+        }
+        if s.oldest_joint_age_ns == NEVER {
+            return Some(Fault::MotorMissing { joint: s.oldest_joint as u8 });
         }
         if s.oldest_joint_age_ns > self.motor_timeout_ns {
             return Some(Fault::MotorSilent { joint: s.oldest_joint as u8, age_ms: s.oldest_joint_age_ns as f64 / MS });

@@ -23,8 +23,9 @@ pub struct RobotState {
     pub projected_gravity_body: [f64; 3],
     /// Angle between body up and world up.
     pub tilt_rad: f64,
+    /// `NEVER` until the first sample.
     pub imu_age_ns: u64,
-    /// Age of the stalest joint reply, and which joint it is.
+    /// Age of the stalest joint reply (`NEVER` before its first), and which joint it is.
     pub oldest_joint_age_ns: u64,
     pub oldest_joint: usize,
 }
@@ -58,6 +59,9 @@ pub fn world_to_body(q: [f64; 4], v: [f64; 3]) -> [f64; 3] {
     ]
 }
 
+/// The age of an input that has never arrived.
+pub const NEVER: u64 = u64::MAX;
+
 pub struct Estimator {
     n: usize,
 }
@@ -80,10 +84,10 @@ impl Estimator {
         state.ang_vel_body_radps = frame.imu.gyro_body_radps;
         state.projected_gravity_body = world_to_body(state.quat_wxyz, [0.0, 0.0, -1.0]);
         state.tilt_rad = (-state.projected_gravity_body[2]).clamp(-1.0, 1.0).acos();
-        state.imu_age_ns = now_ns.saturating_sub(frame.imu.t_ns);
+        state.imu_age_ns = if frame.imu.t_ns == 0 { NEVER } else { now_ns.saturating_sub(frame.imu.t_ns) };
         let (mut oldest, mut age) = (0, 0);
         for (i, j) in frame.joints[..self.n].iter().enumerate() {
-            let a = now_ns.saturating_sub(j.t_ns);
+            let a = if j.t_ns == 0 { NEVER } else { now_ns.saturating_sub(j.t_ns) };
             if a > age {
                 (oldest, age) = (i, a);
             }

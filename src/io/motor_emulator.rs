@@ -200,7 +200,11 @@ impl MotorEmulator {
                 while !self.faults.stop.load(Ordering::Relaxed) {
                     let n = match port.read(&mut buf, Duration::from_millis(20)) {
                         Ok(n) => n,
-                        Err(_) => break,
+                        Err(_) => {
+                            // Nobody has the adapter open (a pty with no slave): wait for the host.
+                            std::thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
                     };
                     let now = monotonic_ns();
                     let mut replies = [None; 16];

@@ -8,16 +8,29 @@
 //! Not for: CAN, modes or limits. A policy never sees a bus, and its targets are limited by the
 //! control loop after it.
 
-#[cfg(feature = "torch")]
+pub mod action;
+pub mod contract;
 pub mod libtorch;
+pub mod load;
+pub mod mppi;
+pub mod obs;
+pub mod replay;
+pub mod rng;
+pub mod student;
+pub mod test_models;
+pub mod torch;
 
+use crate::config::{Config, ControllerKind};
 use crate::control::inputs::ActionWriter;
 use crate::control::messages::{ControllerLevel, Mode, PolicyAction, Snapshot};
+use crate::estimate::terrain::Perception;
 use crate::rt::clock::Clock;
 use crate::rt::hist::Histogram;
 use crate::rt::sched::Periodic;
 use crate::rt::triple::Reader;
+use contract::ModelKind;
 use std::fmt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Why a policy produced no action this tick.
@@ -92,4 +105,48 @@ pub fn run(
         stats.compute.record(clock.now_ns().saturating_sub(release.woke_ns));
     }
     stats
+}
+
+/// The model kind a controller kind needs.
+pub fn model_kind(kind: ControllerKind) -> Option<ModelKind> {
+    match kind {
+        ControllerKind::None | ControllerKind::Balance => None,
+        ControllerKind::Student => Some(ModelKind::Policy),
+        ControllerKind::Mppi => Some(ModelKind::WorldModel),
+    }
+}
+
+/// Opens and checks `model` (or the configured model) without building a controller: every
+/// contract check, the probes, nothing started. What `locod check --model` runs.
+pub fn check(config: &Config, model: Option<&Path>) -> Result<Option<load::Opened>, String> {
+    let Some(path) = model.map(Path::to_path_buf).or_else(|| config.model_path()) else {
+        return Ok(None);
+    };
+    let device = torch::parse_device(&config.controller.device)?;
+    torch::set_threads(config.controller.threads, config.controller.interop_threads);
+    load::open(&path, config, model_kind(config.controller.kind), &config.depth_sensor_names(), device)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// A built controller and the warnings its model's contract raised.
+pub type Built = (Box<dyn Policy>, Vec<String>);
+
+/// The configured controller, checked, built and warmed up (before the daemon reports READY);
+/// `None` when `[controller] kind = "none"`. `perception` feeds height and depth terms.
+pub fn build(config: &Config, perception: Option<Reader<Perception>>) -> Result<Option<Built>, String> {
+    // The built-in balance controller runs inside the control loop, not on the policy thread.
+    if matches!(config.controller.kind, ControllerKind::None | ControllerKind::Balance) {
+        return Ok(None);
+    }
+    let Some(opened) = check(config, None)? else {
+        return Err("controller.model: no model configured".into());
+    };
+    let warnings = opened.warnings.clone();
+    let policy: Box<dyn Policy> = match config.controller.kind {
+        ControllerKind::Student => Box::new(student::Student::new(opened, config, perception)?),
+        ControllerKind::Mppi => Box::new(mppi::Mppi::new(opened, config, perception)?),
+        ControllerKind::None | ControllerKind::Balance => unreachable!("handled above"),
+    };
+    Ok(Some((policy, warnings)))
 }

@@ -5,7 +5,15 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+/// Tests that run a real-time daemon against emulated devices take this first: one at a time,
+/// they neither starve each other's emulators on a 2-core machine nor inherit each other's
+/// pseudo-terminals through concurrent spawns.
+pub fn one_daemon_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The `bridge-emu` binary, built if `cargo test` did not build it (`make test` does).
 pub fn bridge_emu() -> &'static Path {
@@ -63,9 +71,12 @@ impl SlcanMotors {
     pub fn start(config: &locod::config::Config, link: &Path) -> SlcanMotors {
         use serialport::SerialPort as _;
         let (master, slave) = serialport::TTYPort::pair().unwrap();
+        let name = slave.name().unwrap();
+        drop(slave); // it holds serialport's exclusive flock, which the daemon must get
         let _ = std::fs::remove_file(link);
-        std::os::unix::fs::symlink(slave.name().unwrap(), link).unwrap();
-        std::mem::forget(slave); // keep the pty alive between the daemon's opens
+        std::os::unix::fs::symlink(&name, link).unwrap();
+        // A plain handle (no lock) keeps the pty's slave side open between the daemon's opens.
+        std::mem::forget(std::fs::File::open(&name).unwrap());
         let (emu, faults) = locod::io::motor_emulator::MotorEmulator::new(config, 0).unwrap();
         let thread = emu.serve_slcan(locod::io::serial::Port::from_tty(master).unwrap());
         SlcanMotors { faults, thread: Some(thread) }

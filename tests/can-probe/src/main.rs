@@ -8,12 +8,28 @@
 
 use std::time::{Duration, Instant};
 
-use locod::io::can::CanFrame;
-use locod::io::socketcan::{
+// The transport's own sources, compiled into this separate package rather than through the locod
+// library (whose binaries link libtorch), so that the guest gets a small binary. `rt` re-exports
+// the clock so that the transport's `crate::rt::clock` resolves here as it does in locod.
+#[allow(dead_code)] // the probe uses part of the frame API
+#[path = "../../../src/io/can.rs"]
+mod can;
+#[allow(dead_code)]
+#[path = "../../../src/rt/clock.rs"]
+pub mod clock;
+mod rt {
+    pub use super::clock;
+}
+#[allow(dead_code)] // and part of the transport's
+#[path = "../../../src/io/socketcan.rs"]
+mod socketcan;
+
+use can::CanFrame;
+use clock::monotonic_ns;
+use socketcan::{
     BusError, CanError, CanOptions, CanRx, CanTx, ControllerProblem, ErrorMask, IdFilter, RxError, RxEvent, SocketCan,
     TxError,
 };
-use locod::rt::clock::monotonic_ns;
 
 const ENABLE: [u8; 8] = [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFC];
 const SHORT: Duration = Duration::from_millis(200);

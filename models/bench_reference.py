@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Python references for `locod bench policy` and `locod bench mppi`, run in the same benchmark run.
+
+    bench_reference.py policy --model student.pt --threads 1 --iters 2000
+    bench_reference.py mppi --model world_model.pt --threads 1 --plans 300 [--stepped] [planner settings]
+
+`policy`: the TorchScript student called from Python (`torch.jit.load`, `torch.no_grad()`), batch 1.
+`mppi`: TD-MPC2's `_plan` written out in PyTorch against the same TorchScript world model, with the same
+settings as locod's planner: prior trajectories from `pi` (the first exact, the rest with `min_std` noise),
+warm start shifted by one step, std reset to `max_std`, elites weighted by exp(temperature * (V - Vmax)),
+the first action of the mean. The model's fused `rollout` is used when it exports one (unless --stepped),
+else `reward`/`next`/`value` are stepped, as TD-MPC2's `_estimate_value` does.
+
+Prints one JSON object: latencies in microseconds (p50, p99), and for mppi the matrix-product FLOPs of one
+plan as counted by torch.profiler.
+"""
+
+import argparse
+import json
+import time
+
+import torch
+
+
+def percentiles(samples_s):
+    xs = sorted(samples_s)
+    pick = lambda q: xs[min(len(xs) - 1, int(q * len(xs)))] * 1e6  # noqa: E731
+    return {"count": len(xs), "p50": pick(0.5), "p99": pick(0.99), "max": xs[-1] * 1e6}
+
+
+def bench_policy(args):
+    m = torch.jit.load(args.model)
+    m.eval()
+    spec = json.loads(m.locod_spec())
+    dims = {"base_ang_vel": 3, "projected_gravity": 3, "command": 3}
+    a = spec["action"]["dim"]
+    o = 0
+    for t in spec["obs"]:
+        d = dims.get(t["name"], a)
+        if t["name"] == "height_scan":
+            d = t["rows"] * t["cols"]
+        elif t["name"] == "depth":
+            d = len(t["sensors"]) * t["zones"]
+        o += d * t.get("history", 1)
+    obs = torch.zeros(1, o)
+    state = torch.zeros(spec["recurrent"]["state"]) if spec.get("recurrent") else None
+    times = []
+    with torch.no_grad():
+        for i in range(args.warmup + args.iters):
+            obs[0, 0] = i * 1e-3
+            t0 = time.perf_counter()
+            if state is None:
+                out = m(obs)
+            else:
+                out, state = m(obs, state)
+            out[0, 0].item()
+            t1 = time.perf_counter()
+            if i >= args.warmup:
+                times.append(t1 - t0)
+    return {"forward_us": percentiles(times), "obs_dim": o}
+
+
+def plan(m, obs, prev_mean, s, use_rollout):
+    H, N, P, K, A = s["horizon"], s["samples"], s["prior_samples"], s["elites"], s["action_dim"]
+    c, gamma, temp = s["clip"], s["gamma"], s["temperature"]
+    min_std, max_std = s["min_std"], s["max_std"]
+    z = m.encode(obs)
+    L = z.shape[1]
+    actions = torch.empty(N, H, A)
+    if P > 0:
+        zp = z.expand(P, L)
+        for t in range(H):
+            a = m.pi(zp)
+            a = torch.cat([a[:1], a[1:] + min_std * torch.randn(P - 1, A)]).clamp(-c, c)
+            actions[:P, t] = a
+            if t < H - 1:
+                zp = m.next(zp, a)
+    mean = torch.zeros(H, A)
+    mean[:-1] = prev_mean[1:]
+    std = torch.full((H, A), max_std)
+    zn = z.expand(N, L)
+    for _ in range(s["iterations"]):
+        actions[P:] = (mean.unsqueeze(0) + std.unsqueeze(0) * torch.randn(N - P, H, A)).clamp(-c, c)
+        if use_rollout:
+            value = m.rollout(zn, actions, gamma)
+        else:
+            g, discount, _z = 0, 1.0, zn
+            for t in range(H):
+                r = m.reward(_z, actions[:, t])
+                _z = m.next(_z, actions[:, t])
+                g = g + discount * r
+                discount *= gamma
+            value = g + discount * m.value(_z)
+        value = value.nan_to_num(0)
+        elite_idxs = torch.topk(value, K, dim=0).indices
+        elite_value, elite_actions = value[elite_idxs], actions[elite_idxs]
+        max_value = elite_value.max(0).values
+        score = torch.exp(temp * (elite_value - max_value))
+        score = score / score.sum(0)
+        mean = (score[:, None, None] * elite_actions).sum(0) / (score.sum(0) + 1e-9)
+        std = (
+            ((score[:, None, None] * (elite_actions - mean.unsqueeze(0)) ** 2).sum(0) / (score.sum(0) + 1e-9))
+            .sqrt()
+            .clamp(min_std, max_std)
+        )
+    prev_mean.copy_(mean)
+    return mean[0].clamp(-c, c)
+
+
+def bench_mppi(args):
+    m = torch.jit.load(args.model)
+    m.eval()
+    spec = json.loads(m.locod_spec())
+    s = dict(spec["planner"])
+    for k in ["horizon", "samples", "elites", "iterations", "prior_samples"]:
+        if getattr(args, k) is not None:
+            s[k] = getattr(args, k)
+    for k in ["temperature", "min_std", "max_std", "gamma"]:
+        if getattr(args, k) is not None:
+            s[k] = getattr(args, k)
+    s["action_dim"] = spec["action"]["dim"]
+    s["clip"] = spec["action"]["clip"]
+    has_rollout = hasattr(m, "rollout")
+    use_rollout = has_rollout and not args.stepped
+    o = bench_policy_obs_dim(spec)
+    obs = torch.zeros(1, o)
+    prev_mean = torch.zeros(s["horizon"], s["action_dim"])
+    torch.manual_seed(0)
+    times = []
+    with torch.no_grad():
+        for i in range(args.warmup + args.plans):
+            obs[0, 0] = (i % 10) * 1e-2
+            t0 = time.perf_counter()
+            plan(m, obs, prev_mean, s, use_rollout)
+            t1 = time.perf_counter()
+            if i >= args.warmup:
+                times.append(t1 - t0)
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+            plan(m, obs, prev_mean, s, use_rollout)
+        flops = sum(e.flops for e in prof.events() if e.flops)
+    return {"plan_us": percentiles(times), "flops_per_plan": flops, "fused_rollout": use_rollout, "settings": s}
+
+
+def bench_policy_obs_dim(spec):
+    a = spec["action"]["dim"]
+    dims = {"base_ang_vel": 3, "projected_gravity": 3, "command": 3}
+    o = 0
+    for t in spec["obs"]:
+        d = dims.get(t["name"], a)
+        if t["name"] == "height_scan":
+            d = t["rows"] * t["cols"]
+        elif t["name"] == "depth":
+            d = len(t["sensors"]) * t["zones"]
+        o += d * t.get("history", 1)
+    return o
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    for name in ["policy", "mppi"]:
+        q = sub.add_parser(name)
+        q.add_argument("--model", required=True)
+        q.add_argument("--threads", type=int, default=1)
+        q.add_argument("--warmup", type=int, default=50)
+        if name == "policy":
+            q.add_argument("--iters", type=int, default=2000)
+        else:
+            q.add_argument("--plans", type=int, default=300)
+            q.add_argument("--stepped", action="store_true")
+            for k in ["horizon", "samples", "elites", "iterations", "prior_samples"]:
+                q.add_argument("--" + k.replace("_", "-"), dest=k, type=int)
+            for k in ["temperature", "min_std", "max_std", "gamma"]:
+                q.add_argument("--" + k.replace("_", "-"), dest=k, type=float)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    r = bench_policy(args) if args.what == "policy" else bench_mppi(args)
+    r["threads"] = torch.get_num_threads()
+    r["torch"] = torch.__version__
+    print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()

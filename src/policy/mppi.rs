@@ -1,0 +1,446 @@
+//! The MPPI planner over a latent world model (contract kind "world_model"), TD-MPC2 style, as an
+//! anytime computation inside a time budget.
+//!
+//! Every tick: encode the observation; roll the policy prior `pi` out for `prior_samples`
+//! trajectories (the first exactly, the others with `min_std` noise); warm-start the mean from the
+//! last plan shifted by one step and reset the std to `max_std`; then per iteration sample the
+//! remaining trajectories around the mean, score all of them at once (the model's fused `rollout`
+//! when it has one, else `reward`/`next` stepped from here, plus the terminal `value`), take the
+//! elites, weight them by `exp(temperature * (V - Vmax))` and refit mean and std. The action is the
+//! first step of the mean, clipped.
+//!
+//! Anytime: an iteration is started only when the last one's duration still fits in the budget; a
+//! started iteration always finishes. If not even the first fits, the prior's action is returned
+//! as `ControllerLevel::Prior` (or an error without a prior, and the control loop stands).
+//!
+//! Sampling, elite selection and the refit run here on a few kilobytes of floats; the model calls
+//! read and write Rust-owned buffers in place. Nothing is allocated per tick on the Rust side.
+//!
+//! Not for: what the model computes (that is TorchScript), or limits.
+
+use super::action::ActionMap;
+use super::contract::{check_planner, ContractError, PlannerDefaults};
+use super::load::{prepare_thread, Opened};
+use super::obs::ObsBuilder;
+use super::rng::Rng;
+use super::torch::{read_f32, Arg, HostBuf, Module, TorchError};
+use super::{Policy, PolicyError};
+use crate::config::{Config, MAX_JOINTS};
+use crate::control::messages::{ControllerLevel, PlannerStats, PolicyAction, Snapshot};
+use crate::estimate::terrain::Perception;
+use crate::rt::clock::monotonic_ns;
+use crate::rt::triple::Reader;
+use tch::Tensor;
+
+/// Plans run before the planner is handed over (TorchScript specialises on the run-time shapes).
+pub const WARMUP_PLANS: usize = 10;
+
+/// The planner's settings: the contract's defaults with the configuration's overrides.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub planner: PlannerDefaults,
+    pub budget_ns: u64,
+    pub seed: u64,
+}
+
+impl Settings {
+    pub fn resolve(defaults: &PlannerDefaults, config: &Config) -> Result<Settings, ContractError> {
+        let m = &config.mppi;
+        let mut p = defaults.clone();
+        let u = |v: Option<u32>, d: usize| v.map_or(d, |x| x as usize);
+        p.horizon = u(m.horizon, p.horizon);
+        p.samples = u(m.samples, p.samples);
+        p.elites = u(m.elites, p.elites);
+        p.iterations = u(m.iterations, p.iterations);
+        p.prior_samples = u(m.prior_samples, p.prior_samples);
+        p.temperature = m.temperature.unwrap_or(p.temperature);
+        p.min_std = m.min_std.unwrap_or(p.min_std);
+        p.max_std = m.max_std.unwrap_or(p.max_std);
+        p.gamma = m.gamma.unwrap_or(p.gamma);
+        let overridden = m.horizon.is_some()
+            || m.samples.is_some()
+            || m.elites.is_some()
+            || m.iterations.is_some()
+            || m.prior_samples.is_some()
+            || m.temperature.is_some()
+            || m.min_std.is_some()
+            || m.max_std.is_some()
+            || m.gamma.is_some();
+        check_planner(&p, if overridden { "planner (with [mppi] overrides)" } else { "planner" })?;
+        let budget_ns = (m.budget_ms(&config.rate) * 1e6) as u64;
+        Ok(Settings { planner: p, budget_ns, seed: m.seed })
+    }
+}
+
+/// How the last plan went.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PlanReport {
+    pub iterations: usize,
+    pub level: Option<ControllerLevel>,
+    pub plan_ns: u64,
+}
+
+pub struct Mppi {
+    name: String,
+    module: Module,
+    obs: ObsBuilder,
+    actions: ActionMap,
+    perception: Option<Reader<Perception>>,
+    s: PlannerDefaults,
+    budget_ns: u64,
+    seed: u64,
+    has_pi: bool,
+    use_rollout: bool,
+    a: usize,
+    n: usize,
+    p: usize,
+    h: usize,
+    l: i64,
+    obs_in: HostBuf,
+    /// Sampled trajectories [N, H, A]; rows 0..P are the prior's.
+    seqs: HostBuf,
+    /// One step of the prior's actions [P, A], as fed to `next`.
+    prior_step: HostBuf,
+    returns: Vec<f32>,
+    step: Vec<f32>,
+    pi_out: Vec<f32>,
+    order: Vec<usize>,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    prev_mean: Vec<f32>,
+    rng: Rng,
+    /// The longest recent iteration, decaying slowly: what the next one is expected to take.
+    iter_estimate_ns: u64,
+    raw: [f32; MAX_JOINTS],
+    threads: u32,
+    last: PlanReport,
+}
+
+fn torch_err(_: TorchError) -> PolicyError {
+    PolicyError("the world model failed")
+}
+
+impl Mppi {
+    /// Builds the planner from an opened world model and warms it up with the run-time shapes.
+    pub fn new(opened: Opened, config: &Config, perception: Option<Reader<Perception>>) -> Result<Self, String> {
+        let Opened { path, module, contract, optional, .. } = opened;
+        let settings = Settings::resolve(contract.planner.as_ref().ok_or("model contract: planner: missing")?, config)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if contract.needs_perception() && perception.is_none() {
+            return Err(format!("{}: the model observes the terrain, but no perception is available", path.display()));
+        }
+        let obs = ObsBuilder::new(&contract, config, &config.depth_sensor_names())?;
+        let actions = ActionMap::new(&contract, config)?;
+        let s = settings.planner.clone();
+        let (a, n, h) = (contract.action_dim, s.samples, s.horizon);
+        let p = if optional.pi { s.prior_samples } else { 0 };
+        let d = module.device();
+        let e = |e: TorchError| e.to_string();
+        let mut planner = Mppi {
+            name: format!(
+                "mppi {} ({} rollout)",
+                path.file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned()),
+                if optional.rollout { "fused" } else { "stepped" }
+            ),
+            obs_in: HostBuf::new(&[1, obs.dim() as i64], d).map_err(e)?,
+            seqs: HostBuf::new(&[n as i64, h as i64, a as i64], d).map_err(e)?,
+            prior_step: HostBuf::new(&[p.max(1) as i64, a as i64], d).map_err(e)?,
+            module,
+            obs,
+            actions,
+            perception,
+            budget_ns: settings.budget_ns,
+            seed: settings.seed,
+            has_pi: optional.pi,
+            use_rollout: optional.rollout,
+            a,
+            n,
+            p,
+            h,
+            l: contract.latent_dim.unwrap_or(0) as i64,
+            returns: vec![0.0; n],
+            step: vec![0.0; n],
+            pi_out: vec![0.0; p.max(1) * a],
+            order: (0..n).collect(),
+            mean: vec![0.0; h * a],
+            std: vec![0.0; h * a],
+            prev_mean: vec![0.0; h * a],
+            rng: Rng::new(settings.seed),
+            iter_estimate_ns: 0,
+            raw: [0.0; MAX_JOINTS],
+            threads: config.controller.threads,
+            last: PlanReport::default(),
+            s,
+        };
+        planner.warm_up()?;
+        Ok(planner)
+    }
+
+    /// Scores with `next`/`reward` stepped from Rust even when the model has a fused `rollout`
+    /// (to compare the two, and to measure the difference).
+    pub fn set_stepped(&mut self, stepped: bool) {
+        if stepped {
+            self.use_rollout = false;
+        }
+    }
+
+    pub fn uses_fused_rollout(&self) -> bool {
+        self.use_rollout
+    }
+
+    pub fn settings(&self) -> &PlannerDefaults {
+        &self.s
+    }
+
+    pub fn set_budget_ns(&mut self, budget_ns: u64) {
+        self.budget_ns = budget_ns;
+    }
+
+    pub fn last_plan(&self) -> PlanReport {
+        self.last
+    }
+
+    /// Model steps (sample x horizon) one full plan evaluates, prior included.
+    pub fn steps_per_plan(&self) -> usize {
+        self.n * self.h * self.s.iterations + self.p * self.h
+    }
+
+    fn warm_up(&mut self) -> Result<(), String> {
+        let budget = self.budget_ns;
+        self.budget_ns = u64::MAX;
+        let snapshot = Snapshot::default();
+        let mut out = PolicyAction::default();
+        let mut r = Ok(());
+        for _ in 0..WARMUP_PLANS {
+            if let Err(e) = self.act(&snapshot, &mut out) {
+                r = Err(format!("warm-up: {e}"));
+                break;
+            }
+        }
+        // Exercise the fallback path too.
+        if r.is_ok() && self.has_pi {
+            self.budget_ns = 0;
+            r = self.act(&snapshot, &mut out).map(|_| ()).map_err(|e| format!("warm-up: {e}"));
+        }
+        self.budget_ns = budget;
+        self.reset();
+        r
+    }
+
+    /// Returns of `seqs` ([N, H, A] flattened) from the current latent `z`, into `self.returns`.
+    fn evaluate(&mut self, z: &Tensor) -> Result<(), PolicyError> {
+        self.seqs.upload().map_err(torch_err)?;
+        let gamma = self.s.gamma;
+        if self.use_rollout {
+            let g = self.module.call(c"rollout", &[Arg::T(z), Arg::T(self.seqs.tensor()), Arg::F(gamma)]);
+            return read_f32(&g.map_err(torch_err)?, &mut self.returns).map_err(torch_err);
+        }
+        self.returns.fill(0.0);
+        let mut z = z.shallow_clone();
+        let mut discount = 1.0f32;
+        for t in 0..self.h {
+            let a_t = self.seqs.tensor().select(1, t as i64);
+            let r = self.module.call(c"reward", &[Arg::T(&z), Arg::T(&a_t)]).map_err(torch_err)?;
+            read_f32(&r, &mut self.step).map_err(torch_err)?;
+            for (g, r) in self.returns.iter_mut().zip(&self.step) {
+                *g += discount * r;
+            }
+            z = self.module.call(c"next", &[Arg::T(&z), Arg::T(&a_t)]).map_err(torch_err)?;
+            discount *= gamma as f32;
+        }
+        let v = self.module.call(c"value", &[Arg::T(&z)]).map_err(torch_err)?;
+        read_f32(&v, &mut self.step).map_err(torch_err)?;
+        for (g, v) in self.returns.iter_mut().zip(&self.step) {
+            *g += discount * v;
+        }
+        Ok(())
+    }
+
+    /// Rolls the prior out into rows 0..P of `seqs`; leaves `pi(z)` in `pi_out[..A]`.
+    fn prior(&mut self, z1: &Tensor) -> Result<(), PolicyError> {
+        let (a, p) = (self.a, self.p);
+        let clip = self.actions.clip_bound();
+        let noise = self.s.min_std as f32;
+        let mut z = z1.expand([p as i64, self.l], false);
+        for t in 0..self.h {
+            let pa = self.module.call(c"pi", &[Arg::T(&z)]).map_err(torch_err)?;
+            read_f32(&pa, &mut self.pi_out[..p * a]).map_err(torch_err)?;
+            let seqs = self.seqs.as_mut_slice();
+            let step = self.prior_step.as_mut_slice();
+            for k in 0..p {
+                for j in 0..a {
+                    let mut v = self.pi_out[k * a + j];
+                    if k > 0 {
+                        v += noise * self.rng.normal();
+                    }
+                    let v = v.clamp(-clip, clip);
+                    seqs[(k * self.h + t) * a + j] = v;
+                    step[k * a + j] = v;
+                }
+            }
+            if t + 1 < self.h {
+                self.prior_step.upload().map_err(torch_err)?;
+                z = self.module.call(c"next", &[Arg::T(&z), Arg::T(self.prior_step.tensor())]).map_err(torch_err)?;
+            }
+        }
+        // Row 0, step 0 is pi(z) itself.
+        let seqs = self.seqs.as_slice();
+        self.pi_out[..a].copy_from_slice(&seqs[..a]);
+        Ok(())
+    }
+
+    fn sample(&mut self) {
+        let (a, h) = (self.a, self.h);
+        let clip = self.actions.clip_bound();
+        let seqs = self.seqs.as_mut_slice();
+        for k in self.p..self.n {
+            let row = &mut seqs[k * h * a..(k + 1) * h * a];
+            for ((x, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
+                *x = (m + s * self.rng.normal()).clamp(-clip, clip);
+            }
+        }
+    }
+
+    /// Refits mean and std to the elites; returns (best, mean elite return).
+    fn refit(&mut self) -> Result<(f32, f32), PolicyError> {
+        let k = self.s.elites;
+        let returns = &mut self.returns;
+        for g in returns.iter_mut() {
+            if !g.is_finite() {
+                *g = f32::NEG_INFINITY;
+            }
+        }
+        for (i, o) in self.order.iter_mut().enumerate() {
+            *o = i;
+        }
+        let returns = &self.returns;
+        if k < self.n {
+            self.order.select_nth_unstable_by(k - 1, |&x, &y| returns[y].total_cmp(&returns[x]));
+        }
+        let elites = &self.order[..k];
+        let best = elites.iter().map(|&i| returns[i]).fold(f32::NEG_INFINITY, f32::max);
+        if !best.is_finite() {
+            return Err(PolicyError("the world model's returns are not finite"));
+        }
+        let temp = self.s.temperature as f32;
+        let mut wsum = 0.0f32;
+        let mut mean_return = 0.0f32;
+        for &i in elites {
+            wsum += (temp * (returns[i] - best)).exp();
+            mean_return += returns[i];
+        }
+        let (a, h) = (self.a, self.h);
+        let seqs = self.seqs.as_slice();
+        self.mean.fill(0.0);
+        for &i in elites {
+            let w = (temp * (returns[i] - best)).exp() / wsum;
+            for (m, x) in self.mean.iter_mut().zip(&seqs[i * h * a..(i + 1) * h * a]) {
+                *m += w * x;
+            }
+        }
+        self.std.fill(0.0);
+        for &i in elites {
+            let w = (temp * (returns[i] - best)).exp() / wsum;
+            for ((s, x), m) in self.std.iter_mut().zip(&seqs[i * h * a..(i + 1) * h * a]).zip(&self.mean) {
+                *s += w * (x - m) * (x - m);
+            }
+        }
+        let (lo, hi) = (self.s.min_std as f32, self.s.max_std as f32);
+        for s in self.std.iter_mut() {
+            *s = s.sqrt().clamp(lo, hi);
+        }
+        Ok((best, mean_return / k as f32))
+    }
+
+    /// One plan: the action into `self.raw[..A]` (clipped), the level that produced it.
+    fn plan(&mut self, start_ns: u64, stats: &mut PlannerStats) -> Result<ControllerLevel, PolicyError> {
+        let (a, h) = (self.a, self.h);
+        self.obs_in.upload().map_err(torch_err)?;
+        let z1 = self.module.call(c"encode", &[Arg::T(self.obs_in.tensor())]).map_err(torch_err)?;
+        if self.p > 0 {
+            self.prior(&z1)?;
+        }
+        // Warm start: the last plan shifted by one step; the std starts wide every tick.
+        self.mean[..(h - 1) * a].copy_from_slice(&self.prev_mean[a..]);
+        self.mean[(h - 1) * a..].fill(0.0);
+        self.std.fill(self.s.max_std as f32);
+        let z = z1.expand([self.n as i64, self.l], false);
+        let mut done = 0;
+        for _ in 0..self.s.iterations {
+            let now = monotonic_ns();
+            if now.saturating_sub(start_ns).saturating_add(self.iter_estimate_ns) > self.budget_ns {
+                break;
+            }
+            self.sample();
+            self.evaluate(&z)?;
+            let (best, mean_elite) = self.refit()?;
+            let end = monotonic_ns();
+            let took = end - now;
+            self.iter_estimate_ns = took.max(self.iter_estimate_ns - self.iter_estimate_ns / 8);
+            done += 1;
+            stats.best_return = best;
+            stats.mean_elite_return = mean_elite;
+            if end.saturating_sub(start_ns) > self.budget_ns {
+                if done == 1 {
+                    done = 0; // the first iteration did not finish within the budget
+                }
+                break;
+            }
+        }
+        stats.iterations = done as u16;
+        stats.samples = self.n as u16;
+        if done == 0 {
+            self.prev_mean.copy_from_slice(&self.mean);
+            if !self.has_pi {
+                return Err(PolicyError("the planner missed its budget and the model has no prior"));
+            }
+            if self.p == 0 {
+                let pa = self.module.call(c"pi", &[Arg::T(&z1)]).map_err(torch_err)?;
+                read_f32(&pa, &mut self.pi_out[..a]).map_err(torch_err)?;
+            }
+            self.raw[..a].copy_from_slice(&self.pi_out[..a]);
+            return Ok(ControllerLevel::Prior);
+        }
+        self.prev_mean.copy_from_slice(&self.mean);
+        self.raw[..a].copy_from_slice(&self.mean[..a]);
+        Ok(ControllerLevel::Primary)
+    }
+}
+
+impl Policy for Mppi {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn reset(&mut self) {
+        self.obs.reset();
+        self.prev_mean.fill(0.0);
+        self.rng.reseed(self.seed);
+    }
+
+    fn act(&mut self, snapshot: &Snapshot, out: &mut PolicyAction) -> Result<ControllerLevel, PolicyError> {
+        let start = monotonic_ns();
+        prepare_thread(self.threads);
+        let perception = self.perception.as_mut().map(|r| r.latest());
+        let obs = self.obs.build(snapshot, perception);
+        self.obs_in.as_mut_slice().copy_from_slice(obs);
+        let mut stats = PlannerStats::default();
+        let level = self.plan(start, &mut stats);
+        let end = monotonic_ns();
+        self.last = PlanReport { iterations: stats.iterations as usize, level: level.ok(), plan_ns: end - start };
+        let level = level?;
+        let a = self.a;
+        self.actions.clip(&mut self.raw[..a])?;
+        self.actions.apply(&self.raw[..a], &mut out.targets);
+        self.obs.set_last_action(&self.raw[..a]);
+
+        let obs = self.obs.current();
+        out.obs[..obs.len()].copy_from_slice(obs);
+        out.obs_len = obs.len() as u16;
+        out.action[..a].copy_from_slice(&self.raw[..a]);
+        out.action_len = a as u16;
+        stats.compute_us = (end - start) as f32 * 1e-3;
+        out.planner = stats;
+        Ok(level)
+    }
+}
