@@ -16,3 +16,5 @@ pub mod policy;
 pub mod report;
 pub mod rt;
 pub mod sensors_view;
+#[cfg(feature = "sim")]
+pub mod sim;

@@ -50,6 +50,37 @@ enum Command {
         #[command(subcommand)]
         action: Option<MotorsAction>,
     },
+    /// The MuJoCo simulator of the robot, behind its real protocols (pseudo-terminals at the
+    /// configured ports), in real time; or, with --lockstep, the daemon's control loop on
+    /// simulated time in this process (deterministic, as fast as the physics).
+    #[cfg(feature = "sim")]
+    Sim {
+        #[arg(long, short, default_value = "config/sim.toml")]
+        config: PathBuf,
+        /// Stop after this many seconds of simulated time (default: until Ctrl-C; 10 with --lockstep).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Simulate the configuration's [sim.real_world] instead of the nominal robot.
+        #[arg(long)]
+        real_world: bool,
+        /// Inject a fault: imu-stop@S, motor-silent:JOINT@S, bridge-garbage@S, exit@S (repeatable).
+        #[arg(long = "fault", value_name = "KIND@SECONDS")]
+        faults: Vec<locod::sim::ScheduledFault>,
+        /// Run the daemon's control loop in lock-step with the simulation (no ports, no threads).
+        #[arg(long)]
+        lockstep: bool,
+        /// Lock-step: where the daemon takes the robot.
+        #[arg(long, value_enum, default_value_t = Goal::Walk)]
+        goal: Goal,
+        /// Lock-step: forward speed command once walking, m/s.
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        vx: f64,
+        /// Lock-step: yaw-rate command once walking, rad/s.
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        yaw_rate: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Live view of the IMU, depth zones and firmware-bridge link health (bring-up).
     Sensors {
         #[arg(long, short)]
@@ -213,6 +244,10 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// The lock-step run's constant velocity command (a plain `fn` cannot capture it).
+#[cfg(feature = "sim")]
+static COMMAND: std::sync::OnceLock<[f64; 3]> = std::sync::OnceLock::new();
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
@@ -308,6 +343,61 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 report::error(e);
                 ExitCode::FAILURE
             })
+        }
+        #[cfg(feature = "sim")]
+        Command::Sim { config, duration, real_world, faults, lockstep, goal, vx, yaw_rate, json } => {
+            let c = load(&config)?;
+            if let Some(d) = duration {
+                if !(d.is_finite() && d > 0.0) {
+                    report::error(format!("--duration: expected a positive number of seconds, got {d}"));
+                    return Err(ExitCode::from(2));
+                }
+            }
+            let failed = |e: locod::sim::SimError| {
+                report::error(e);
+                ExitCode::FAILURE
+            };
+            if lockstep {
+                COMMAND.set([vx, 0.0, yaw_rate]).ok();
+                let opts = locod::sim::lockstep::LockstepOptions {
+                    duration_s: duration.unwrap_or(10.0),
+                    goal,
+                    command: |_| *COMMAND.get().unwrap_or(&[0.0; 3]),
+                    real_world,
+                    faults,
+                };
+                let r = locod::sim::lockstep::run(&c, &opts).map_err(failed)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                } else {
+                    for e in &r.events {
+                        println!("{:8.3} s  {}", e.t_s, e.event);
+                    }
+                    println!(
+                        "lock-step: {:.1} s simulated in {:.2} s ({} ticks), final mode {:?}; max tilt {:.1} deg, lowest base {:.3} m; walked {:.2} m at {:.2} m/s",
+                        r.sim_seconds, r.wall_seconds, r.ticks, r.final_mode, r.max_tilt_deg, r.min_base_height_m,
+                        r.walk_displacement_m[0].hypot(r.walk_displacement_m[1]), r.walk_mean_speed_mps
+                    );
+                }
+            } else {
+                let opts = locod::sim::realtime::RealtimeOptions {
+                    duration_s: duration,
+                    real_world,
+                    faults,
+                    status_interval_s: c.rate.status_interval_s,
+                };
+                let r = locod::sim::realtime::run(&c, &opts).map_err(failed)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                } else {
+                    report::info(format!(
+                        "sim: stopped ({}) after {:.1} s simulated in {:.1} s; {} steps ({} late), CAN {} in / {} replies, bridge {} frames ({} bytes dropped)",
+                        r.stopped_by, r.sim_seconds, r.wall_seconds, r.steps, r.late_steps, r.can_frames_in,
+                        r.can_replies, r.bridge_frames_out, r.bridge_bytes_dropped
+                    ));
+                }
+            }
+            Ok(())
         }
         Command::Sensors { config, seconds } => {
             let c = load(&config)?;

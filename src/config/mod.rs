@@ -7,6 +7,7 @@
 
 pub mod calibration;
 mod error;
+pub mod sim;
 mod validate;
 
 pub use error::ConfigError;
@@ -42,6 +43,12 @@ pub struct Config {
     pub command: CommandLimits,
     #[serde(default)]
     pub log: LogConfig,
+    /// The wheel-balancing controller, for robots that balance on their wheels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<Balance>,
+    /// The simulator's settings (`locod sim`); the daemon ignores them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim: Option<sim::Sim>,
     /// The file this configuration was read from (not a TOML key).
     #[serde(skip)]
     pub source: PathBuf,
@@ -335,6 +342,9 @@ pub enum ControllerKind {
     Student,
     /// A latent world model (contract kind "world_model") planned with MPPI every policy tick.
     Mppi,
+    /// The built-in wheel-balancing controller (`[balance]`) walks: it follows the velocity
+    /// command (vx, yaw rate) inside the control loop. For wheeled robots before learned models.
+    Balance,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -498,6 +508,42 @@ impl Default for LogConfig {
             ring_records: 2048,
         }
     }
+}
+
+/// The wheeled-inverted-pendulum controller of a robot that balances on two wheels. It drives the
+/// wheels with torque, `u = k_pitch (pitch - pitch_offset) + k_pitch_rate pitch_rate + k_vel (v -
+/// vx) + k_pos ∫(v - vx)`, split between the wheels with `k_yaw_rate (yaw_rate_cmd - yaw_rate)`,
+/// while the legs hold their pose. Pitch is positive nose-down; a wheel's positive joint direction
+/// rolls the robot forward. Used by StandUp, SitDown and the stand fallback, and by Walk with
+/// `[controller] kind = "balance"`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Balance {
+    pub left_wheel: String,
+    pub right_wheel: String,
+    pub wheel_radius_m: f64,
+    /// N·m per rad of pitch, summed over both wheels.
+    pub k_pitch: f64,
+    /// N·m per rad/s of pitch rate.
+    pub k_pitch_rate: f64,
+    /// N·m per m/s of forward-speed error.
+    pub k_vel: f64,
+    /// N·m per m of accumulated speed error (finds the pitch at which the robot stands still).
+    pub k_pos: f64,
+    /// Bound of the accumulated speed error.
+    #[serde(default = "default_pos_error_max")]
+    pub pos_error_max_m: f64,
+    /// Wheel torque difference per rad/s of yaw-rate error, and per rad of its integral.
+    pub k_yaw_rate: f64,
+    #[serde(default)]
+    pub k_yaw: f64,
+    /// Pitch at which the centre of mass is over the axle in the default pose.
+    #[serde(default)]
+    pub pitch_offset_rad: f64,
+}
+
+fn default_pos_error_max() -> f64 {
+    3.0
 }
 
 impl Config {

@@ -8,6 +8,7 @@
 //! Not for: scheduling (the runner in `daemon` calls `tick` on each release) or thread set-up.
 
 pub mod arbiter;
+pub mod balance;
 pub mod inputs;
 pub mod messages;
 pub mod mode;
@@ -300,10 +301,10 @@ impl ControlLoop {
             self.action = *policy.latest();
         }
         let fresh = self.action_fresh(now);
+        let walk_available = fresh || self.motion.walks();
         if let Some(request) = self.inputs.take_request() {
             if !self.shutting_down {
-                let c =
-                    Conditions { fault: self.fault, standup_complete: self.standup_complete, walk_available: fresh };
+                let c = Conditions { fault: self.fault, standup_complete: self.standup_complete, walk_available };
                 let mode = self.modes.mode();
                 match self.modes.request(request, &c) {
                     Ok(t) => self.transition(now, t, Reason::Requested),
@@ -327,12 +328,12 @@ impl ControlLoop {
                 self.level = ControllerLevel::Damp;
             }
             Mode::StandUp => {
-                self.standup_complete = self.motion.standup(now, &mut self.cmds);
+                self.standup_complete = self.motion.standup(now, &self.state, &mut self.cmds);
                 self.level = ControllerLevel::Stand;
             }
             Mode::SitDown => {
                 self.level = ControllerLevel::Stand;
-                if self.motion.sitdown(now, &mut self.cmds) {
+                if self.motion.sitdown(now, &self.state, &mut self.cmds) {
                     let t = self.modes.sitdown_complete();
                     self.transition(now, t, Reason::Completed);
                 }
@@ -346,9 +347,13 @@ impl ControlLoop {
                     };
                     self.set_level(now, self.action.level, why);
                     self.cmds.joints = self.action.targets;
+                } else if self.motion.walks() {
+                    // The built-in balance controller is the primary walking controller.
+                    self.set_level(now, ControllerLevel::Primary, FallbackWhy::Recovered);
+                    self.motion.walk(&self.state, &arb.command, &mut self.cmds);
                 } else {
                     self.set_level(now, ControllerLevel::Stand, FallbackWhy::ActionStale);
-                    self.motion.stand(&mut self.cmds);
+                    self.motion.stand(&self.state, &mut self.cmds);
                 }
             }
         }
