@@ -155,6 +155,16 @@ enum LogCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Sensor frame written → the daemon's motor command using it arrives back, in real time,
+    /// with the daemon as a separate process (its bus on a pty answered as the motors).
+    E2e {
+        #[arg(long, short, default_value = "config/sim.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Protocol codec throughput, and motor reply → joint slot latency (in-memory cable, slcan on
     /// a pty) next to the transport's own wake-up floor.
     Io {
@@ -534,6 +544,16 @@ fn run(command: Command) -> Result<(), ExitCode> {
                     100.0 * r.fraction_of_floor
                 );
                 println!("  ratio (p50)    {:.2} (target <= {})", r.ratio, r.target_ratio);
+            });
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::E2e { config, seconds, json } } => {
+            let c = load(&config)?;
+            let r = bench::e2e::run(&c, &config, seconds).map_err(fail)?;
+            print_json_or(json, &r, |r| {
+                let (l, f) = (&r.locod_us, &r.reference_us);
+                println!("sensor frame -> command back at {} Hz: p50 {:.0} us p99 {:.0} us max {:.0} us (a reply answers the previous tick: one period is {:.0} us)", r.control_hz, l.p50, l.p99, l.max, r.control_period_us);
+                println!("{}: p50 {:.0} us p99 {:.0} us; ratio {:.1}", r.reference, f.p50, f.p99, r.ratio);
             });
             Ok(())
         }

@@ -363,7 +363,7 @@ impl ControlLoop {
             self.set_fault(now, Some(f));
         }
         if safety::damps(self.modes.mode()) {
-            self.limiter.damping(&mut self.cmds);
+            self.limiter.damping(&self.state, &mut self.cmds);
         }
         self.last_write = self.hw.write(now, &self.cmds);
 
