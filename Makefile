@@ -6,7 +6,7 @@
 # your own libtorch instead (e.g. NVIDIA's build on a Jetson), set LIBTORCH=/path/to/libtorch.
 
 SHELL := /bin/bash
-CONFIG ?= config/biwheel.toml
+CONFIG ?= config/sim.toml
 CARGO ?= cargo
 VENV := $(CURDIR)/.venv
 
@@ -19,22 +19,30 @@ export LOCOD_FUZZ_CASES ?= 256
 
 .PHONY: run test bench build setup setup-python models lint clean
 
+# The simulator (locod sim) and the daemon as two processes that only share the pseudo-terminals
+# named in $(CONFIG); Ctrl-C stops both (the daemon damps first).
 run: setup-python
 	./scripts/setup-system.sh build
 	$(CARGO) build --release --bin locod
-	@echo "locod: running $(CONFIG); Ctrl-C stops (the robot is damped first)"
-	./target/release/locod run --config $(CONFIG) --goal stand
+	@echo "locod: simulator + daemon on $(CONFIG): the simulator's lines start 'locod: sim:'; Ctrl-C stops both"
+	@./target/release/locod sim --config $(CONFIG) & sim=$$!; \
+	trap 'kill -TERM $$sim 2>/dev/null' EXIT; trap 'true' INT TERM; \
+	sleep 1; ./target/release/locod run --config $(CONFIG) --goal walk; \
+	kill -TERM $$sim 2>/dev/null; wait $$sim
 
 test: setup-python models
 	./scripts/setup-system.sh build test
 	./scripts/qemu-can/setup.sh
 	$(CARGO) build --workspace --all-targets
+	$(CARGO) build --release --bin locod
 	LOCOD_REQUIRE_QEMU=1 $(CARGO) test --workspace --no-fail-fast
 
 bench: setup-python
 	./scripts/setup-system.sh build bench
 	$(CARGO) build --release --bin locod
-	./target/release/locod bench loop --config $(CONFIG) --seconds 30 --json
+	./target/release/locod bench loop --config config/biwheel.toml --seconds 30 --json
+	./target/release/locod bench io --config config/biwheel.toml --json
+	./target/release/locod bench log --config config/biwheel.toml --seconds 10 --json
 
 lint: setup-python
 	./scripts/setup-system.sh build

@@ -20,3 +20,12 @@ if [ ! -f "$venv/.complete" ]; then
   touch "$venv/.complete"
 fi
 ln -sfn "$venv" "$root/.venv"
+# MuJoCo for the simulator (cargo feature `sim`): mujoco-rs links against the wheel's libmujoco
+# through a directory named lib/ (.cargo/config.toml points MUJOCO_DYNAMIC_LINK_DIR at it, and the
+# binaries' rpath at the same place).
+mj=$(ls "$venv"/lib/python3*/site-packages/mujoco/libmujoco.so.* 2>/dev/null | head -n1)
+if [ -n "$mj" ]; then
+  mkdir -p "$root/.mujoco/lib"
+  ln -sfn "$mj" "$root/.mujoco/lib/libmujoco.so"
+  ln -sfn "$mj" "$root/.mujoco/lib/$(basename "$mj")"
+fi

@@ -1,8 +1,9 @@
 //! The daemon: sets up the threads, runs until told to stop, and reports.
 //!
 //! Threads: the control thread (SCHED_FIFO, pinned, runs `ControlLoop::tick` on absolute
-//! deadlines), the policy thread when a policy is configured (lower SCHED_FIFO priority), a signal
-//! thread (SIGINT/SIGTERM set the stop flag), teleop's runtime when `[teleop]` is configured, and
+//! deadlines), the policy thread when a policy is configured (lower SCHED_FIFO priority), the
+//! logger thread when `[log] enabled` (ordinary priority, tick records into MCAP files), teleop's
+//! runtime when `[teleop]` is configured, a signal thread (SIGINT/SIGTERM set the stop flag), and
 //! the calling thread as supervisor: it drains the loop's events into the log (and forwards each to
 //! teleop's telemetry), prints status, tells systemd READY, and pings the watchdog only while the
 //! control loop's heartbeat advances.
@@ -11,6 +12,7 @@ use crate::config::Config;
 use crate::control::inputs::{inbox, Commander};
 use crate::control::messages::{EventKind, Mode, ModeRequest, Snapshot};
 use crate::control::{ControlLoop, LoopTiming, TimingSummary};
+use crate::log::writer::{self as log_writer, LogStats, Logger};
 use crate::policy::{self, Policy, PolicyStats};
 use crate::report;
 use crate::rt::clock::{monotonic_ns, Clock, MonotonicClock, NS_PER_MS, NS_PER_S};
@@ -49,6 +51,8 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     pub goal: Goal,
     pub policy: Option<Box<dyn Policy>>,
+    /// The model files the policy was loaded from; their hashes go into the log metadata.
+    pub model_files: Vec<std::path::PathBuf>,
     /// Set to stop the daemon as SIGTERM would (for embedding and tests).
     pub stop: Option<Arc<AtomicBool>>,
 }
@@ -65,6 +69,17 @@ pub struct RunSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_compute: Option<Summary>,
     pub policy_errors: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogSummary>,
+}
+
+/// What the transition log recorded during the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogSummary {
+    #[serde(flatten)]
+    pub stats: LogStats,
+    /// Records the control thread could not queue because the logger fell behind.
+    pub records_dropped: u64,
 }
 
 impl std::fmt::Display for RunSummary {
@@ -78,6 +93,18 @@ impl std::fmt::Display for RunSummary {
         writeln!(f, "  period           {}", t.period)?;
         if let Some(p) = &self.policy_compute {
             writeln!(f, "  policy compute   {p}  errors {}", self.policy_errors)?;
+        }
+        if let Some(l) = &self.log {
+            let s = &l.stats;
+            writeln!(
+                f,
+                "  log: {} records in {} files ({:.1} MB), {} dropped by the ring, {} lost to errors",
+                s.records_written,
+                s.files_closed,
+                s.bytes_closed as f64 / 1e6,
+                l.records_dropped,
+                s.records_lost
+            )?;
         }
         write!(f, "  faults raised {}  events dropped {}", self.faults_raised, self.events_dropped)
     }
@@ -117,6 +144,7 @@ struct ControlResult {
     rt: RtOutcome,
     final_mode: Mode,
     events_dropped: u64,
+    log_dropped: u64,
 }
 
 fn control_thread(
@@ -149,7 +177,13 @@ fn control_thread(
         }
     }
     lp.finish();
-    ControlResult { timing: lp.timing().clone(), rt, final_mode: lp.mode(), events_dropped: lp.events_dropped() }
+    ControlResult {
+        timing: lp.timing().clone(),
+        rt,
+        final_mode: lp.mode(),
+        events_dropped: lp.events_dropped(),
+        log_dropped: lp.log_dropped(),
+    }
 }
 
 fn spawn_rt<T: Send + 'static>(
@@ -224,6 +258,15 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
         None => None,
     };
     lp.start().map_err(|e| format!("hardware did not start: {e}"))?;
+    let log_stop = Arc::new(AtomicBool::new(false));
+    let logger = if config.log.enabled {
+        let (tap, ring) = crate::log::ring(config.log.ring_records, config.joints.len());
+        lp.attach_log(tap);
+        let logger = Logger::new(&config.log, log_writer::metadata(config, &opts.model_files));
+        Some(log_writer::spawn(logger, ring, log_stop.clone())?)
+    } else {
+        None
+    };
 
     let period_ns = config.rate.control_period_ns();
     let stop_at_ns = opts.duration.map(|d| started_ns + d.as_nanos() as u64);
@@ -262,6 +305,14 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
 
     let result = control.join().map_err(|_| "the control thread panicked".to_string())?;
     stop.store(true, Ordering::Relaxed);
+    log_stop.store(true, Ordering::Release);
+    let log = match logger {
+        Some(h) => Some(LogSummary {
+            stats: h.join().map_err(|_| "the logger thread panicked".to_string())?,
+            records_dropped: result.log_dropped,
+        }),
+        None => None,
+    };
     let policy_stats: Option<PolicyStats> = match policy_thread {
         Some(h) => Some(h.join().map_err(|_| "the policy thread panicked".to_string())?),
         None => None,
@@ -297,6 +348,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
         timing: result.timing.summary(),
         policy_compute: policy_stats.as_ref().map(|s| s.compute.summary()),
         policy_errors: policy_stats.map_or(0, |s| s.errors),
+        log,
     })
 }
 

@@ -11,8 +11,11 @@ pub mod control;
 pub mod daemon;
 pub mod estimate;
 pub mod io;
+pub mod log;
 pub mod policy;
 pub mod report;
 pub mod rt;
 pub mod sensors_view;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod teleop;

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use locod::config::Config;
 use locod::daemon::{self, Goal, RunOptions};
+use locod::log::{export, plot, read};
 use locod::{bench, bringup, policy, report, sensors_view};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -55,6 +56,37 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The MuJoCo simulator of the robot, behind its real protocols (pseudo-terminals at the
+    /// configured ports), in real time; or, with --lockstep, the daemon's control loop on
+    /// simulated time in this process (deterministic, as fast as the physics).
+    #[cfg(feature = "sim")]
+    Sim {
+        #[arg(long, short, default_value = "config/sim.toml")]
+        config: PathBuf,
+        /// Stop after this many seconds of simulated time (default: until Ctrl-C; 10 with --lockstep).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Simulate the configuration's [sim.real_world] instead of the nominal robot.
+        #[arg(long)]
+        real_world: bool,
+        /// Inject a fault: imu-stop@S, motor-silent:JOINT@S, bridge-garbage@S, exit@S (repeatable).
+        #[arg(long = "fault", value_name = "KIND@SECONDS")]
+        faults: Vec<locod::sim::ScheduledFault>,
+        /// Run the daemon's control loop in lock-step with the simulation (no ports, no threads).
+        #[arg(long)]
+        lockstep: bool,
+        /// Lock-step: where the daemon takes the robot.
+        #[arg(long, value_enum, default_value_t = Goal::Walk)]
+        goal: Goal,
+        /// Lock-step: forward speed command once walking, m/s.
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        vx: f64,
+        /// Lock-step: yaw-rate command once walking, rad/s.
+        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+        yaw_rate: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Live view of the IMU, depth zones and firmware-bridge link health (bring-up).
     Sensors {
         #[arg(long, short)]
@@ -62,6 +94,29 @@ enum Command {
         /// Stop after this many seconds (default: until Ctrl-C).
         #[arg(long)]
         seconds: Option<f64>,
+    },
+    /// Turn transition logs (a directory of .mcap, or one file) into a training dataset.
+    Export {
+        /// A log directory (every closed .mcap in it) or one log file.
+        logs: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = export::Format::Lerobot)]
+        format: export::Format,
+        /// Only episodes spent entirely in Walk.
+        #[arg(long)]
+        walk_only: bool,
+    },
+    /// Transition logs: recovery after a crash.
+    Log {
+        #[command(subcommand)]
+        what: LogCommand,
+    },
+    /// PNG plots of a log (a file, or a directory: its newest file).
+    Report {
+        log: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Measure, with a reference measured in the same run.
     Bench {
@@ -98,7 +153,24 @@ enum MotorsAction {
 }
 
 #[derive(Subcommand)]
+enum LogCommand {
+    /// Finish log files a crash or a full disk left open (`*.mcap.part`, or a given file):
+    /// keeps every record up to the last complete chunk.
+    Recover { path: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum BenchCommand {
+    /// Sensor frame written → the daemon's motor command using it arrives back, in real time,
+    /// with the daemon as a separate process (its bus on a pty answered as the motors).
+    E2e {
+        #[arg(long, short, default_value = "config/sim.toml")]
+        config: PathBuf,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Protocol codec throughput, and motor reply → joint slot latency (in-memory cable, slcan on
     /// a pty) next to the transport's own wake-up floor.
     Io {
@@ -158,6 +230,18 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// What transition logging adds to the control step, and whether the logger keeps up.
+    Log {
+        #[arg(long, short, default_value = "config/biwheel.toml")]
+        config: PathBuf,
+        /// Length of each timed run (overhead, 500 Hz, 1 kHz).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long)]
+        cpu: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn libtorch_line() -> String {
@@ -180,6 +264,16 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
         ExitCode::from(2)
     })
 }
+
+/// A failed command: the error on one line, exit status 1.
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    report::error(e);
+    ExitCode::FAILURE
+}
+
+/// The lock-step run's constant velocity command (a plain `fn` cannot capture it).
+#[cfg(feature = "sim")]
+static COMMAND: std::sync::OnceLock<[f64; 3]> = std::sync::OnceLock::new();
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -248,7 +342,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 c.joints.len(),
                 c.rate.control_hz
             ));
-            let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, policy: None, stop: None };
+            let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, ..Default::default() };
             let summary = daemon::run(&c, opts).map_err(|e| {
                 report::error(e);
                 ExitCode::FAILURE
@@ -283,6 +377,61 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 report::error(e);
                 ExitCode::FAILURE
             })
+        }
+        #[cfg(feature = "sim")]
+        Command::Sim { config, duration, real_world, faults, lockstep, goal, vx, yaw_rate, json } => {
+            let c = load(&config)?;
+            if let Some(d) = duration {
+                if !(d.is_finite() && d > 0.0) {
+                    report::error(format!("--duration: expected a positive number of seconds, got {d}"));
+                    return Err(ExitCode::from(2));
+                }
+            }
+            let failed = |e: locod::sim::SimError| {
+                report::error(e);
+                ExitCode::FAILURE
+            };
+            if lockstep {
+                COMMAND.set([vx, 0.0, yaw_rate]).ok();
+                let opts = locod::sim::lockstep::LockstepOptions {
+                    duration_s: duration.unwrap_or(10.0),
+                    goal,
+                    command: |_| *COMMAND.get().unwrap_or(&[0.0; 3]),
+                    real_world,
+                    faults,
+                };
+                let r = locod::sim::lockstep::run(&c, &opts).map_err(failed)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                } else {
+                    for e in &r.events {
+                        println!("{:8.3} s  {}", e.t_s, e.event);
+                    }
+                    println!(
+                        "lock-step: {:.1} s simulated in {:.2} s ({} ticks), final mode {:?}; max tilt {:.1} deg, lowest base {:.3} m; walked {:.2} m at {:.2} m/s",
+                        r.sim_seconds, r.wall_seconds, r.ticks, r.final_mode, r.max_tilt_deg, r.min_base_height_m,
+                        r.walk_displacement_m[0].hypot(r.walk_displacement_m[1]), r.walk_mean_speed_mps
+                    );
+                }
+            } else {
+                let opts = locod::sim::realtime::RealtimeOptions {
+                    duration_s: duration,
+                    real_world,
+                    faults,
+                    status_interval_s: c.rate.status_interval_s,
+                };
+                let r = locod::sim::realtime::run(&c, &opts).map_err(failed)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                } else {
+                    report::info(format!(
+                        "sim: stopped ({}) after {:.1} s simulated in {:.1} s; {} steps ({} late), CAN {} in / {} replies, bridge {} frames ({} bytes dropped)",
+                        r.stopped_by, r.sim_seconds, r.wall_seconds, r.steps, r.late_steps, r.can_frames_in,
+                        r.can_replies, r.bridge_frames_out, r.bridge_bytes_dropped
+                    ));
+                }
+            }
+            Ok(())
         }
         Command::Sensors { config, seconds } => {
             let c = load(&config)?;
@@ -343,6 +492,69 @@ fn run(command: Command) -> Result<(), ExitCode> {
             }
             Ok(())
         }
+        Command::Export { logs, out, format, walk_only } => {
+            let s = export::export(&logs, &out, format, walk_only).map_err(fail)?;
+            report::info(format!(
+                "exported {} episodes, {} frames ({} valid transitions) at {} Hz to {}",
+                s.episodes,
+                s.frames,
+                s.valid_pairs,
+                s.fps,
+                s.out.display()
+            ));
+            Ok(())
+        }
+        Command::Log { what: LogCommand::Recover { path } } => {
+            let done = if path.is_dir() {
+                read::recover_dir(&path).map_err(fail)?
+            } else {
+                vec![read::recover(&path).map_err(fail)?]
+            };
+            if done.is_empty() {
+                report::info(format!("{}: nothing to recover (no .mcap.part files)", path.display()));
+            }
+            for r in done {
+                report::info(format!("recovered {r}"));
+            }
+            Ok(())
+        }
+        Command::Report { log, out } => {
+            let files = plot::report(&log, &out).map_err(fail)?;
+            for f in files {
+                println!("{}", f.display());
+            }
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::Log { config, seconds, cpu, json } } => {
+            let c = load(&config)?;
+            let r = bench::log::run(&c, seconds, cpu).map_err(fail)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                let o = &r.overhead_us;
+                println!("logging at {} Hz ({}), record {} bytes:", o.rate_hz, r.control_thread, r.record_bytes);
+                println!(
+                    "  overhead        p50 {:.2} us  p99 {:.2} us (target p99 < {} us)",
+                    o.p50, o.p99, o.target_p99
+                );
+                println!("  push alone      p50 {:.2} us  p99 {:.2} us", o.push_us.p50, o.push_us.p99);
+                for s in &r.sustained {
+                    println!(
+                        "  {:>5} Hz       {} written, {} dropped, {} lost, {:.0} bytes/step",
+                        s.rate_hz, s.records_written, s.records_dropped, s.records_lost, s.bytes_per_step
+                    );
+                }
+                for c in &r.compression {
+                    println!(
+                        "  {:<15} {:.0} bytes/step, {:.1} us/record",
+                        format!("{:?}", c.compression),
+                        c.bytes_per_step,
+                        c.write_us_per_record
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Bench { what: BenchCommand::Policy { config, model, iterations, json } } => {
             let c = load(&config)?;
             let r = bench::policy::policy(&c, model.as_deref(), iterations).map_err(|e| {
@@ -382,6 +594,16 @@ fn run(command: Command) -> Result<(), ExitCode> {
                     100.0 * r.fraction_of_floor
                 );
                 println!("  ratio (p50)    {:.2} (target <= {})", r.ratio, r.target_ratio);
+            });
+            Ok(())
+        }
+        Command::Bench { what: BenchCommand::E2e { config, seconds, json } } => {
+            let c = load(&config)?;
+            let r = bench::e2e::run(&c, &config, seconds).map_err(fail)?;
+            print_json_or(json, &r, |r| {
+                let (l, f) = (&r.locod_us, &r.reference_us);
+                println!("sensor frame -> command back at {} Hz: p50 {:.0} us p99 {:.0} us max {:.0} us (a reply answers the previous tick: one period is {:.0} us)", r.control_hz, l.p50, l.p99, l.max, r.control_period_us);
+                println!("{}: p50 {:.0} us p99 {:.0} us; ratio {:.1}", r.reference, f.p50, f.p99, r.ratio);
             });
             Ok(())
         }

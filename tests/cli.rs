@@ -146,3 +146,16 @@ fn run_with_the_student_walks_on_the_primary_controller() {
     assert!(summary["policy_compute"]["count"].as_u64().unwrap() > 100, "{summary}");
     assert_eq!(summary["faults_raised"], 0);
 }
+
+#[test]
+fn bench_e2e_closes_the_loop_through_a_daemon_process() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml");
+    let out =
+        Command::new(LOCOD).args(["bench", "e2e", "--seconds", "3", "--json", "--config", config]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // About one command per control tick carried a reply's sequence number back.
+    assert!(r["locod_us"]["count"].as_u64().unwrap() > 300, "{r}");
+    assert!(r["reference_us"]["count"].as_u64().unwrap() > 1000, "{r}");
+    assert_eq!(r["control_period_us"], 2000.0);
+}

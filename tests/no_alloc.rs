@@ -1,5 +1,6 @@
 //! The control path allocates nothing after start-up: a counting global allocator watches the
-//! control loop through every mode, a policy handoff, faults, an e-stop and rejected commands.
+//! control loop through every mode, a policy handoff, faults, an e-stop and rejected commands,
+//! with the transition log attached (every tick pushes a record, including into a full ring).
 
 use locod::config::Config;
 use locod::control::inputs::inbox;
@@ -56,6 +57,9 @@ fn the_control_loop_allocates_nothing_after_start_up() {
     let (cmd, mut inputs) = inbox();
     let mut policy = inputs.connect_policy();
     let (mut lp, mut out, _readers) = ControlLoop::new(&config, Box::new(robot), inputs, 2);
+    // A ring smaller than the run: pushes into a full ring (counted drops) are watched too.
+    let (tap, mut log_ring) = locod::log::ring(1024, config.joints.len());
+    lp.attach_log(tap);
     lp.start().unwrap();
     let clock = ManualClock::new(1_000_000_000);
     let period = config.rate.control_period_ns();
@@ -99,6 +103,12 @@ fn the_control_loop_allocates_nothing_after_start_up() {
     WATCHING.with(|w| w.set(false));
 
     let allocations = COUNT.with(|c| c.get());
+    let mut records = 0u64;
+    while log_ring.pop().is_some() {
+        records += 1;
+    }
+    assert_eq!(records, 1024, "the ring holds the first records");
+    assert_eq!(lp.log_dropped(), 10 + 1_100 + 200 + 100 + 50 + 50 - 1024);
     let mut events = 0;
     while out.events.pop().is_some() {
         events += 1;

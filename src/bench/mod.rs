@@ -3,7 +3,9 @@
 //! Not for: pass/fail judgements; targets are reported next to the measurement, never asserted.
 
 pub mod cyclictest;
+pub mod e2e;
 pub mod io;
+pub mod log;
 pub mod loop_timing;
 pub mod policy;
 pub mod teleop;

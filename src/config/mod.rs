@@ -7,6 +7,7 @@
 
 pub mod calibration;
 mod error;
+pub mod sim;
 mod validate;
 
 pub use error::ConfigError;
@@ -40,6 +41,14 @@ pub struct Config {
     pub safety: Safety,
     #[serde(default)]
     pub command: CommandLimits,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The wheel-balancing controller, for robots that balance on their wheels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<Balance>,
+    /// The simulator's settings (`locod sim`); the daemon ignores them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim: Option<sim::Sim>,
     /// Teleop and telemetry over zenoh; absent = no network interface at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teleop: Option<Teleop>,
@@ -336,6 +345,9 @@ pub enum ControllerKind {
     Student,
     /// A latent world model (contract kind "world_model") planned with MPPI every policy tick.
     Mppi,
+    /// The built-in wheel-balancing controller (`[balance]`) walks: it follows the velocity
+    /// command (vx, yaw rate) inside the control loop. For wheeled robots before learned models.
+    Balance,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -457,6 +469,84 @@ impl Default for CommandLimits {
     fn default() -> Self {
         Self { lease_ms: 300.0, max_vel: [1.0, 0.5, 1.5], max_accel: [2.0, 2.0, 4.0] }
     }
+}
+
+/// How a log file's chunks are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogCompression {
+    Zstd,
+    Lz4,
+    None,
+}
+
+/// Transition logging (`log`): one MCAP file per episode in `dir`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub enabled: bool,
+    /// Where episodes are written; relative paths are relative to the working directory.
+    pub dir: PathBuf,
+    /// An episode longer than this is continued in a new file.
+    pub episode_s: f64,
+    /// How often the open file is flushed (closing a chunk) and synced to disk: the most a
+    /// power cut or a crash can lose.
+    pub fsync_interval_ms: f64,
+    /// The oldest closed logs are deleted to keep `dir` under this size.
+    pub quota_mb: f64,
+    pub compression: LogCompression,
+    /// Records the control thread can queue ahead of the logger (each a few kB, allocated once).
+    pub ring_records: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            dir: PathBuf::from("logs"),
+            episode_s: 300.0,
+            fsync_interval_ms: 500.0,
+            quota_mb: 4096.0,
+            compression: LogCompression::Zstd,
+            ring_records: 2048,
+        }
+    }
+}
+
+/// The wheeled-inverted-pendulum controller of a robot that balances on two wheels. It drives the
+/// wheels with torque, `u = k_pitch (pitch - pitch_offset) + k_pitch_rate pitch_rate + k_vel (v -
+/// vx) + k_pos ∫(v - vx)`, split between the wheels with `k_yaw_rate (yaw_rate_cmd - yaw_rate)`,
+/// while the legs hold their pose. Pitch is positive nose-down; a wheel's positive joint direction
+/// rolls the robot forward. Used by StandUp, SitDown and the stand fallback, and by Walk with
+/// `[controller] kind = "balance"`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Balance {
+    pub left_wheel: String,
+    pub right_wheel: String,
+    pub wheel_radius_m: f64,
+    /// N·m per rad of pitch, summed over both wheels.
+    pub k_pitch: f64,
+    /// N·m per rad/s of pitch rate.
+    pub k_pitch_rate: f64,
+    /// N·m per m/s of forward-speed error.
+    pub k_vel: f64,
+    /// N·m per m of accumulated speed error (finds the pitch at which the robot stands still).
+    pub k_pos: f64,
+    /// Bound of the accumulated speed error.
+    #[serde(default = "default_pos_error_max")]
+    pub pos_error_max_m: f64,
+    /// Wheel torque difference per rad/s of yaw-rate error, and per rad of its integral.
+    pub k_yaw_rate: f64,
+    #[serde(default)]
+    pub k_yaw: f64,
+    /// Pitch at which the centre of mass is over the axle in the default pose.
+    #[serde(default)]
+    pub pitch_offset_rad: f64,
+}
+
+fn default_pos_error_max() -> f64 {
+    3.0
 }
 
 /// Teleop and telemetry over zenoh (`teleop` module). Velocity limits and the command lease are

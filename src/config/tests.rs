@@ -116,6 +116,22 @@ fn syntax_errors_and_missing_files_are_errors_not_panics() {
     assert!(e.starts_with("/nonexistent/x.toml: "), "{e}");
 }
 
+#[test]
+fn log_section_defaults_and_located_mistakes() {
+    let c = parse(&example()).unwrap();
+    assert!(!c.log.enabled);
+    assert_eq!(c.log.compression, LogCompression::Zstd);
+    let text = example().replace("fsync_interval_ms = 500.0", "fsync_interval_ms = 5000.0");
+    let e = err(&text);
+    let line = text.lines().position(|l| l.starts_with("fsync_interval_ms")).unwrap() + 1;
+    assert!(e.starts_with(&format!("robot.toml:{line}:")), "{e}");
+    assert!(e.contains("log.fsync_interval_ms: expected at most 1000 ms"), "{e}");
+    let e = err(&example().replace("quota_mb = 4096.0", "quota_mb = -1.0"));
+    assert!(e.contains("log.quota_mb: expected a positive finite number, got -1"), "{e}");
+    let e = err(&example().replace("compression = \"zstd\"", "compression = \"gzip\""));
+    assert!(e.contains("unknown variant `gzip`"), "{e}");
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
     #[test]

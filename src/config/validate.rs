@@ -39,14 +39,57 @@ pub fn validate(c: &Config) -> Check {
     validate_safety(c)?;
     validate_command(c)?;
     validate_teleop(c)?;
+    validate_log(c)?;
     positive(vec![Key("controller"), Key("standup_s")], c.controller.standup_s)?;
     positive(vec![Key("controller"), Key("sitdown_s")], c.controller.sitdown_s)?;
     validate_controller(c)?;
     validate_mppi(c)?;
+    validate_balance(c)?;
     for (i, v) in c.imu.mounting_rpy_deg.iter().enumerate() {
         if !v.is_finite() {
             return fail(vec![Key("imu"), Key("mounting_rpy_deg"), Index(i)], "expected a finite angle");
         }
+    }
+    Ok(())
+}
+
+fn validate_balance(c: &Config) -> Check {
+    let Some(b) = &c.balance else {
+        if c.controller.kind == ControllerKind::Balance {
+            return fail(vec![Key("controller"), Key("kind")], "\"balance\" needs a [balance] section");
+        }
+        return Ok(());
+    };
+    let at = |k| vec![Key("balance"), Key(k)];
+    for (key, name) in [("left_wheel", &b.left_wheel), ("right_wheel", &b.right_wheel)] {
+        match c.joints.iter().find(|j| &j.name == name) {
+            None => return fail(at(key), format!("joint \"{name}\" is not defined")),
+            Some(j) if j.mode != JointMode::Velocity => {
+                return fail(at(key), format!("joint \"{name}\" must be a wheel (mode = \"velocity\")"))
+            }
+            Some(_) => {}
+        }
+    }
+    if b.left_wheel == b.right_wheel {
+        return fail(at("right_wheel"), "expected a different joint than left_wheel");
+    }
+    positive(at("wheel_radius_m"), b.wheel_radius_m)?;
+    positive(at("pos_error_max_m"), b.pos_error_max_m)?;
+    for (key, v) in [
+        ("k_pitch", b.k_pitch),
+        ("k_pitch_rate", b.k_pitch_rate),
+        ("k_vel", b.k_vel),
+        ("k_pos", b.k_pos),
+        ("k_yaw_rate", b.k_yaw_rate),
+        ("k_yaw", b.k_yaw),
+    ] {
+        non_negative(at(key), v)?;
+    }
+    if !(b.pitch_offset_rad.is_finite() && b.pitch_offset_rad.abs() < 0.5) {
+        return fail(
+            at("pitch_offset_rad"),
+            format!("expected a finite angle within ±0.5 rad, got {}", b.pitch_offset_rad),
+        );
     }
     Ok(())
 }
@@ -401,7 +444,7 @@ fn validate_teleop(c: &Config) -> Check {
 fn validate_controller(c: &Config) -> Check {
     let k = &c.controller;
     let at = |key| vec![Key("controller"), Key(key)];
-    if k.kind != ControllerKind::None && k.model.is_none() {
+    if matches!(k.kind, ControllerKind::Student | ControllerKind::Mppi) && k.model.is_none() {
         let kind = if k.kind == ControllerKind::Student { "student" } else { "mppi" };
         return fail(at("kind"), format!("kind = \"{kind}\" needs a TorchScript file: set controller.model"));
     }
@@ -466,6 +509,27 @@ fn validate_mppi(c: &Config) -> Check {
                 format!("{b} ms leaves no time in a policy period of {period_ms} ms: expected less"),
             );
         }
+    }
+    Ok(())
+}
+
+fn validate_log(c: &Config) -> Check {
+    let l = &c.log;
+    let at = |k| vec![Key("log"), Key(k)];
+    if l.dir.as_os_str().is_empty() {
+        return fail(at("dir"), "expected a directory for the logs, got an empty path");
+    }
+    positive(at("episode_s"), l.episode_s)?;
+    positive(at("fsync_interval_ms"), l.fsync_interval_ms)?;
+    if l.fsync_interval_ms > 1000.0 {
+        return fail(
+            at("fsync_interval_ms"),
+            format!("expected at most 1000 ms (a crash may lose this much), got {}", l.fsync_interval_ms),
+        );
+    }
+    positive(at("quota_mb"), l.quota_mb)?;
+    if !(16..=1 << 20).contains(&l.ring_records) {
+        return fail(at("ring_records"), format!("expected 16..=1048576 records, got {}", l.ring_records));
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! Not for: scheduling (the runner in `daemon` calls `tick` on each release) or thread set-up.
 
 pub mod arbiter;
+pub mod balance;
 pub mod inputs;
 pub mod messages;
 pub mod mode;
@@ -17,6 +18,7 @@ pub mod safety;
 use crate::config::Config;
 use crate::estimate::{Estimator, RobotState};
 use crate::io::{Hardware, HwFault, MotorCommands, SensorFrame};
+use crate::log::{flags, LogTap, TickRecord};
 use crate::rt::clock::Clock;
 use crate::rt::hist::{Histogram, Summary};
 use crate::rt::sched::Release;
@@ -97,6 +99,7 @@ pub struct ControlLoop {
     snapshots: Vec<Writer<Snapshot>>,
     stats: Writer<TimingSummary>,
     heartbeat: Arc<AtomicU64>,
+    log: Option<LogTap>,
 
     frame: SensorFrame,
     state: RobotState,
@@ -146,6 +149,7 @@ impl ControlLoop {
             snapshots,
             stats,
             heartbeat: heartbeat.clone(),
+            log: None,
             frame: SensorFrame::default(),
             state: RobotState::default(),
             cmds: MotorCommands::default(),
@@ -196,6 +200,16 @@ impl ControlLoop {
 
     pub fn events_dropped(&self) -> u64 {
         self.events_dropped
+    }
+
+    /// Records every tick into `tap` from now on (the logger thread holds the other end).
+    pub fn attach_log(&mut self, tap: LogTap) {
+        self.log = Some(tap);
+    }
+
+    /// Log records the ring refused (the logger fell behind).
+    pub fn log_dropped(&self) -> u64 {
+        self.log.as_ref().map_or(0, LogTap::dropped)
     }
 
     fn emit(&mut self, t_ns: u64, kind: EventKind) {
@@ -287,10 +301,10 @@ impl ControlLoop {
             self.action = *policy.latest();
         }
         let fresh = self.action_fresh(now);
+        let walk_available = fresh || self.motion.walks();
         if let Some(request) = self.inputs.take_request() {
             if !self.shutting_down {
-                let c =
-                    Conditions { fault: self.fault, standup_complete: self.standup_complete, walk_available: fresh };
+                let c = Conditions { fault: self.fault, standup_complete: self.standup_complete, walk_available };
                 let mode = self.modes.mode();
                 match self.modes.request(request, &c) {
                     Ok(t) => self.transition(now, t, Reason::Requested),
@@ -314,12 +328,12 @@ impl ControlLoop {
                 self.level = ControllerLevel::Damp;
             }
             Mode::StandUp => {
-                self.standup_complete = self.motion.standup(now, &mut self.cmds);
+                self.standup_complete = self.motion.standup(now, &self.state, &mut self.cmds);
                 self.level = ControllerLevel::Stand;
             }
             Mode::SitDown => {
                 self.level = ControllerLevel::Stand;
-                if self.motion.sitdown(now, &mut self.cmds) {
+                if self.motion.sitdown(now, &self.state, &mut self.cmds) {
                     let t = self.modes.sitdown_complete();
                     self.transition(now, t, Reason::Completed);
                 }
@@ -333,9 +347,13 @@ impl ControlLoop {
                     };
                     self.set_level(now, self.action.level, why);
                     self.cmds.joints = self.action.targets;
+                } else if self.motion.walks() {
+                    // The built-in balance controller is the primary walking controller.
+                    self.set_level(now, ControllerLevel::Primary, FallbackWhy::Recovered);
+                    self.motion.walk(&self.state, &arb.command, &mut self.cmds);
                 } else {
                     self.set_level(now, ControllerLevel::Stand, FallbackWhy::ActionStale);
-                    self.motion.stand(&mut self.cmds);
+                    self.motion.stand(&self.state, &mut self.cmds);
                 }
             }
         }
@@ -345,7 +363,7 @@ impl ControlLoop {
             self.set_fault(now, Some(f));
         }
         if safety::damps(self.modes.mode()) {
-            self.limiter.damping(&mut self.cmds);
+            self.limiter.damping(&self.state, &mut self.cmds);
         }
         self.last_write = self.hw.write(now, &self.cmds);
 
@@ -371,6 +389,38 @@ impl ControlLoop {
             self.stats.publish();
         }
         self.heartbeat.store(self.tick, Ordering::Release);
+        if let Some(tap) = self.log.as_mut() {
+            let mut flag_bits = 0;
+            for (on, bit) in [
+                (arb.source == CommandSource::Teleop, flags::TELEOP),
+                (self.fault.is_some(), flags::FAULT),
+                (release.skipped > 0, flags::DROPPED_TICK),
+                (self.modes.mode() == Mode::Walk && fresh, flags::POLICY_FRESH),
+            ] {
+                if on {
+                    flag_bits |= bit;
+                }
+            }
+            tap.push(TickRecord {
+                tick: self.tick,
+                t_ns: now,
+                deadline_ns: release.deadline_ns,
+                compute_ns: clock.now_ns().saturating_sub(now).min(u32::MAX as u64) as u32,
+                skipped_cycles: release.skipped.min(u32::MAX as u64) as u32,
+                records_dropped: 0,
+                n_joints: tap.n_joints(),
+                sensors: self.frame,
+                estimate: (&self.state).into(),
+                policy: self.action,
+                commands: self.cmds,
+                command_vel: arb.command,
+                source: arb.source,
+                mode: self.modes.mode(),
+                level: self.level,
+                fault: self.fault,
+                flags: flag_bits,
+            });
+        }
 
         let end = clock.now_ns();
         self.timing.compute.record(end.saturating_sub(now));

@@ -1,9 +1,12 @@
 //! The motions the daemon itself commands: damping, standing up to the default pose, holding it,
-//! and sitting back down. Each writes joint targets; the limiter is applied afterwards.
+//! and sitting back down. Each writes joint targets; the limiter is applied afterwards. On a robot
+//! that balances on its wheels (`[balance]`), the wheels are driven by the balance controller in
+//! every one of these motions, and it also walks when `[controller] kind = "balance"`.
 //!
-//! Not for: walking (that is the policy's) or deciding when to move.
+//! Not for: learned walking (that is the policy's) or deciding when to move.
 
-use crate::config::{Config, JointMode, MAX_JOINTS};
+use super::balance::BalanceController;
+use crate::config::{Config, ControllerKind, JointMode, MAX_JOINTS};
 use crate::estimate::RobotState;
 use crate::io::{MotorCommand, MotorCommands};
 
@@ -26,6 +29,8 @@ pub struct Motion {
     /// The pose StandUp started from: where SitDown returns.
     rest: [f64; MAX_JOINTS],
     start_ns: u64,
+    balance: Option<BalanceController>,
+    walks: bool,
 }
 
 /// Smooth 0→1 with zero slope at both ends.
@@ -54,6 +59,21 @@ impl Motion {
             from: [0.0; MAX_JOINTS],
             rest: [0.0; MAX_JOINTS],
             start_ns: 0,
+            balance: BalanceController::new(c),
+            walks: c.controller.kind == ControllerKind::Balance,
+        }
+    }
+
+    /// Whether Walk is available without a policy (the built-in balance controller walks).
+    pub fn walks(&self) -> bool {
+        self.walks && self.balance.is_some()
+    }
+
+    /// Overwrites the wheels' commands with the balance controller's, if the robot balances.
+    fn balance(&mut self, s: &RobotState, command: &[f64; 3], out: &mut MotorCommands) {
+        if let Some(b) = self.balance.as_mut() {
+            let (left, right) = b.wheels();
+            (out.joints[left], out.joints[right]) = b.update(s, command);
         }
     }
 
@@ -79,6 +99,9 @@ impl Motion {
         }
         self.rest = self.from;
         self.start_ns = now_ns;
+        if let Some(b) = self.balance.as_mut() {
+            b.reset();
+        }
     }
 
     /// Starts sitting down from the pose last commanded (`current`).
@@ -100,20 +123,31 @@ impl Motion {
     }
 
     /// StandUp targets; true once the default pose is reached.
-    pub fn standup(&self, now_ns: u64, out: &mut MotorCommands) -> bool {
-        self.interpolate(now_ns, self.standup_ns, |i| self.joints[i].default_rad, out)
+    pub fn standup(&mut self, now_ns: u64, s: &RobotState, out: &mut MotorCommands) -> bool {
+        let done = self.interpolate(now_ns, self.standup_ns, |i| self.joints[i].default_rad, out);
+        self.balance(s, &[0.0; 3], out);
+        done
     }
 
     /// SitDown targets; true once the resting pose is reached.
-    pub fn sitdown(&self, now_ns: u64, out: &mut MotorCommands) -> bool {
-        self.interpolate(now_ns, self.sitdown_ns, |i| self.rest[i], out)
+    pub fn sitdown(&mut self, now_ns: u64, s: &RobotState, out: &mut MotorCommands) -> bool {
+        let done = self.interpolate(now_ns, self.sitdown_ns, |i| self.rest[i], out);
+        self.balance(s, &[0.0; 3], out);
+        done
     }
 
-    /// Holding the default pose: the stand fallback.
-    pub fn stand(&self, out: &mut MotorCommands) {
+    /// Holding the default pose (balancing in place): the stand fallback.
+    pub fn stand(&mut self, s: &RobotState, out: &mut MotorCommands) {
+        self.walk(s, &[0.0; 3], out);
+    }
+
+    /// The default pose, balancing while following `command` ([vx, vy, yaw rate]) when the robot
+    /// balances on wheels; otherwise the same as `stand`.
+    pub fn walk(&mut self, s: &RobotState, command: &[f64; 3], out: &mut MotorCommands) {
         for i in 0..self.n {
             out.joints[i] = self.hold(i, self.joints[i].default_rad);
         }
+        self.balance(s, command, out);
     }
 }
 
@@ -130,15 +164,15 @@ mod tests {
         s.joints[0].q_rad = -0.3;
         m.begin_standup(0, &s);
         let mut out = MotorCommands::default();
-        assert!(!m.standup(0, &mut out));
+        assert!(!m.standup(0, &s, &mut out));
         assert_eq!(out.joints[0].q_rad, -0.3);
-        assert!(!m.standup(1_000_000_000, &mut out));
+        assert!(!m.standup(1_000_000_000, &s, &mut out));
         assert!((out.joints[0].q_rad - 0.15).abs() < 1e-12); // halfway between -0.3 and 0.6
-        assert!(m.standup(2_000_000_000, &mut out));
+        assert!(m.standup(2_000_000_000, &s, &mut out));
         assert_eq!(out.joints[0].q_rad, 0.6);
         assert_eq!((out.joints[2].kp, out.joints[2].kd), (0.0, 0.5)); // wheel: damping only
         m.begin_sitdown(3_000_000_000, &out);
-        assert!(m.sitdown(5_000_000_000, &mut out));
+        assert!(m.sitdown(5_000_000_000, &s, &mut out));
         assert_eq!(out.joints[0].q_rad, -0.3);
     }
 }

@@ -133,10 +133,14 @@ impl Limiter {
         }
     }
 
-    /// The safe command: every joint damped.
-    pub fn damping(&self, out: &mut MotorCommands) {
-        for (c, l) in out.joints[..self.n].iter_mut().zip(&self.limits) {
+    /// The safe command: every joint damped. The (unused) position target stays at the measured
+    /// joint angle, as in every command without a position term, so logs read naturally.
+    pub fn damping(&self, s: &RobotState, out: &mut MotorCommands) {
+        for ((c, l), j) in out.joints[..self.n].iter_mut().zip(&self.limits).zip(&s.joints) {
             *c = MotorCommand::damping(l.damping_kd);
+            if l.position && j.q_rad.is_finite() {
+                c.q_rad = j.q_rad.clamp(l.lo, l.hi);
+            }
         }
     }
 
@@ -144,7 +148,7 @@ impl Limiter {
     /// command is not finite.
     pub fn apply(&mut self, s: &RobotState, cmds: &mut MotorCommands) -> Option<Fault> {
         if let Some(i) = cmds.joints[..self.n].iter().position(|c| !c.is_finite()) {
-            self.damping(cmds);
+            self.damping(s, cmds);
             self.prev_q_des = [None; MAX_JOINTS];
             return Some(Fault::NonFinite { what: "motor command", joint: Some(i as u8) });
         }
@@ -239,7 +243,7 @@ mod tests {
         cmds.joints[4].q_rad = f64::NAN;
         let f = l.apply(&state_at(0.0), &mut cmds);
         assert_eq!(f, Some(Fault::NonFinite { what: "motor command", joint: Some(4) }));
-        assert_eq!(cmds.joints[0], MotorCommand::damping(1.5));
+        assert_eq!(cmds.joints[0], MotorCommand::damping(1.5)); // measured q is 0 here
     }
 
     #[test]

@@ -43,14 +43,72 @@ impl Default for EmulatorFaults {
     }
 }
 
+/// One motor's firmware: what it has been told (enabled, the latest command) and how it answers.
+/// Shared by the rotor emulator here and the MuJoCo simulator (`sim`), which differ only in the
+/// physics behind it. Values are motor-side.
+#[derive(Clone, Copy, Debug)]
+pub struct MitFirmware {
+    pub spec: Motor,
+    pub enabled: bool,
+    pub cmd: MitCommand,
+}
+
+impl MitFirmware {
+    pub fn new(spec: Motor) -> Self {
+        Self { spec, enabled: false, cmd: MitCommand { q_rad: 0.0, qd_radps: 0.0, kp: 0.0, kd: 0.0, tau_ff_nm: 0.0 } }
+    }
+
+    /// Whether `frame` is addressed to this motor.
+    pub fn addressed(&self, frame: &CanFrame) -> bool {
+        self.spec.can_id == frame.id() && !frame.is_extended()
+    }
+
+    /// Takes in a request addressed to this motor (enable and disable change state, a command is
+    /// stored; set-zero is returned for the caller's encoder). `None`: not a request it understands.
+    pub fn receive(&mut self, frame: &CanFrame) -> Option<MotorRequest> {
+        let request = mit::decode_request(frame, &self.spec.ranges).ok()?;
+        match request {
+            MotorRequest::Special(Special::Enable) => self.enabled = true,
+            MotorRequest::Special(Special::Disable) => self.enabled = false,
+            MotorRequest::Special(_) => {}
+            MotorRequest::Command(c) => self.cmd = c,
+        }
+        Some(request)
+    }
+
+    /// The firmware's PD law at the rotor state, saturated at the motor's torque (0 when disabled).
+    pub fn torque_nm(&self, q_rad: f32, qd_radps: f32) -> f32 {
+        if !self.enabled {
+            return 0.0;
+        }
+        let c = &self.cmd;
+        let tau = c.kp * (c.q_rad - q_rad) + c.kd * (c.qd_radps - qd_radps) + c.tau_ff_nm;
+        tau.clamp(-self.spec.ranges.t_max_nm, self.spec.ranges.t_max_nm)
+    }
+
+    /// The reply frame for a rotor state, quantised by the wire format.
+    pub fn reply(&self, q_rad: f32, qd_radps: f32, tau_nm: f32, error: Option<MotorError>) -> Option<CanFrame> {
+        let reply = MotorReply {
+            motor_id: self.spec.can_id as u8,
+            q_rad,
+            qd_radps,
+            tau_nm,
+            temp_mosfet_c: Some(38.0),
+            temp_rotor_c: Some(41.0),
+            enabled: Some(self.enabled),
+            error,
+        };
+        let from = self.spec.master_id.unwrap_or(0);
+        mit::encode_reply(from, &reply, self.spec.model.reply_format(), &self.spec.ranges).ok()
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Rotor {
-    spec: Motor,
+    fw: MitFirmware,
     q_rad: f32,
     qd_radps: f32,
     tau_nm: f32,
-    enabled: bool,
-    cmd: MitCommand,
 }
 
 /// The motors of one bus.
@@ -66,14 +124,7 @@ impl MotorEmulator {
         let rotors = Motor::all(config)?
             .into_iter()
             .filter(|m| m.bus == bus)
-            .map(|spec| Rotor {
-                spec,
-                q_rad: 0.0,
-                qd_radps: 0.0,
-                tau_nm: 0.0,
-                enabled: false,
-                cmd: MitCommand { q_rad: 0.0, qd_radps: 0.0, kp: 0.0, kd: 0.0, tau_ff_nm: 0.0 },
-            })
+            .map(|spec| Rotor { fw: MitFirmware::new(spec), q_rad: 0.0, qd_radps: 0.0, tau_nm: 0.0 })
             .collect();
         let faults = Arc::new(EmulatorFaults::default());
         Ok((Self { rotors, faults: faults.clone(), last_ns: monotonic_ns() }, faults))
@@ -81,7 +132,7 @@ impl MotorEmulator {
 
     /// Sets a motor's (motor-side) angle, e.g. to start a leg folded.
     pub fn set_position(&mut self, joint: usize, q_motor_rad: f32) {
-        if let Some(r) = self.rotors.iter_mut().find(|r| r.spec.joint == joint) {
+        if let Some(r) = self.rotors.iter_mut().find(|r| r.fw.spec.joint == joint) {
             r.q_rad = q_motor_rad;
         }
     }
@@ -93,13 +144,7 @@ impl MotorEmulator {
             let dt_ns = (now_ns - t).min(250_000);
             let dt = dt_ns as f32 * 1e-9;
             for r in &mut self.rotors {
-                let c = &r.cmd;
-                let tau = if r.enabled {
-                    c.kp * (c.q_rad - r.q_rad) + c.kd * (c.qd_radps - r.qd_radps) + c.tau_ff_nm
-                } else {
-                    0.0
-                };
-                r.tau_nm = tau.clamp(-r.spec.ranges.t_max_nm, r.spec.ranges.t_max_nm);
+                r.tau_nm = r.fw.torque_nm(r.q_rad, r.qd_radps);
                 r.qd_radps += (r.tau_nm - FRICTION_NMS * r.qd_radps) / INERTIA_KGM2 * dt;
                 r.q_rad += r.qd_radps * dt;
             }
@@ -112,32 +157,17 @@ impl MotorEmulator {
     pub fn handle(&mut self, frame: &CanFrame) -> Option<CanFrame> {
         let silent = self.faults.silent_joint.load(Ordering::Relaxed);
         let error_joint = self.faults.error_joint.load(Ordering::Relaxed);
-        let r = self.rotors.iter_mut().find(|r| r.spec.can_id == frame.id() && !frame.is_extended())?;
-        match mit::decode_request(frame, &r.spec.ranges).ok()? {
-            MotorRequest::Special(Special::Enable) => r.enabled = true,
-            MotorRequest::Special(Special::Disable) => r.enabled = false,
-            MotorRequest::Special(Special::SetZero) => r.q_rad = 0.0,
-            MotorRequest::Special(_) => {}
-            MotorRequest::Command(c) => r.cmd = c,
+        let r = self.rotors.iter_mut().find(|r| r.fw.addressed(frame))?;
+        if r.fw.receive(frame)? == MotorRequest::Special(Special::SetZero) {
+            r.q_rad = 0.0;
         }
-        if r.spec.joint as i32 == silent {
+        if r.fw.spec.joint as i32 == silent {
             return None;
         }
-        let error = (r.spec.joint as i32 == error_joint)
+        let error = (r.fw.spec.joint as i32 == error_joint)
             .then(|| MotorError::from_damiao_code(self.faults.error_code.load(Ordering::Relaxed) as u8))
             .flatten();
-        let reply = MotorReply {
-            motor_id: r.spec.can_id as u8,
-            q_rad: r.q_rad,
-            qd_radps: r.qd_radps,
-            tau_nm: r.tau_nm,
-            temp_mosfet_c: Some(38.0),
-            temp_rotor_c: Some(41.0),
-            enabled: Some(r.enabled),
-            error,
-        };
-        let from = r.spec.master_id.unwrap_or(0);
-        mit::encode_reply(from, &reply, r.spec.model.reply_format(), &r.spec.ranges).ok()
+        r.fw.reply(r.q_rad, r.qd_radps, r.tau_nm, error)
     }
 
     /// Runs the motors on a thread behind (`tx`, `rx`) until `faults.stop` is set.

@@ -110,7 +110,7 @@ pub fn run(
 /// The model kind a controller kind needs.
 pub fn model_kind(kind: ControllerKind) -> Option<ModelKind> {
     match kind {
-        ControllerKind::None => None,
+        ControllerKind::None | ControllerKind::Balance => None,
         ControllerKind::Student => Some(ModelKind::Policy),
         ControllerKind::Mppi => Some(ModelKind::WorldModel),
     }
@@ -135,7 +135,8 @@ pub type Built = (Box<dyn Policy>, Vec<String>);
 /// The configured controller, checked, built and warmed up (before the daemon reports READY);
 /// `None` when `[controller] kind = "none"`. `perception` feeds height and depth terms.
 pub fn build(config: &Config, perception: Option<Reader<Perception>>) -> Result<Option<Built>, String> {
-    if config.controller.kind == ControllerKind::None {
+    // The built-in balance controller runs inside the control loop, not on the policy thread.
+    if matches!(config.controller.kind, ControllerKind::None | ControllerKind::Balance) {
         return Ok(None);
     }
     let Some(opened) = check(config, None)? else {
@@ -145,7 +146,7 @@ pub fn build(config: &Config, perception: Option<Reader<Perception>>) -> Result<
     let policy: Box<dyn Policy> = match config.controller.kind {
         ControllerKind::Student => Box::new(student::Student::new(opened, config, perception)?),
         ControllerKind::Mppi => Box::new(mppi::Mppi::new(opened, config, perception)?),
-        ControllerKind::None => unreachable!("handled above"),
+        ControllerKind::None | ControllerKind::Balance => unreachable!("handled above"),
     };
     Ok(Some((policy, warnings)))
 }

@@ -1,0 +1,131 @@
+//! The built-in balance controller for a robot on two wheels (a wheeled inverted pendulum): wheel
+//! torques from body pitch, pitch rate and forward speed, following a velocity command
+//! `[vx m/s, vy (ignored), yaw rate rad/s]`. It runs inside the control loop at the control rate,
+//! because a pendulum falls in a few hundred milliseconds, far quicker than a policy's period.
+//!
+//! Law (`config::Balance`): `u = k_pitch (pitch - offset) + k_pitch_rate pitch_rate + k_vel (v -
+//! vx) + k_pos ∫(v - vx)`, the integral bounded; each wheel gets `u / 2 ∓ d / 2` with `d = k_yaw_rate
+//! (yaw_rate_cmd - yaw_rate) + k_yaw ∫(...)`. Pitch is positive nose-down, a wheel's positive joint
+//! direction rolls forward, so every gain is non-negative.
+//!
+//! Not for: the legs (Motion holds them), limits (the Limiter clamps the torques afterwards), or
+//! anything about buses: it reads `RobotState` and writes `MotorCommand`s.
+
+use crate::config::{Balance, Config};
+use crate::estimate::RobotState;
+use crate::io::MotorCommand;
+
+#[derive(Clone, Debug)]
+pub struct BalanceController {
+    gains: Balance,
+    left: usize,
+    right: usize,
+    dt_s: f64,
+    pos_error_m: f64,
+    yaw_error_rad: f64,
+}
+
+/// Body pitch (positive nose-down) from gravity in the body frame.
+pub fn pitch_rad(s: &RobotState) -> f64 {
+    let g = s.projected_gravity_body;
+    g[0].atan2(-g[2])
+}
+
+impl BalanceController {
+    /// The controller `config` describes, if the robot balances on wheels.
+    pub fn new(config: &Config) -> Option<Self> {
+        let b = config.balance.as_ref()?;
+        Some(Self {
+            left: config.joint_index(&b.left_wheel)?,
+            right: config.joint_index(&b.right_wheel)?,
+            gains: b.clone(),
+            dt_s: config.rate.control_period_ns() as f64 * 1e-9,
+            pos_error_m: 0.0,
+            yaw_error_rad: 0.0,
+        })
+    }
+
+    pub fn wheels(&self) -> (usize, usize) {
+        (self.left, self.right)
+    }
+
+    /// Forgets the accumulated errors (at the start of every stand-up).
+    pub fn reset(&mut self) {
+        self.pos_error_m = 0.0;
+        self.yaw_error_rad = 0.0;
+    }
+
+    /// Forward speed over ground from the wheels' joint rates and the body's pitch rate.
+    pub fn speed_mps(&self, s: &RobotState) -> f64 {
+        let wheel = 0.5 * (s.joints[self.left].qd_radps + s.joints[self.right].qd_radps);
+        self.gains.wheel_radius_m * (wheel + s.ang_vel_body_radps[1])
+    }
+
+    /// Wheel commands (left, right) for `command` = [vx, vy, yaw rate].
+    pub fn update(&mut self, s: &RobotState, command: &[f64; 3]) -> (MotorCommand, MotorCommand) {
+        let g = &self.gains;
+        let pitch = pitch_rad(s) - g.pitch_offset_rad;
+        let pitch_rate = s.ang_vel_body_radps[1];
+        let speed_error = self.speed_mps(s) - command[0];
+        self.pos_error_m = (self.pos_error_m + speed_error * self.dt_s).clamp(-g.pos_error_max_m, g.pos_error_max_m);
+        let u = g.k_pitch * pitch + g.k_pitch_rate * pitch_rate + g.k_vel * speed_error + g.k_pos * self.pos_error_m;
+        let yaw_rate_error = command[2] - s.ang_vel_body_radps[2];
+        self.yaw_error_rad = (self.yaw_error_rad + yaw_rate_error * self.dt_s).clamp(-1.0, 1.0);
+        let d = g.k_yaw_rate * yaw_rate_error + g.k_yaw * self.yaw_error_rad;
+        let torque = |t: f64| MotorCommand { q_rad: 0.0, qd_radps: 0.0, kp: 0.0, kd: 0.0, tau_ff_nm: t };
+        (torque(0.5 * (u - d)), torque(0.5 * (u + d)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn controller() -> BalanceController {
+        let c = Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml"))).unwrap();
+        BalanceController::new(&c).expect("config/sim.toml balances")
+    }
+
+    fn pitched(pitch_rad: f64) -> RobotState {
+        RobotState { projected_gravity_body: [pitch_rad.sin(), 0.0, -pitch_rad.cos()], ..Default::default() }
+    }
+
+    #[test]
+    fn leaning_forward_drives_both_wheels_forward() {
+        let mut b = controller();
+        let offset = b.gains.pitch_offset_rad;
+        let (l, r) = b.update(&pitched(offset + 0.1), &[0.0; 3]);
+        assert!(l.tau_ff_nm > 0.0 && (l.tau_ff_nm - r.tau_ff_nm).abs() < 1e-12, "{l:?} {r:?}");
+        let (l, _) = b.update(&pitched(offset - 0.1), &[0.0; 3]);
+        assert!(l.tau_ff_nm < 0.0);
+        assert_eq!((l.kp, l.kd), (0.0, 0.0), "pure torque: no PD on a wheel that must roll");
+    }
+
+    #[test]
+    fn a_forward_command_first_drives_backwards_to_lean_forward() {
+        // Non-minimum phase: to accelerate forward, the wheels first move back under the body.
+        let mut b = controller();
+        let (l, _) = b.update(&pitched(b.gains.pitch_offset_rad), &[0.5, 0.0, 0.0]);
+        assert!(l.tau_ff_nm < 0.0);
+    }
+
+    #[test]
+    fn a_left_turn_speeds_up_the_right_wheel() {
+        let mut b = controller();
+        let (l, r) = b.update(&pitched(b.gains.pitch_offset_rad), &[0.0, 0.0, 1.0]);
+        assert!(r.tau_ff_nm > l.tau_ff_nm);
+        assert!((l.tau_ff_nm + r.tau_ff_nm).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_speed_error_integral_is_bounded_and_reset() {
+        let mut b = controller();
+        let s = pitched(b.gains.pitch_offset_rad);
+        for _ in 0..1_000_000 {
+            b.update(&s, &[1.0, 0.0, 0.0]);
+        }
+        assert_eq!(b.pos_error_m, -b.gains.pos_error_max_m);
+        b.reset();
+        assert_eq!(b.pos_error_m, 0.0);
+    }
+}

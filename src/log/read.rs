@@ -1,0 +1,283 @@
+//! Reading logs back: whole files for the tools, and recovery of files a crash left unfinished.
+//!
+//! A closed file ends with a summary and the MCAP magic. A `.part` file (the daemon was killed,
+//! or the disk failed) ends wherever the last write stopped: `recover` keeps every record up to
+//! the last complete chunk and writes a closed file. Bad input (not MCAP, a damaged chunk, a
+//! message that does not decode) is a `ReadError` naming the file, never a panic.
+//!
+//! Not for: writing logs during a run (`writer`).
+
+use super::schema::{self, Tick, EPISODE_END_NAME, METADATA_NAME};
+use crate::report;
+use mcap::read::{ChunkFlattener, Options};
+use mcap::records::Record;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8] = b"\x89MCAP0\r\n";
+
+#[derive(Debug)]
+pub enum ReadError {
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    NotMcap {
+        path: PathBuf,
+    },
+    /// The file is damaged or cut short after `messages` good messages.
+    Corrupt {
+        path: PathBuf,
+        messages: usize,
+        detail: String,
+    },
+    /// The file has no `/locod/tick` channel with the `locod_msgs/msg/Tick` schema.
+    NotLocod {
+        path: PathBuf,
+    },
+    /// Nothing in the directory to read.
+    Empty {
+        path: PathBuf,
+    },
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            ReadError::NotMcap { path } => write!(f, "{}: not an MCAP file (no MCAP magic at the start)", path.display()),
+            ReadError::Corrupt { path, messages, detail } => write!(
+                f,
+                "{}: damaged or incomplete after {messages} messages ({detail}); `locod log recover` keeps what is intact",
+                path.display()
+            ),
+            ReadError::NotLocod { path } => {
+                write!(f, "{}: not a locod log (no {} channel of {})", path.display(), schema::TOPIC, schema::SCHEMA_NAME)
+            }
+            ReadError::Empty { path } => write!(f, "{}: no .mcap logs here", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// The raw content of a file, as far as it could be read.
+pub struct Scan {
+    pub metadata: Vec<(String, BTreeMap<String, String>)>,
+    /// Log time and CDR bytes of every tick message.
+    pub messages: Vec<(u64, Vec<u8>)>,
+    /// The file has its summary and closing magic.
+    pub complete: bool,
+    /// Why reading stopped early, if it did.
+    pub stopped: Option<String>,
+    pub has_tick_channel: bool,
+}
+
+/// Reads `data` record by record; stops at the first record that is damaged or cut short.
+pub fn scan(data: &[u8]) -> Scan {
+    let complete = data.len() >= 2 * MAGIC.len() && data.ends_with(MAGIC);
+    let mut s = Scan { metadata: Vec::new(), messages: Vec::new(), complete, stopped: None, has_tick_channel: false };
+    let records = match ChunkFlattener::new_with_options(data, Options::IgnoreEndMagic | Options::ValidateChunkCrcs) {
+        Ok(r) => r,
+        Err(e) => {
+            s.stopped = Some(e.to_string());
+            s.complete = false;
+            return s;
+        }
+    };
+    let mut tick_schemas = Vec::new();
+    let mut tick_channel = None;
+    for record in records {
+        match record {
+            Ok(Record::Schema { header, .. }) if header.name == schema::SCHEMA_NAME => tick_schemas.push(header.id),
+            Ok(Record::Channel(c)) if c.topic == schema::TOPIC && tick_schemas.contains(&c.schema_id) => {
+                tick_channel = Some(c.id);
+                s.has_tick_channel = true;
+            }
+            Ok(Record::Message { header, data }) if Some(header.channel_id) == tick_channel => {
+                s.messages.push((header.log_time, data.into_owned()))
+            }
+            Ok(Record::Metadata(m)) => s.metadata.push((m.name, m.metadata)),
+            Ok(Record::Footer(_)) | Ok(Record::DataEnd(_)) if s.complete => break,
+            Ok(_) => {}
+            Err(e) => {
+                s.stopped = Some(e.to_string());
+                s.complete = false;
+                break;
+            }
+        }
+    }
+    s
+}
+
+/// A log file decoded.
+#[derive(Debug)]
+pub struct LogFile {
+    pub path: PathBuf,
+    /// The `locod` metadata record (robot, configuration, joints, episode).
+    pub metadata: BTreeMap<String, String>,
+    /// The episode-end record (reason, records), absent in a recovered file.
+    pub end: Option<BTreeMap<String, String>>,
+    pub ticks: Vec<Tick>,
+}
+
+impl LogFile {
+    pub fn joint_names(&self) -> Vec<String> {
+        self.metadata.get("joint_names").map_or_else(Vec::new, |s| s.split(',').map(str::to_string).collect())
+    }
+
+    pub fn control_hz(&self) -> Option<u32> {
+        self.metadata.get("control_hz").and_then(|s| s.parse().ok())
+    }
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let data = std::fs::read(path).map_err(|error| ReadError::Io { path: path.into(), error })?;
+    if !data.starts_with(MAGIC) {
+        return Err(ReadError::NotMcap { path: path.into() });
+    }
+    Ok(data)
+}
+
+/// Reads a closed log; a file that is damaged or cut short is an error.
+pub fn read_file(path: &Path) -> Result<LogFile, ReadError> {
+    let data = read_bytes(path)?;
+    let s = scan(&data);
+    let corrupt = |messages, detail: String| ReadError::Corrupt { path: path.into(), messages, detail };
+    if let Some(why) = s.stopped {
+        return Err(corrupt(s.messages.len(), why));
+    }
+    if !s.complete {
+        return Err(corrupt(s.messages.len(), "no summary: the file was not closed".into()));
+    }
+    if !s.has_tick_channel {
+        return Err(ReadError::NotLocod { path: path.into() });
+    }
+    let mut ticks = Vec::with_capacity(s.messages.len());
+    for (i, (_, m)) in s.messages.iter().enumerate() {
+        ticks.push(Tick::decode(m).map_err(|e| corrupt(i, format!("message {i}: {e}")))?);
+    }
+    let find = |name: &str| s.metadata.iter().find(|(n, _)| n == name).map(|(_, m)| m.clone());
+    Ok(LogFile {
+        path: path.into(),
+        metadata: find(METADATA_NAME).unwrap_or_default(),
+        end: find(EPISODE_END_NAME),
+        ticks,
+    })
+}
+
+/// The closed logs at `path`: the file itself, or every `*.mcap` in the directory, oldest first.
+pub fn log_files(path: &Path) -> Result<Vec<PathBuf>, ReadError> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let io = |error| ReadError::Io { path: path.into(), error };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "mcap"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(ReadError::Empty { path: path.into() });
+    }
+    Ok(files)
+}
+
+/// What `recover` made of one file.
+#[derive(Debug)]
+pub struct Recovered {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub messages: usize,
+    /// Why the input ended early (a cut-short or damaged record), if it did.
+    pub stopped: Option<String>,
+}
+
+impl fmt::Display for Recovered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}: {} ticks", self.input.display(), self.output.display(), self.messages)?;
+        if let Some(s) = &self.stopped {
+            write!(f, " (input ended early: {s})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the recovered copy of `input` goes: `X.mcap.part` becomes `X.mcap`; any other file
+/// `X.recovered.mcap` beside it.
+pub fn recovered_name(input: &Path) -> PathBuf {
+    let name = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    match name.strip_suffix(".part") {
+        Some(stem) if stem.ends_with(".mcap") => input.with_file_name(stem),
+        _ => input.with_file_name(format!("{}.recovered.mcap", name.trim_end_matches(".mcap"))),
+    }
+}
+
+/// Writes a closed copy of `input` with every intact record, then removes a `.part` input.
+pub fn recover(input: &Path) -> Result<Recovered, ReadError> {
+    let data = read_bytes(input)?;
+    let s = scan(&data);
+    if !s.has_tick_channel {
+        return Err(match s.stopped {
+            Some(detail) => ReadError::Corrupt { path: input.into(), messages: 0, detail },
+            None => ReadError::NotLocod { path: input.into() },
+        });
+    }
+    let output = recovered_name(input);
+    let tmp = output.with_extension("mcap.recovering");
+    let io = |error| ReadError::Io { path: tmp.clone(), error };
+    let mcap_err =
+        |e: mcap::McapError| ReadError::Io { path: tmp.clone(), error: std::io::Error::other(e.to_string()) };
+    let file = std::fs::File::create(&tmp).map_err(io)?;
+    let mut w = mcap::WriteOptions::new()
+        .compression(Some(mcap::Compression::Zstd))
+        .profile("ros2")
+        .library(format!("locod {} (recovered)", env!("CARGO_PKG_VERSION")))
+        .create(BufWriter::new(file))
+        .map_err(mcap_err)?;
+    let schema_id =
+        w.add_schema(schema::SCHEMA_NAME, schema::SCHEMA_ENCODING, schema::MSG.as_bytes()).map_err(mcap_err)?;
+    let channel =
+        w.add_channel(schema_id, schema::TOPIC, schema::MESSAGE_ENCODING, &BTreeMap::new()).map_err(mcap_err)?;
+    for (name, mut m) in s.metadata {
+        if name == METADATA_NAME {
+            m.insert("recovered_from".into(), input.display().to_string());
+        }
+        w.write_metadata(&mcap::records::Metadata { name, metadata: m }).map_err(mcap_err)?;
+    }
+    for (seq, (t, data)) in s.messages.iter().enumerate() {
+        let header =
+            mcap::records::MessageHeader { channel_id: channel, sequence: seq as u32, log_time: *t, publish_time: *t };
+        w.write_to_known_channel(&header, data).map_err(mcap_err)?;
+    }
+    w.finish().map_err(mcap_err)?;
+    let file = w.into_inner().into_inner().map_err(|e| io(std::io::Error::other(e.error().to_string())))?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &output).map_err(io)?;
+    if input.extension().is_some_and(|e| e == "part") {
+        std::fs::remove_file(input).map_err(|error| ReadError::Io { path: input.into(), error })?;
+    }
+    Ok(Recovered { input: input.into(), output, messages: s.messages.len(), stopped: s.stopped })
+}
+
+/// Recovers every `*.mcap.part` in `dir`. A file that cannot be recovered is reported and kept.
+pub fn recover_dir(dir: &Path) -> Result<Vec<Recovered>, ReadError> {
+    let io = |error| ReadError::Io { path: dir.into(), error };
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".mcap.part"))
+        .collect();
+    parts.sort();
+    let mut done = Vec::new();
+    for p in parts {
+        match recover(&p) {
+            Ok(r) => done.push(r),
+            Err(e) => report::warn(format!("log: cannot recover {e}")),
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,434 @@
+//! The logger: drains tick records into MCAP files, one per episode, on an ordinary thread.
+//!
+//! An episode ends when the mode enters or leaves Walk, when a fault appears, or after
+//! `[log] episode_s`; the next record opens the next file. Files are written as `NAME.mcap.part`
+//! and renamed to `NAME.mcap` once closed (summary written, synced). Every
+//! `fsync_interval_ms` the open file's chunk is closed and the file synced, so a crash or a
+//! power cut loses at most that much (`read::recover` finishes a `.part` file; the logger does
+//! it for leftovers when it starts). When the directory cannot be written (disk full, gone,
+//! read-only) logging stops, the records are counted as lost, the journal says so once, and
+//! every second the logger tries again. The oldest closed files are deleted to stay under
+//! `quota_mb`.
+//!
+//! Not for: the real-time side (`LogTap`) or reading logs back (`read`).
+
+use super::schema::{self, EPISODE_END_NAME, METADATA_NAME};
+use super::{fault_code, mode_code, TickRecord, MODE_NAMES, MODE_WALK};
+use crate::config::{Config, LogCompression, LogConfig};
+use crate::report;
+use crate::rt::clock::{monotonic_ns, NS_PER_MS, NS_PER_S};
+use crate::rt::spsc::Consumer;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the logger waits before trying a directory that failed again.
+const RETRY_NS: u64 = NS_PER_S;
+const WRITE_BUFFER_BYTES: usize = 256 << 10;
+/// Chunks end at this size or at the next sync, whichever comes first.
+const CHUNK_BYTES: u64 = 1 << 20;
+
+/// What the logger did, for the run summary and the benchmark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct LogStats {
+    pub records_written: u64,
+    /// Records discarded while logging was stopped by an error.
+    pub records_lost: u64,
+    pub files_closed: u64,
+    /// Size of the closed files.
+    pub bytes_closed: u64,
+    /// Times logging stopped because of an error.
+    pub failures: u64,
+    pub files_removed_by_quota: u64,
+}
+
+/// The `locod` metadata record every file starts with.
+pub fn metadata(config: &Config, model_files: &[PathBuf]) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    m.insert("robot".into(), config.robot.name.clone());
+    m.insert("software".into(), format!("locod {}", env!("CARGO_PKG_VERSION")));
+    m.insert("control_hz".into(), config.rate.control_hz.to_string());
+    m.insert("policy_hz".into(), config.rate.policy_hz.to_string());
+    let joints: Vec<&str> = config.joints.iter().map(|j| j.name.as_str()).collect();
+    m.insert("joint_names".into(), joints.join(","));
+    m.insert("config_file".into(), config.source.display().to_string());
+    m.insert("config".into(), config.to_toml());
+    let models: Vec<String> = model_files
+        .iter()
+        .map(|p| match sha256_file(p) {
+            Ok(h) => format!("{} sha256:{h}", p.display()),
+            Err(e) => format!("{} unreadable: {e}", p.display()),
+        })
+        .collect();
+    m.insert("model_files".into(), models.join("\n"));
+    m
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    std::io::copy(&mut File::open(path)?, &mut h)?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// UTC wall-clock time as `YYYYMMDDTHHMMSSZ`, for file names only.
+pub fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+struct Episode {
+    writer: mcap::Writer<BufWriter<File>>,
+    /// The same open file, for fsync while the writer owns it.
+    sync: File,
+    part: PathBuf,
+    path: PathBuf,
+    channel: u16,
+    sequence: u32,
+    start_t_ns: u64,
+    records: u64,
+    last_sync_ns: u64,
+}
+
+struct Down {
+    reason: String,
+    retry_at_ns: u64,
+    lost_at_start: u64,
+}
+
+pub struct Logger {
+    cfg: LogConfig,
+    meta: BTreeMap<String, String>,
+    session: String,
+    next_episode: u64,
+    file: Option<Episode>,
+    /// Mode code and fault presence of the previous record.
+    prev: Option<(u8, bool)>,
+    /// Why the next file starts.
+    start_reason: &'static str,
+    down: Option<Down>,
+    buf: Vec<u8>,
+    stats: LogStats,
+    episode_ns: u64,
+    fsync_ns: u64,
+}
+
+impl Logger {
+    pub fn new(cfg: &LogConfig, meta: BTreeMap<String, String>) -> Self {
+        Self {
+            cfg: cfg.clone(),
+            meta,
+            session: utc_stamp(),
+            next_episode: 0,
+            file: None,
+            prev: None,
+            start_reason: "start",
+            down: None,
+            buf: Vec::with_capacity(16 << 10),
+            stats: LogStats::default(),
+            episode_ns: (cfg.episode_s * NS_PER_S as f64) as u64,
+            fsync_ns: (cfg.fsync_interval_ms * NS_PER_MS as f64) as u64,
+        }
+    }
+
+    pub fn stats(&self) -> LogStats {
+        self.stats
+    }
+
+    /// The file being written, if any.
+    pub fn current_file(&self) -> Option<&Path> {
+        self.file.as_ref().map(|f| f.part.as_path())
+    }
+
+    /// Finishes `.part` files left by a crash in the log directory.
+    pub fn recover_leftovers(&self) {
+        if !self.cfg.dir.is_dir() {
+            return;
+        }
+        match super::read::recover_dir(&self.cfg.dir) {
+            Ok(done) => {
+                for r in done {
+                    report::info(format!("log: recovered {}", r));
+                }
+            }
+            Err(e) => report::warn(format!("log: cannot recover earlier files: {e}")),
+        }
+    }
+
+    /// Why this record starts a new episode, if it does.
+    fn boundary(&self, r: &TickRecord) -> Option<&'static str> {
+        let (mode, fault) = (mode_code(r.mode), fault_code(&r.fault) != 0);
+        match self.prev {
+            Some((prev, _)) if prev != mode && prev == MODE_WALK => Some("walk ended"),
+            Some((prev, _)) if prev != mode && mode == MODE_WALK => Some("walk started"),
+            Some((_, false)) if fault => Some("fault"),
+            _ => match &self.file {
+                Some(f) if r.t_ns.saturating_sub(f.start_t_ns) >= self.episode_ns => Some("length"),
+                _ => None,
+            },
+        }
+    }
+
+    /// Writes one record, opening and closing episode files as needed. Errors stop logging.
+    pub fn record(&mut self, r: &TickRecord, now_ns: u64) {
+        if let Some(reason) = self.boundary(r) {
+            self.start_reason = reason;
+            if self.file.is_some() {
+                self.close_episode(reason);
+            }
+        }
+        self.prev = Some((mode_code(r.mode), fault_code(&r.fault) != 0));
+        if self.file.is_none() {
+            if let Some(d) = &self.down {
+                if now_ns < d.retry_at_ns {
+                    self.stats.records_lost += 1;
+                    return;
+                }
+            }
+            if let Err(e) = self.open_episode(r.t_ns, now_ns) {
+                self.go_down(e, now_ns);
+                self.stats.records_lost += 1;
+                return;
+            }
+            if let Some(d) = self.down.take() {
+                let path = self.current_file().map(|p| p.display().to_string()).unwrap_or_default();
+                report::info(format!(
+                    "log: resumed in {path}; {} records were lost while it was stopped ({})",
+                    self.stats.records_lost - d.lost_at_start,
+                    d.reason
+                ));
+            }
+        }
+        let episode = self.next_episode - 1;
+        let Some(f) = self.file.as_mut() else { return };
+        schema::encode(r, episode, &mut self.buf);
+        let header = mcap::records::MessageHeader {
+            channel_id: f.channel,
+            sequence: f.sequence,
+            log_time: r.t_ns,
+            publish_time: r.t_ns,
+        };
+        match f.writer.write_to_known_channel(&header, &self.buf) {
+            Ok(()) => {
+                f.sequence = f.sequence.wrapping_add(1);
+                f.records += 1;
+                self.stats.records_written += 1;
+            }
+            Err(e) => {
+                let msg = format!("writing {}: {e}", f.part.display());
+                self.stats.records_lost += 1;
+                self.go_down(msg, now_ns)
+            }
+        }
+    }
+
+    /// Periodic work: close the chunk and fsync every `fsync_interval_ms`.
+    pub fn poll(&mut self, now_ns: u64) {
+        let Some(f) = self.file.as_mut() else { return };
+        if now_ns.saturating_sub(f.last_sync_ns) < self.fsync_ns {
+            return;
+        }
+        f.last_sync_ns = now_ns;
+        let res =
+            f.writer.flush().map_err(|e| e.to_string()).and_then(|()| f.sync.sync_data().map_err(|e| e.to_string()));
+        if let Err(e) = res {
+            let msg = format!("syncing {}: {e}", f.part.display());
+            self.go_down(msg, now_ns);
+            return;
+        }
+        self.enforce_quota();
+    }
+
+    /// Closes the open episode; returns the totals.
+    pub fn close(mut self) -> LogStats {
+        if self.file.is_some() {
+            self.close_episode("stop");
+        }
+        self.stats
+    }
+
+    fn go_down(&mut self, reason: String, now_ns: u64) {
+        // Whatever reached the disk stays as a `.part` file; `recover` finishes it later.
+        // `into_inner` drops the writer without trying to write a summary to a failing disk.
+        if let Some(f) = self.file.take() {
+            drop(f.writer.into_inner());
+        }
+        self.stats.failures += 1;
+        if self.down.is_none() {
+            report::warn(format!(
+                "log: recording stopped: {reason}. The robot keeps running; records are discarded until {} can be written again (retrying every second)",
+                self.cfg.dir.display()
+            ));
+            self.down = Some(Down { reason, retry_at_ns: now_ns + RETRY_NS, lost_at_start: self.stats.records_lost });
+        } else if let Some(d) = self.down.as_mut() {
+            d.retry_at_ns = now_ns + RETRY_NS;
+        }
+    }
+
+    fn open_episode(&mut self, t_ns: u64, now_ns: u64) -> Result<(), String> {
+        let dir = self.cfg.dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        self.enforce_quota();
+        let episode = self.next_episode;
+        let robot = self.meta.get("robot").map_or("robot", String::as_str);
+        let name = format!("{}-{}-e{episode:04}.mcap", self.session, robot);
+        let path = dir.join(&name);
+        let part = dir.join(format!("{name}.part"));
+        let file = File::create(&part).map_err(|e| format!("creating {}: {e}", part.display()))?;
+        let sync = file.try_clone().map_err(|e| e.to_string())?;
+        let compression = match self.cfg.compression {
+            LogCompression::Zstd => Some(mcap::Compression::Zstd),
+            LogCompression::Lz4 => Some(mcap::Compression::Lz4),
+            LogCompression::None => None,
+        };
+        let err = |e: mcap::McapError| format!("writing {}: {e}", part.display());
+        let mut writer = mcap::WriteOptions::new()
+            .compression(compression)
+            .chunk_size(Some(CHUNK_BYTES))
+            .profile("ros2")
+            .library(format!("locod {}", env!("CARGO_PKG_VERSION")))
+            .create(BufWriter::with_capacity(WRITE_BUFFER_BYTES, file))
+            .map_err(err)?;
+        let schema_id =
+            writer.add_schema(schema::SCHEMA_NAME, schema::SCHEMA_ENCODING, schema::MSG.as_bytes()).map_err(err)?;
+        let channel =
+            writer.add_channel(schema_id, schema::TOPIC, schema::MESSAGE_ENCODING, &BTreeMap::new()).map_err(err)?;
+        let mut meta = self.meta.clone();
+        meta.insert("session".into(), self.session.clone());
+        meta.insert("episode".into(), episode.to_string());
+        meta.insert("start_reason".into(), self.start_reason.into());
+        meta.insert("start_utc".into(), utc_stamp());
+        writer.write_metadata(&mcap::records::Metadata { name: METADATA_NAME.into(), metadata: meta }).map_err(err)?;
+        self.next_episode += 1;
+        self.file = Some(Episode {
+            writer,
+            sync,
+            part,
+            path,
+            channel,
+            sequence: 0,
+            start_t_ns: t_ns,
+            records: 0,
+            last_sync_ns: now_ns,
+        });
+        Ok(())
+    }
+
+    fn close_episode(&mut self, reason: &str) {
+        let Some(mut f) = self.file.take() else { return };
+        let result = (|| -> Result<u64, String> {
+            let end = BTreeMap::from([
+                ("reason".to_string(), reason.to_string()),
+                ("records".to_string(), f.records.to_string()),
+            ]);
+            let e = |e: mcap::McapError| e.to_string();
+            f.writer
+                .write_metadata(&mcap::records::Metadata { name: EPISODE_END_NAME.into(), metadata: end })
+                .map_err(e)?;
+            f.writer.finish().map_err(e)?;
+            let file = f.writer.into_inner().into_inner().map_err(|e| e.error().to_string())?;
+            file.sync_all().map_err(|e| e.to_string())?;
+            let bytes = file.metadata().map_err(|e| e.to_string())?.len();
+            std::fs::rename(&f.part, &f.path).map_err(|e| e.to_string())?;
+            // The rename itself must survive a power cut.
+            if let Some(dir) = f.path.parent() {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(|e| e.to_string())?;
+            }
+            Ok(bytes)
+        })();
+        match result {
+            Ok(bytes) => {
+                self.stats.files_closed += 1;
+                self.stats.bytes_closed += bytes;
+            }
+            Err(e) => self.go_down(format!("closing {}: {e}", f.part.display()), monotonic_ns()),
+        }
+    }
+
+    /// Deletes the oldest closed files while the directory is over its quota.
+    fn enforce_quota(&mut self) {
+        let quota = (self.cfg.quota_mb * 1024.0 * 1024.0) as u64;
+        let Ok(entries) = std::fs::read_dir(&self.cfg.dir) else { return };
+        let mut closed: Vec<(PathBuf, u64)> = Vec::new();
+        let mut total = 0u64;
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let size = e.metadata().map_or(0, |m| m.len());
+            if name.ends_with(".mcap") {
+                closed.push((e.path(), size));
+                total += size;
+            } else if name.ends_with(".mcap.part") {
+                total += size;
+            }
+        }
+        // Names start with a UTC stamp and an episode number: sorted by name is oldest first.
+        closed.sort();
+        for (path, size) in closed {
+            if total <= quota {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total -= size;
+                self.stats.files_removed_by_quota += 1;
+                report::info(format!("log: quota {} MB: removed {}", self.cfg.quota_mb, path.display()));
+            }
+        }
+    }
+}
+
+/// Runs `logger` on the calling thread until `stop` is set and the ring is empty.
+pub fn run(mut logger: Logger, mut ring: Consumer<TickRecord>, stop: &AtomicBool) -> LogStats {
+    logger.recover_leftovers();
+    loop {
+        let mut n = 0u32;
+        while let Some(r) = ring.pop() {
+            logger.record(&r, monotonic_ns());
+            n += 1;
+            if n % 64 == 0 {
+                logger.poll(monotonic_ns());
+            }
+        }
+        logger.poll(monotonic_ns());
+        if n == 0 {
+            if stop.load(Ordering::Acquire) && ring.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    logger.close()
+}
+
+/// Starts the logger thread (ordinary priority).
+pub fn spawn(
+    logger: Logger,
+    ring: Consumer<TickRecord>,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<LogStats>, String> {
+    std::thread::Builder::new()
+        .name("locod-logger".into())
+        .spawn(move || run(logger, ring, &stop))
+        .map_err(|e| format!("cannot start the logger thread: {e}"))
+}
+
+/// The names of the mode codes, for messages.
+pub fn mode_name(code: u8) -> &'static str {
+    MODE_NAMES.get(code as usize).copied().unwrap_or("unknown")
+}

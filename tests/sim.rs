@@ -1,0 +1,226 @@
+//! End-to-end tests against the MuJoCo simulator of biwheel (feature `sim`).
+//!
+//! Lock-step (the daemon's control loop on simulated time, deterministic and fast): boot and walk
+//! for 30 s, a stopped IMU stream, a silent motor. Real time (two processes, `locod sim` and `locod
+//! run`, talking only through the pseudo-terminals): boot to Walk, garbage on the bridge port, the
+//! simulator dying. Every run must end in a safe mode with a report that names the cause, and
+//! nothing may hang.
+#![cfg(feature = "sim")]
+
+use locod::config::Config;
+use locod::control::messages::Mode;
+use locod::daemon::Goal;
+use locod::sim::lockstep::{self, LockstepOptions, LockstepReport};
+use locod::sim::ScheduledFault;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const LOCOD: &str = env!("CARGO_BIN_EXE_locod");
+const SIM_TOML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml");
+
+/// The simulator runs from a release build: an unoptimised one cannot keep 1 kHz physics and
+/// prompt motor replies on a 2-core machine next to the daemon. Built here if `make test` did not.
+fn simulator() -> &'static Path {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--bin", "locod"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build --release");
+        assert!(status.success(), "building the release simulator failed");
+        target.join("release/locod")
+    })
+}
+
+fn config() -> Config {
+    Config::load(Path::new(SIM_TOML)).unwrap()
+}
+
+/// 0.3 m/s forward for 8 s, then a left turn for 5 s, then standing still.
+fn script(t_s: f64) -> [f64; 3] {
+    match t_s {
+        t if t < 8.0 => [0.3, 0.0, 0.0],
+        t if t < 13.0 => [0.0, 0.0, 0.6],
+        _ => [0.0; 3],
+    }
+}
+
+fn run(duration_s: f64, faults: &[&str]) -> LockstepReport {
+    let opts = LockstepOptions {
+        duration_s,
+        goal: Goal::Walk,
+        command: script,
+        real_world: false,
+        faults: faults.iter().map(|f| f.parse::<ScheduledFault>().unwrap()).collect(),
+    };
+    lockstep::run(&config(), &opts).unwrap()
+}
+
+fn first(r: &LockstepReport, needle: &str) -> Option<f64> {
+    r.events.iter().find(|e| e.event.contains(needle)).map(|e| e.t_s)
+}
+
+#[test]
+fn lockstep_boot_stands_up_walks_and_stays_upright_for_30_s() {
+    let r = run(32.0, &[]);
+    let log = format!("{:#?}", r.events);
+    let walk = r.walk_began_s.expect("Walk began");
+    assert!(walk < 3.0, "Passive -> StandUp -> Walk within the 2 s stand-up: {log}");
+    assert!(r.sim_seconds - walk >= 29.0);
+    assert!(first(&r, "fault").is_none(), "no fault while walking: {log}");
+    assert!(r.max_tilt_deg < 20.0, "upright: max tilt {} deg", r.max_tilt_deg);
+    assert!(r.min_base_height_m > 0.35, "standing tall: lowest base {} m", r.min_base_height_m);
+    // 8 s at 0.3 m/s: it went somewhere, about that far.
+    let d = r.walk_displacement_m[0].hypot(r.walk_displacement_m[1]);
+    assert!((1.6..4.0).contains(&d), "walked {d} m");
+    assert_eq!(r.final_mode, Mode::Passive, "shutdown ends in damping");
+}
+
+#[test]
+fn lockstep_is_deterministic() {
+    let (a, b) = (run(4.0, &[]), run(4.0, &[]));
+    assert_eq!((a.max_tilt_deg, a.walk_displacement_m), (b.max_tilt_deg, b.walk_displacement_m));
+}
+
+#[test]
+fn lockstep_imu_stream_stopping_damps_within_the_timeout() {
+    let r = run(7.0, &["imu-stop@5"]);
+    let log = format!("{:#?}", r.events);
+    let t = first(&r, "fault: IMU").unwrap_or_else(|| panic!("an IMU fault: {log}"));
+    let timeout_s = config().safety.imu_timeout_ms * 1e-3;
+    assert!(t > 5.0 && t <= 5.0 + timeout_s + 0.005, "fault at {t} s: {log}");
+    assert!(first(&r, "Walk -> Passive (fault: IMU").is_some(), "{log}");
+}
+
+#[test]
+fn lockstep_silent_motor_is_named_and_damps() {
+    let r = run(6.0, &["motor-silent:left_knee@4"]);
+    let log = format!("{:#?}", r.events);
+    assert!(first(&r, "Walk -> Passive (fault: motor of joint 1").is_some(), "{log}");
+}
+
+/// A configuration whose ports live in a private directory. Real-time runs take turns: two
+/// simulators and two daemons on a 2-core machine would measure the machine, not locod.
+struct Rig {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Rig {
+    fn new() -> Rig {
+        let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let models = concat!(env!("CARGO_MANIFEST_DIR"), "/models/");
+        let text = std::fs::read_to_string(SIM_TOML)
+            .unwrap()
+            .replace("/tmp/locod-sim/", &format!("{}/", dir.path().display()))
+            .replace("\"../models/", &format!("\"{models}"));
+        let config = dir.path().join("sim.toml");
+        std::fs::write(&config, text).unwrap();
+        Rig { dir, config, _turn: turn }
+    }
+
+    fn sim(&self, args: &[&str]) -> Child {
+        let child = Command::new(simulator())
+            .args(["sim", "--config"])
+            .arg(&self.config)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !(self.dir.path().join("can0").exists() && self.dir.path().join("bridge").exists()) {
+            assert!(Instant::now() < deadline, "the simulator did not link its ports");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    /// The daemon, with a hard limit well past its own duration: it must not hang.
+    fn daemon(&self, duration_s: f64) -> (Output, serde_json::Value) {
+        let mut child = Command::new(LOCOD)
+            .args(["run", "--goal", "walk", "--json", "--duration", &duration_s.to_string(), "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs_f64(duration_s + 15.0);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the daemon hung");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let summary = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (out, summary)
+    }
+}
+
+fn stop(sim: Child) -> String {
+    // SAFETY: kill takes a pid and a signal number; the pid is our own child's.
+    unsafe { libc::kill(sim.id() as i32, libc::SIGTERM) };
+    let out = sim.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+
+fn realtime_daemon_and_simulator_boot_to_walk_over_the_ports() {
+    let rig = Rig::new();
+    let sim = rig.sim(&[]);
+    let (out, summary) = rig.daemon(6.0);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let sim_log = stop(sim);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("StandUp -> Walk"), "{log}");
+    assert!(!log.contains("fault:"), "no fault: {log}\n--- simulator:\n{sim_log}");
+    assert_eq!(summary["final_mode"], "passive", "{summary}");
+    assert!(sim_log.contains("the gantry let go"), "{sim_log}");
+}
+
+#[test]
+fn realtime_garbage_on_the_bridge_port_is_survived_or_reported() {
+    let rig = Rig::new();
+    let sim = rig.sim(&["--fault", "bridge-garbage@4"]);
+    let (out, summary) = rig.daemon(8.0);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let sim_log = stop(sim);
+    assert!(sim_log.contains("BridgeGarbage"), "{sim_log}");
+    assert!(out.status.success(), "{log}");
+    // Corrupted frames are dropped by the bridge's decoder; if too few IMU samples get through,
+    // the IMU fault damps the robot and says so. Either way the run ends damped.
+    assert!(log.contains("StandUp -> Walk"), "{log}");
+    if log.contains("fault:") {
+        assert!(log.contains("fault: IMU"), "{log}");
+    }
+    assert_eq!(summary["final_mode"], "passive", "{summary}");
+}
+
+#[test]
+fn realtime_simulator_dying_damps_the_daemon_with_a_clear_report() {
+    let rig = Rig::new();
+    let sim = rig.sim(&["--fault", "exit@4"]);
+    let (out, summary) = rig.daemon(7.0);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let sim_out = sim.wait_with_output().unwrap();
+    assert_eq!(sim_out.status.code(), Some(3), "the simulator crashed as told");
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("StandUp -> Walk"), "{log}");
+    // The motors fall silent (and the IMU goes stale): the daemon damps and names the cause.
+    assert!(log.contains("Walk -> Passive (fault:"), "{log}");
+    assert!(log.contains("silent") || log.contains("IMU"), "{log}");
+    assert_eq!(summary["final_mode"], "passive", "{summary}");
+}
