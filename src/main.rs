@@ -112,6 +112,19 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Re-run the observations a log recorded through a model and report the largest difference
+    /// from the actions logged: proof that the deployed model does what it did in the field.
+    Replay {
+        /// A log file, or a directory of closed logs (replayed in name order).
+        logs: PathBuf,
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The model (default: the configured one).
+        #[arg(long, short)]
+        model: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure, with a reference measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -239,6 +252,38 @@ fn print_json_or<T: serde::Serialize>(json: bool, r: &T, text: impl FnOnce(&T)) 
     } else {
         text(r);
     }
+}
+
+/// The distinct policy steps of the logs at `logs` (one per policy tick, not per control tick),
+/// replayed through `model`. A mode change resets the model's state, as it did on the robot.
+fn replay_logs(logs: &Path, model: &Path, config: &Config) -> Result<policy::replay::ReplayReport, String> {
+    let files = read::log_files(logs).map_err(|e| e.to_string())?;
+    let mut steps: Vec<(Vec<f32>, Vec<f32>, bool)> = Vec::new();
+    for f in &files {
+        let log = read::read_file(f).map_err(|e| e.to_string())?;
+        let (mut last_t, mut last_mode, mut pending_reset) = (0, None, true);
+        for t in &log.ticks {
+            pending_reset |= last_mode.is_some_and(|m| m != t.mode);
+            last_mode = Some(t.mode);
+            if t.policy_t_ns == 0 || t.policy_t_ns == last_t || t.policy_obs.is_empty() {
+                continue;
+            }
+            last_t = t.policy_t_ns;
+            steps.push((t.policy_obs.clone(), t.policy_action.clone(), pending_reset));
+            pending_reset = false;
+        }
+    }
+    if steps.is_empty() {
+        return Err(format!(
+            "{}: no policy observations in the log (was a learned controller running?)",
+            logs.display()
+        ));
+    }
+    policy::replay::replay(
+        model,
+        config,
+        steps.iter().map(|(o, a, r)| policy::replay::ReplayStep { obs: o, action: a, reset: *r }),
+    )
 }
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
@@ -544,6 +589,25 @@ fn run(command: Command) -> Result<(), ExitCode> {
                     100.0 * r.fraction_of_floor
                 );
                 println!("  ratio (p50)    {:.2} (target <= {})", r.ratio, r.target_ratio);
+            });
+            Ok(())
+        }
+        Command::Replay { logs, config, model, json } => {
+            let c = load(&config)?;
+            let model =
+                model.or_else(|| c.model_path()).ok_or_else(|| fail("--model: no model given or configured"))?;
+            let r = replay_logs(&logs, &model, &c).map_err(fail)?;
+            print_json_or(json, &r, |r| {
+                println!(
+                    "{} policy steps replayed through {}: largest action difference {:.3e} (step {}, action {}: logged {}, replayed {})",
+                    r.steps,
+                    model.display(),
+                    r.max_abs_diff,
+                    r.at_step,
+                    r.at_action,
+                    r.logged,
+                    r.replayed
+                );
             });
             Ok(())
         }
