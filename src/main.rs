@@ -371,10 +371,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 c.rate.control_hz
             ));
             let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, ..Default::default() };
-            let summary = daemon::run(&c, opts).map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })?;
+            let summary = daemon::run(&c, opts).map_err(fail)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
             } else {
@@ -394,10 +391,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
                     bringup::zero(&c, &joint, pose_rad, yes, &mut std::io::stdin().lock(), &mut out)
                 }
             };
-            result.map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })
+            result.map_err(fail)
         }
         #[cfg(feature = "sim")]
         Command::Sim { config, duration, real_world, faults, lockstep, goal, vx, yaw_rate, json } => {
@@ -462,17 +456,11 @@ fn run(command: Command) -> Result<(), ExitCode> {
                     return Err(ExitCode::from(2));
                 }
             }
-            sensors_view::run(&c, seconds).map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })
+            sensors_view::run(&c, seconds).map_err(fail)
         }
         Command::Bench { what: BenchCommand::Io { config, samples, json } } => {
             let c = load(&config)?;
-            let r = bench::io::run(&c, samples).map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })?;
+            let r = bench::io::run(&c, samples).map_err(fail)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
@@ -552,10 +540,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
         }
         Command::Bench { what: BenchCommand::Policy { config, model, iterations, json } } => {
             let c = load(&config)?;
-            let r = bench::policy::policy(&c, model.as_deref(), iterations).map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })?;
+            let r = bench::policy::policy(&c, model.as_deref(), iterations).map_err(fail)?;
             print_json_or(json, &r, |r| {
                 println!("student {} ({} thread(s)):", r.model, r.threads);
                 println!("  locod forward  p50 {:.1} us  p99 {:.1} us", r.forward_us.p50, r.forward_us.p99);
@@ -568,10 +553,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
         }
         Command::Bench { what: BenchCommand::Mppi { config, model, plans, json } } => {
             let c = load(&config)?;
-            let r = bench::policy::mppi(&c, model.as_deref(), plans).map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })?;
+            let r = bench::policy::mppi(&c, model.as_deref(), plans).map_err(fail)?;
             print_json_or(json, &r, |r| {
                 println!(
                     "mppi {} ({} rollout, {} samples, horizon {}, {} iterations, {} prior):",
@@ -623,10 +605,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
         }
         Command::Bench { what: BenchCommand::Loop { config, seconds, cpu, json } } => {
             let c = load(&config)?;
-            let r = bench::loop_timing::run(&c, seconds, cpu).map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })?;
+            let r = bench::loop_timing::run(&c, seconds, cpu).map_err(fail)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
