@@ -118,6 +118,19 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Re-run the observations a log recorded through a model and report the largest difference
+    /// from the actions logged: proof that the deployed model does what it did in the field.
+    Replay {
+        /// A log file, or a directory of closed logs (replayed in name order).
+        logs: PathBuf,
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The model (default: the configured one).
+        #[arg(long, short)]
+        model: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure, with a reference measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -258,6 +271,38 @@ fn print_json_or<T: serde::Serialize>(json: bool, r: &T, text: impl FnOnce(&T)) 
     }
 }
 
+/// The distinct policy steps of the logs at `logs` (one per policy tick, not per control tick),
+/// replayed through `model`. A mode change resets the model's state, as it did on the robot.
+fn replay_logs(logs: &Path, model: &Path, config: &Config) -> Result<policy::replay::ReplayReport, String> {
+    let files = read::log_files(logs).map_err(|e| e.to_string())?;
+    let mut steps: Vec<(Vec<f32>, Vec<f32>, bool)> = Vec::new();
+    for f in &files {
+        let log = read::read_file(f).map_err(|e| e.to_string())?;
+        let (mut last_t, mut last_mode, mut pending_reset) = (0, None, true);
+        for t in &log.ticks {
+            pending_reset |= last_mode.is_some_and(|m| m != t.mode);
+            last_mode = Some(t.mode);
+            if t.policy_t_ns == 0 || t.policy_t_ns == last_t || t.policy_obs.is_empty() {
+                continue;
+            }
+            last_t = t.policy_t_ns;
+            steps.push((t.policy_obs.clone(), t.policy_action.clone(), pending_reset));
+            pending_reset = false;
+        }
+    }
+    if steps.is_empty() {
+        return Err(format!(
+            "{}: no policy observations in the log (was a learned controller running?)",
+            logs.display()
+        ));
+    }
+    policy::replay::replay(
+        model,
+        config,
+        steps.iter().map(|(o, a, r)| policy::replay::ReplayStep { obs: o, action: a, reset: *r }),
+    )
+}
+
 fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         report::error(e);
@@ -343,10 +388,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 c.rate.control_hz
             ));
             let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, ..Default::default() };
-            let summary = daemon::run(&c, opts).map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })?;
+            let summary = daemon::run(&c, opts).map_err(fail)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
             } else {
@@ -366,17 +408,11 @@ fn run(command: Command) -> Result<(), ExitCode> {
                     bringup::zero(&c, &joint, pose_rad, yes, &mut std::io::stdin().lock(), &mut out)
                 }
             };
-            result.map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })
+            result.map_err(fail)
         }
         Command::Teleop { config } => {
             let c = load(&config)?;
-            locod::teleop::client::run(&c).map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })
+            locod::teleop::client::run(&c).map_err(fail)
         }
         #[cfg(feature = "sim")]
         Command::Sim { config, duration, real_world, faults, lockstep, goal, vx, yaw_rate, json } => {
@@ -441,10 +477,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
                     return Err(ExitCode::from(2));
                 }
             }
-            sensors_view::run(&c, seconds).map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })
+            sensors_view::run(&c, seconds).map_err(fail)
         }
         Command::Bench { what: BenchCommand::Teleop { config, seconds, json } } => {
             let c = load(&config)?;
@@ -452,10 +485,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 report::error(format!("{}: no [teleop] section", config.display()));
                 return Err(ExitCode::from(2));
             }
-            let r = bench::teleop::run(&c, seconds.max(2)).map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })?;
+            let r = bench::teleop::run(&c, seconds.max(2)).map_err(fail)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
@@ -474,10 +504,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
         }
         Command::Bench { what: BenchCommand::Io { config, samples, json } } => {
             let c = load(&config)?;
-            let r = bench::io::run(&c, samples).map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })?;
+            let r = bench::io::run(&c, samples).map_err(fail)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
@@ -557,10 +584,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
         }
         Command::Bench { what: BenchCommand::Policy { config, model, iterations, json } } => {
             let c = load(&config)?;
-            let r = bench::policy::policy(&c, model.as_deref(), iterations).map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })?;
+            let r = bench::policy::policy(&c, model.as_deref(), iterations).map_err(fail)?;
             print_json_or(json, &r, |r| {
                 println!("student {} ({} thread(s)):", r.model, r.threads);
                 println!("  locod forward  p50 {:.1} us  p99 {:.1} us", r.forward_us.p50, r.forward_us.p99);
@@ -573,10 +597,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
         }
         Command::Bench { what: BenchCommand::Mppi { config, model, plans, json } } => {
             let c = load(&config)?;
-            let r = bench::policy::mppi(&c, model.as_deref(), plans).map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })?;
+            let r = bench::policy::mppi(&c, model.as_deref(), plans).map_err(fail)?;
             print_json_or(json, &r, |r| {
                 println!(
                     "mppi {} ({} rollout, {} samples, horizon {}, {} iterations, {} prior):",
@@ -597,6 +618,25 @@ fn run(command: Command) -> Result<(), ExitCode> {
             });
             Ok(())
         }
+        Command::Replay { logs, config, model, json } => {
+            let c = load(&config)?;
+            let model =
+                model.or_else(|| c.model_path()).ok_or_else(|| fail("--model: no model given or configured"))?;
+            let r = replay_logs(&logs, &model, &c).map_err(fail)?;
+            print_json_or(json, &r, |r| {
+                println!(
+                    "{} policy steps replayed through {}: largest action difference {:.3e} (step {}, action {}: logged {}, replayed {})",
+                    r.steps,
+                    model.display(),
+                    r.max_abs_diff,
+                    r.at_step,
+                    r.at_action,
+                    r.logged,
+                    r.replayed
+                );
+            });
+            Ok(())
+        }
         Command::Bench { what: BenchCommand::E2e { config, seconds, json } } => {
             let c = load(&config)?;
             let r = bench::e2e::run(&c, &config, seconds).map_err(fail)?;
@@ -609,10 +649,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
         }
         Command::Bench { what: BenchCommand::Loop { config, seconds, cpu, json } } => {
             let c = load(&config)?;
-            let r = bench::loop_timing::run(&c, seconds, cpu).map_err(|e| {
-                report::error(e);
-                ExitCode::FAILURE
-            })?;
+            let r = bench::loop_timing::run(&c, seconds, cpu).map_err(fail)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {

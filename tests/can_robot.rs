@@ -120,12 +120,12 @@ fn a_damiao_error_code_and_a_bus_off_are_faults() {
     rig.run_ms(20);
     assert_eq!(rig.lp.fault(), Some(Fault::MotorError { joint: 2, code: 0xB }));
     rig.faults.error_joint.store(-1, Ordering::Relaxed);
-    rig.run_ms(20);
+    rig.run_ms(300); // faults clear after [safety] fault_clear_ms (200) without their cause
     assert_eq!(rig.lp.fault(), None);
     rig.injector.report(BusState::BusOff);
     rig.run_ms(100);
     assert_eq!(rig.lp.fault(), Some(Fault::Hardware(HwFault::BusOff { bus: 0 })));
     rig.injector.report(BusState::Active); // the controller restarted
-    rig.run_ms(100);
+    rig.run_ms(300);
     assert_eq!(rig.lp.fault(), None);
 }

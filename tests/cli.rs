@@ -159,3 +159,31 @@ fn bench_e2e_closes_the_loop_through_a_daemon_process() {
     assert!(r["reference_us"]["count"].as_u64().unwrap() > 1000, "{r}");
     assert_eq!(r["control_period_us"], 2000.0);
 }
+
+#[test]
+fn replay_reproduces_what_the_student_did_in_a_logged_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let student = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/student.toml");
+    let text = std::fs::read_to_string(student)
+        .unwrap()
+        .replace("../../models/build/", concat!(env!("CARGO_MANIFEST_DIR"), "/models/build/"))
+        + &format!("\n[log]\nenabled = true\ndir = \"{}\"\n", dir.path().join("logs").display());
+    let config = dir.path().join("student.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(LOCOD)
+        .args(["run", "--duration", "4", "--goal", "walk", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(LOCOD)
+        .args(["replay", "--json", "--config"])
+        .arg(&config)
+        .arg(dir.path().join("logs"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["steps"].as_u64().unwrap() > 50, "{r}");
+    assert!(r["max_abs_diff"].as_f64().unwrap() < 1e-5, "{r}");
+}

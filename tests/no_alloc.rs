@@ -9,45 +9,12 @@ use locod::control::ControlLoop;
 use locod::io::mem::MemRobot;
 use locod::rt::clock::{Clock, ManualClock};
 use locod::rt::sched::Periodic;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::atomic::Ordering;
 
-struct Counting;
-
-thread_local! {
-    static WATCHING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: defers to the system allocator; only counts calls made while this thread is watched.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = WATCHING.try_with(|w| {
-            if w.get() {
-                COUNT.with(|c| c.set(c.get() + 1));
-            }
-        });
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = WATCHING.try_with(|w| {
-            if w.get() {
-                COUNT.with(|c| c.set(c.get() + 1));
-            }
-        });
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+mod common;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: common::alloc::Counting = common::alloc::Counting;
 
 #[test]
 fn the_control_loop_allocates_nothing_after_start_up() {
@@ -80,29 +47,29 @@ fn the_control_loop_allocates_nothing_after_start_up() {
     // Start-up: whatever the first ticks touch for the first time.
     run(10, &mut lp, false, &mut policy);
 
-    WATCHING.with(|w| w.set(true));
+    common::alloc::watch(true);
     cmd.request_mode(ModeRequest::StandUp); // the commander's side is not the control path,
-    WATCHING.with(|w| w.set(false)); //          but it does not allocate either
-    WATCHING.with(|w| w.set(true));
+    common::alloc::watch(false); //          but it does not allocate either
+    common::alloc::watch(true);
     run(1_100, &mut lp, true, &mut policy);
-    WATCHING.with(|w| w.set(false));
+    common::alloc::watch(false);
     cmd.request_mode(ModeRequest::Walk);
-    WATCHING.with(|w| w.set(true));
+    common::alloc::watch(true);
     run(200, &mut lp, true, &mut policy);
     assert_eq!(lp.mode(), Mode::Walk);
     run(100, &mut lp, false, &mut policy); // policy silent: fallback to stand
     faults.imu_frozen.store(true, Ordering::Relaxed);
     run(50, &mut lp, false, &mut policy); // fault: damping
     faults.clear();
-    WATCHING.with(|w| w.set(false));
+    common::alloc::watch(false);
     cmd.estop();
     cmd.teleop_velocity([f64::NAN, 0.0, 0.0]);
-    WATCHING.with(|w| w.set(true));
+    common::alloc::watch(true);
     run(50, &mut lp, false, &mut policy);
     assert_eq!(lp.mode(), Mode::EStop);
-    WATCHING.with(|w| w.set(false));
+    common::alloc::watch(false);
 
-    let allocations = COUNT.with(|c| c.get());
+    let allocations = common::alloc::count();
     let mut records = 0u64;
     while log_ring.pop().is_some() {
         records += 1;

@@ -8,46 +8,13 @@ use locod::policy::load;
 use locod::policy::mppi::Mppi;
 use locod::policy::student::Student;
 use locod::policy::{test_models, Policy};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-struct Counting;
-
-thread_local! {
-    static WATCHING: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: defers to the system allocator; only counts calls made while this thread is watched.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = WATCHING.try_with(|w| {
-            if w.get() {
-                COUNT.with(|c| c.set(c.get() + 1));
-            }
-        });
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = WATCHING.try_with(|w| {
-            if w.get() {
-                COUNT.with(|c| c.set(c.get() + 1));
-            }
-        });
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+mod common;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: common::alloc::Counting = common::alloc::Counting;
 
 // Every malloc and posix_memalign in the process (libtorch's C++ `new` and tensor storage included)
 // comes here while the test binary defines them: the executable's symbols are found before libc's.
@@ -111,15 +78,15 @@ fn watch(policy: &mut dyn Policy, ticks: u64) -> (u64, f64, f64) {
     }
     C_MALLOCS.store(0, Ordering::Relaxed);
     C_BYTES.store(0, Ordering::Relaxed);
-    COUNT.with(|c| c.set(0));
+    common::alloc::reset();
     C_WATCHING.store(true, Ordering::Relaxed);
-    WATCHING.with(|w| w.set(true));
+    common::alloc::watch(true);
     for i in 0..ticks {
         policy.act(&snapshot(i), &mut out).unwrap();
     }
-    WATCHING.with(|w| w.set(false));
+    common::alloc::watch(false);
     C_WATCHING.store(false, Ordering::Relaxed);
-    let rust = COUNT.with(|c| c.get());
+    let rust = common::alloc::count();
     let n = ticks as f64;
     (rust, C_MALLOCS.load(Ordering::Relaxed) as f64 / n, C_BYTES.load(Ordering::Relaxed) as f64 / n)
 }

@@ -429,6 +429,9 @@ pub struct Safety {
     pub imu_timeout_ms: f64,
     /// A motor whose last reply is older than this is a fault.
     pub motor_timeout_ms: f64,
+    /// A fault clears only after its condition has been absent this long, so a sensor at the edge of
+    /// its timeout does not flap between fault and no fault.
+    pub fault_clear_ms: f64,
     /// This many consecutive control cycles past their deadline (or skipped) is a fault.
     pub max_consecutive_overruns: u32,
     /// A policy action older than this makes Walk fall back to the next controller.
@@ -445,6 +448,7 @@ impl Default for Safety {
             tilt_limit_deg: 45.0,
             imu_timeout_ms: 20.0,
             motor_timeout_ms: 10.0,
+            fault_clear_ms: 200.0,
             max_consecutive_overruns: 5,
             policy_timeout_ms: 60.0,
             action_rate_limit_radps: 10.0,

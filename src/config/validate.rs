@@ -362,6 +362,7 @@ fn validate_safety(c: &Config) -> Check {
             return fail(at(key), format!("{v} ms is shorter than one control period ({period_ms} ms)"));
         }
     }
+    non_negative(at("fault_clear_ms"), s.fault_clear_ms)?;
     if s.max_consecutive_overruns == 0 {
         return fail(at("max_consecutive_overruns"), "expected at least 1");
     }

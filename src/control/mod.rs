@@ -107,6 +107,9 @@ pub struct ControlLoop {
     action: PolicyAction,
     level: ControllerLevel,
     fault: Option<Fault>,
+    /// When the active fault's condition was last seen to lapse.
+    clear_since_ns: Option<u64>,
+    fault_clear_ns: u64,
     standup_complete: bool,
     shutting_down: bool,
     last_write: Result<(), HwFault>,
@@ -156,6 +159,8 @@ impl ControlLoop {
             action: PolicyAction::default(),
             level: ControllerLevel::Damp,
             fault: None,
+            clear_since_ns: None,
+            fault_clear_ns: (config.safety.fault_clear_ms * 1e6) as u64,
             standup_complete: false,
             shutting_down: false,
             last_write: Ok(()),
@@ -233,6 +238,17 @@ impl ControlLoop {
     }
 
     fn set_fault(&mut self, now: u64, new: Option<Fault>) {
+        // A fault whose condition lapsed stays until it has been absent for `fault_clear_ns`.
+        let new = match (self.fault, new) {
+            (Some(old), None) => {
+                let since = *self.clear_since_ns.get_or_insert(now);
+                (now.saturating_sub(since) < self.fault_clear_ns).then_some(old)
+            }
+            (_, new) => {
+                self.clear_since_ns = None;
+                new
+            }
+        };
         match (self.fault, new) {
             (None, Some(f)) => self.emit(now, EventKind::FaultRaised(f)),
             (Some(old), None) => self.emit(now, EventKind::FaultCleared(old)),

@@ -130,7 +130,10 @@ fn a_stale_imu_drops_to_damping_within_its_timeout_and_blocks_standing() {
     rig.run_ms(10);
     assert!(rig.has(|k| matches!(k, EventKind::Refused { refusal: Refusal::FaultActive(_), .. })));
     rig.faults.clear();
-    rig.run_ms(10);
+    // The fault holds for fault_clear_ms (200) after its condition lapsed, then clears.
+    rig.run_ms(190);
+    assert!(matches!(rig.lp.fault(), Some(Fault::ImuStale { .. })), "cleared before the hold ended");
+    rig.run_ms(20);
     assert!(rig.has(|k| matches!(k, EventKind::FaultCleared(Fault::ImuStale { .. }))));
     rig.cmd.request_mode(ModeRequest::StandUp);
     rig.run_ms(10);

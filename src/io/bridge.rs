@@ -423,10 +423,17 @@ impl BridgeLink {
 }
 
 /// Runs `link` on its own thread until `stop` is set.
-pub fn spawn(mut link: BridgeLink, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, String> {
+pub fn spawn(
+    mut link: BridgeLink,
+    stop: Arc<AtomicBool>,
+    rt: crate::rt::thread::RtSpec,
+) -> Result<JoinHandle<()>, String> {
     std::thread::Builder::new()
         .name("locod-bridge".into())
         .spawn(move || {
+            // Sensor arrivals are stamped here: run just below the control thread, like the CAN
+            // receive threads, so that ordinary load cannot make fresh samples look stale.
+            crate::rt::thread::apply(rt);
             while !stop.load(Relaxed) {
                 link.step(POLL_TIMEOUT);
             }

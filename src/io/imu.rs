@@ -193,10 +193,17 @@ impl WitmotionReceiver {
 }
 
 /// Runs `receiver` on its own thread until `stop` is set.
-pub fn spawn_witmotion(mut receiver: WitmotionReceiver, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, String> {
+pub fn spawn_witmotion(
+    mut receiver: WitmotionReceiver,
+    stop: Arc<AtomicBool>,
+    rt: crate::rt::thread::RtSpec,
+) -> Result<JoinHandle<()>, String> {
     std::thread::Builder::new()
         .name("locod-imu".into())
         .spawn(move || {
+            // Sensor arrivals are stamped here: run just below the control thread, like the CAN
+            // receive threads, so that ordinary load cannot make fresh samples look stale.
+            crate::rt::thread::apply(rt);
             while !stop.load(Relaxed) {
                 receiver.step(POLL_TIMEOUT);
             }

@@ -143,6 +143,12 @@ pub trait Hardware: Send {
     fn stop(&mut self);
 }
 
+/// Receive threads (CAN buses, IMU, firmware bridge) run one SCHED_FIFO step below the control
+/// thread (when it has one): they stamp arrivals, and ordinary load must not make fresh data stale.
+pub(crate) fn receive_rt(config: &crate::config::Config) -> crate::rt::thread::RtSpec {
+    crate::rt::thread::RtSpec { fifo_priority: (config.rate.priority > 1).then(|| config.rate.priority - 1), cpu: None }
+}
+
 /// The robot as `open` hands it over: the hardware for the control loop, and what the sensors
 /// perceive of the terrain for the policy thread (when depth sensors are configured).
 pub struct Robot {

@@ -72,8 +72,7 @@ impl CanRobot {
     ) -> Result<Self, String> {
         let motors = Motor::all(config)?;
         let stop = Arc::new(AtomicBool::new(false));
-        // Receive threads just below the control thread: stamps at arrival, never behind it.
-        let spec = RtSpec { fifo_priority: (config.rate.priority > 1).then(|| config.rate.priority - 1), cpu: None };
+        let spec = super::receive_rt(config);
         let mut joints = Vec::new();
         let mut writers: Vec<Vec<_>> = (0..buses.len()).map(|_| Vec::new()).collect();
         for m in &motors {

@@ -182,7 +182,7 @@ impl Sensors {
             ImuKind::Mem => return Err("the in-memory IMU has no sensor threads; use io::mem".into()),
             ImuKind::Witmotion => {
                 let receiver = WitmotionReceiver::new(&config.imu, imu_publisher.take().expect("set"), stats.clone())?;
-                sensors.threads.push(imu::spawn_witmotion(receiver, sensors.stop.clone())?);
+                sensors.threads.push(imu::spawn_witmotion(receiver, sensors.stop.clone(), super::receive_rt(config))?);
             }
             ImuKind::Bridge => {}
         }
@@ -193,7 +193,7 @@ impl Sensors {
                 attitude: attitude_reader,
             };
             let link = BridgeLink::new(bridge_config, outputs, stats.clone());
-            sensors.threads.push(bridge::spawn(link, sensors.stop.clone())?);
+            sensors.threads.push(bridge::spawn(link, sensors.stop.clone(), super::receive_rt(config))?);
         }
         if imu_publisher.is_some() {
             return Err("[imu] kind = \"bridge\" needs a [bridge] section".into());

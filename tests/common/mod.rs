@@ -2,6 +2,8 @@
 //! behind an slcan adapter on a pseudo-terminal.
 #![allow(dead_code)] // each test file uses part of it
 
+pub mod alloc;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
