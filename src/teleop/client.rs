@@ -211,7 +211,7 @@ impl Driver {
 }
 
 /// Diagnostics lines kept for display.
-const DIAG_LINES: usize = 8;
+const DIAG_LINES: usize = 16;
 
 /// The zenoh side of the client: publishes commands, keeps the newest `state` and recent `diag`.
 pub struct Link {
@@ -290,7 +290,8 @@ impl Link {
         self.last_diag.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn diag_lines(&self) -> Vec<String> {
+    /// The recent events and rejections from `diag`, oldest first.
+    pub fn diag_lines(&self) -> Vec<String> {
         self.diag.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
     }
 

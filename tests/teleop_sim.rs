@@ -1,0 +1,125 @@
+//! Teleop end to end against the MuJoCo simulator: `locod sim` and `locod run` as two processes
+//! on config/sim.toml (teleop on a free loopback port), driven over zenoh by the operator's
+//! `Link`. A teleop command rolls the balancing robot on its wheels; silence brings the command
+//! to zero within the lease; the e-stop latches through further commands.
+#![cfg(feature = "sim")]
+
+mod teleop_rig;
+
+use locod::config::Config;
+use locod::control::messages::{CommandSource, Mode};
+use locod::teleop::client::{Link, Outgoing};
+use locod::teleop::wire::RequestedMode;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use teleop_rig::{free_port, wait_for, PATIENCE};
+
+const LOCOD: &str = env!("CARGO_BIN_EXE_locod");
+
+/// The simulator from a release build (as tests/sim.rs: a debug build cannot keep its physics
+/// rate next to the daemon on two cores); built here if missing.
+fn simulator() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--bin", "locod"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build --release");
+    assert!(status.success(), "building the release simulator failed");
+    target.join("release/locod")
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        // SAFETY: kill takes a pid and a signal number; the pid is our own child's.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn teleop_drives_the_simulated_robot_stops_on_silence_and_estop_latches() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = concat!(env!("CARGO_MANIFEST_DIR"), "/models/");
+    let sim_toml = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml");
+    let text = std::fs::read_to_string(sim_toml)
+        .unwrap()
+        .replace("/tmp/locod-sim/", &format!("{}/", dir.path().display()))
+        .replace("\"../models/", &format!("\"{models}"))
+        .replace("tcp/127.0.0.1:7447", &format!("tcp/127.0.0.1:{}", free_port()));
+    let path = dir.path().join("sim.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap();
+
+    let _sim = Killed(
+        Command::new(simulator())
+            .args(["sim", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(dir.path().join("can0").exists() && dir.path().join("bridge").exists()) {
+        assert!(Instant::now() < deadline, "the simulator did not link its ports");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _daemon = Killed(
+        Command::new(LOCOD)
+            .args(["run", "--duration", "60", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let link = Link::connect(&config).unwrap();
+    wait_for(&link, "first state", PATIENCE, |s| s.mode == Mode::Passive);
+    link.send(Outgoing::Mode(RequestedMode::StandUp)).unwrap();
+    wait_for(&link, "standing", PATIENCE, |s| s.standing);
+    link.send(Outgoing::Mode(RequestedMode::Walk)).unwrap();
+    wait_for(&link, "walking", PATIENCE, |s| s.mode == Mode::Walk);
+    // Let the balance settle after the hand-over before driving.
+    std::thread::sleep(Duration::from_secs(2));
+    let still = link.state().unwrap();
+    assert_eq!(still.mode, Mode::Walk, "balancing on its own: {still:?}\n{:#?}", link.diag_lines());
+
+    let wheels = [config.joint_index("left_wheel").unwrap(), config.joint_index("right_wheel").unwrap()];
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        link.send(Outgoing::Vel([0.2, 0.0, 0.0])).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let driven = link.state().unwrap();
+    let events = link.diag_lines();
+    assert_eq!((driven.mode, driven.source), (Mode::Walk, CommandSource::Teleop), "{driven:?}\n{events:#?}");
+    for w in wheels {
+        // 0.2 m/s for about 3 s on 0.09 m wheels: several radians of rolling.
+        let turned = (driven.q_rad[w] - still.q_rad[w]).abs();
+        assert!(turned > 2.0, "wheel {w} turned {turned:.2} rad: {still:?} -> {driven:?}");
+    }
+    assert!(driven.fault.is_none(), "{driven:?}");
+
+    // Silence: the lease ends, the command goes to zero.
+    let stopped = wait_for(&link, "lease ended", PATIENCE, |s| s.source == CommandSource::None && s.command.vx == 0.0);
+    assert_eq!(stopped.mode, Mode::Walk, "still balancing: {stopped:?}");
+
+    link.send(Outgoing::EStop).unwrap();
+    wait_for(&link, "e-stop", PATIENCE, |s| s.mode == Mode::EStop);
+    let end = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < end {
+        link.send(Outgoing::Vel([0.3, 0.0, 0.0])).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = link.state().unwrap();
+    assert_eq!((s.mode, s.command.vx), (Mode::EStop, 0.0), "{s:?}");
+    link.close();
+}
