@@ -22,6 +22,7 @@ export LOCOD_FUZZ_CASES ?= 256
 # The simulator (locod sim) and the daemon as two processes that only share the pseudo-terminals
 # named in $(CONFIG); Ctrl-C stops both (the daemon damps first).
 run: setup-python
+	./scripts/setup-system.sh build
 	$(CARGO) build --release --bin locod
 	@echo "locod: simulator + daemon on $(CONFIG): the simulator's lines start 'locod: sim:'; Ctrl-C stops both"
 	@./target/release/locod sim --config $(CONFIG) & sim=$$!; \
@@ -30,24 +31,26 @@ run: setup-python
 	kill -TERM $$sim 2>/dev/null; wait $$sim
 
 test: setup-python models
-	./scripts/setup-system.sh test
+	./scripts/setup-system.sh build test
 	./scripts/qemu-can/setup.sh
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) build --release --bin locod
 	LOCOD_REQUIRE_QEMU=1 $(CARGO) test --workspace --no-fail-fast
 
 bench: setup-python
-	./scripts/setup-system.sh bench
+	./scripts/setup-system.sh build bench
 	$(CARGO) build --release --bin locod
 	./target/release/locod bench loop --config config/biwheel.toml --seconds 30 --json
 	./target/release/locod bench io --config config/biwheel.toml --json
 	./target/release/locod bench log --config config/biwheel.toml --seconds 10 --json
 
 lint: setup-python
+	./scripts/setup-system.sh build
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 build: setup-python
+	./scripts/setup-system.sh build
 	$(CARGO) build --release --bin locod
 
 setup: setup-python

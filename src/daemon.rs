@@ -2,10 +2,11 @@
 //!
 //! Threads: the control thread (SCHED_FIFO, pinned, runs `ControlLoop::tick` on absolute
 //! deadlines), the policy thread when a policy is configured (lower SCHED_FIFO priority), the
-//! logger thread when `[log] enabled` (ordinary priority, tick records into MCAP files), a signal
-//! thread (SIGINT/SIGTERM set the stop flag), and the calling thread as supervisor: it drains the
-//! loop's events into the log, prints status, tells systemd READY, and pings the watchdog only while
-//! the control loop's heartbeat advances.
+//! logger thread when `[log] enabled` (ordinary priority, tick records into MCAP files), teleop's
+//! runtime when `[teleop]` is configured, a signal thread (SIGINT/SIGTERM set the stop flag), and
+//! the calling thread as supervisor: it drains the loop's events into the log (and forwards each to
+//! teleop's telemetry), prints status, tells systemd READY, and pings the watchdog only while the
+//! control loop's heartbeat advances.
 
 use crate::config::Config;
 use crate::control::inputs::{inbox, Commander};
@@ -20,6 +21,7 @@ use crate::rt::sched::Periodic;
 use crate::rt::systemd::{self, Notifier};
 use crate::rt::thread::{self, RtOutcome, RtSpec};
 use crate::rt::triple::Reader;
+use crate::teleop::{self, TelemetryFeed};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
@@ -51,6 +53,8 @@ pub struct RunOptions {
     pub policy: Option<Box<dyn Policy>>,
     /// The model files the policy was loaded from; their hashes go into the log metadata.
     pub model_files: Vec<std::path::PathBuf>,
+    /// Set to stop the daemon as SIGTERM would (for embedding and tests).
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -197,7 +201,7 @@ fn spawn_rt<T: Send + 'static>(
 pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
     let started_ns = monotonic_ns();
     let signals = Signals::block();
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = opts.stop.clone().unwrap_or_default();
     let caught = Arc::new(AtomicI32::new(0));
     let done = Arc::new(AtomicBool::new(false));
     let signal_thread = {
@@ -240,8 +244,19 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
     };
     let (commander, mut inputs) = inbox();
     let action_writer = policy.as_ref().map(|_| inputs.connect_policy());
-    let readers = 1 + usize::from(policy.is_some());
+    let readers = 1 + usize::from(policy.is_some()) + usize::from(config.teleop.is_some());
     let (mut lp, mut outputs, mut snapshot_readers) = ControlLoop::new(config, hw, inputs, readers);
+    // Before the hardware starts: a teleop that cannot listen stops the daemon with a reason.
+    let teleop = match &config.teleop {
+        Some(_) => {
+            let reader = snapshot_readers.pop().expect("a reader for teleop");
+            let (server, feed) =
+                teleop::Server::start(config, commander.clone(), reader).map_err(|e| format!("teleop: {e}"))?;
+            report::info(format!("teleop: listening for {}/cmd/**", config.teleop_prefix()));
+            Some((server, feed))
+        }
+        None => None,
+    };
     lp.start().map_err(|e| format!("hardware did not start: {e}"))?;
     let log_stop = Arc::new(AtomicBool::new(false));
     let logger = if config.log.enabled {
@@ -285,7 +300,8 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
     };
 
     let status = snapshot_readers.pop().expect("a reader for the supervisor");
-    let supervised = supervise(config, &commander, &mut outputs, status, opts.goal, &control);
+    let feed = teleop.as_ref().map(|(_, f)| f);
+    let supervised = supervise(config, &commander, &mut outputs, status, opts.goal, &control, feed);
 
     let result = control.join().map_err(|_| "the control thread panicked".to_string())?;
     stop.store(true, Ordering::Relaxed);
@@ -305,7 +321,13 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
     let mut faults_raised = supervised.faults_raised;
     while let Some(e) = outputs.events.pop() {
         faults_raised += u64::from(matches!(e.kind, EventKind::FaultRaised(_)));
+        if let Some(f) = feed {
+            f.event(&e);
+        }
         report::info(e.kind);
+    }
+    if let Some((server, _)) = teleop {
+        server.shutdown();
     }
     done.store(true, Ordering::Relaxed);
     let _ = signal_thread.join();
@@ -342,6 +364,7 @@ fn supervise(
     mut status: Reader<Snapshot>,
     goal: Goal,
     control: &std::thread::JoinHandle<ControlResult>,
+    telemetry: Option<&TelemetryFeed>,
 ) -> Supervised {
     let notifier = Notifier::from_env();
     let watchdog_ns = systemd::watchdog_timeout().map(|d| d.as_nanos() as u64 / 2);
@@ -369,6 +392,12 @@ fn supervise(
                 _ => report::Level::Info,
             };
             report::log(level, e.kind);
+            if let Some(t) = telemetry {
+                t.event(&e);
+            }
+        }
+        if let Some(t) = telemetry {
+            t.timing(outputs.stats.latest());
         }
         let heartbeat = outputs.heartbeat.load(Ordering::Acquire);
         let snap = *status.latest();

@@ -1,7 +1,7 @@
 //! locod: a real-time onboard controller daemon for learned locomotion controllers.
 //!
 //! Data flows one way: `io` (sensors) → `estimate` → `control` → `io` (actuators), with the
-//! policy thread beside the loop. `rt` holds the real-time machinery, `config` the typed
+//! policy thread beside the loop and teleop (zenoh) talking to it through its inbox. `rt` holds the real-time machinery, `config` the typed
 //! configuration. docs/ARCHITECTURE.md has the map.
 
 pub mod bench;
@@ -18,3 +18,4 @@ pub mod rt;
 pub mod sensors_view;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod teleop;

@@ -50,6 +50,12 @@ enum Command {
         #[command(subcommand)]
         action: Option<MotorsAction>,
     },
+    /// The operator's client: the robot's state live, driving with the keyboard or a gamepad,
+    /// over zenoh as configured by the robot's [teleop] section.
+    Teleop {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// The MuJoCo simulator of the robot, behind its real protocols (pseudo-terminals at the
     /// configured ports), in real time; or, with --lockstep, the daemon's control loop on
     /// simulated time in this process (deterministic, as fast as the physics).
@@ -198,6 +204,17 @@ enum BenchCommand {
         /// CPU for the loop and the reference (default: the configured one, else the last CPU).
         #[arg(long)]
         cpu: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Teleop publish -> command applied in the control loop (next to zenoh's own delivery), and
+    /// the loop's timing with telemetry at the full control rate (next to the loop without teleop).
+    Teleop {
+        #[arg(long, short, default_value = "config/biwheel.toml")]
+        config: PathBuf,
+        /// Length of each of the three phases.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
         #[arg(long)]
         json: bool,
     },
@@ -393,6 +410,10 @@ fn run(command: Command) -> Result<(), ExitCode> {
             };
             result.map_err(fail)
         }
+        Command::Teleop { config } => {
+            let c = load(&config)?;
+            locod::teleop::client::run(&c).map_err(fail)
+        }
         #[cfg(feature = "sim")]
         Command::Sim { config, duration, real_world, faults, lockstep, goal, vx, yaw_rate, json } => {
             let c = load(&config)?;
@@ -457,6 +478,29 @@ fn run(command: Command) -> Result<(), ExitCode> {
                 }
             }
             sensors_view::run(&c, seconds).map_err(fail)
+        }
+        Command::Bench { what: BenchCommand::Teleop { config, seconds, json } } => {
+            let c = load(&config)?;
+            if c.teleop.is_none() {
+                report::error(format!("{}: no [teleop] section", config.display()));
+                return Err(ExitCode::from(2));
+            }
+            let r = bench::teleop::run(&c, seconds.max(2)).map_err(fail)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                let l = &r.latency;
+                println!(
+                    "teleop publish -> applied: p50 {:.0} us p99 {:.0} us ({} of {} sent); zenoh alone p50 {:.0} us p99 {:.0} us; ratio {:.2}",
+                    l.publish_to_applied_us.p50, l.publish_to_applied_us.p99, l.applied, l.sent, l.reference_us.p50, l.reference_us.p99, l.ratio
+                );
+                let t = &r.telemetry;
+                println!(
+                    "loop with state at {} Hz: wake p99 {:.1} us, compute p99 {:.1} us; without teleop: wake p99 {:.1} us, compute p99 {:.1} us; ratios {:.2} / {:.2}",
+                    t.state_hz, t.with_telemetry.wake_us.p99, t.with_telemetry.compute_us.p99, t.reference.wake_us.p99, t.reference.compute_us.p99, t.ratio_wake_p99, t.ratio_compute_p99
+                );
+            }
+            Ok(())
         }
         Command::Bench { what: BenchCommand::Io { config, samples, json } } => {
             let c = load(&config)?;

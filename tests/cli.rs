@@ -10,6 +10,15 @@ fn example() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml").to_string()
 }
 
+/// The example with teleop on an ephemeral port, so that daemons in parallel tests do not compete
+/// for 7447.
+fn run_example() -> tempfile::NamedTempFile {
+    let text = std::fs::read_to_string(example()).unwrap().replace("tcp/127.0.0.1:7447", "tcp/127.0.0.1:0");
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file
+}
+
 #[test]
 fn check_prints_the_resolved_configuration() {
     let out = Command::new(LOCOD).args(["check", "--config", &example()]).output().unwrap();
@@ -38,8 +47,11 @@ fn a_config_mistake_is_one_located_line_and_exit_code_2() {
 
 #[test]
 fn run_for_a_duration_stands_up_and_ends_damped() {
+    let config = run_example();
     let out = Command::new(LOCOD)
-        .args(["run", "--config", &example(), "--duration", "2.5", "--goal", "stand", "--json"])
+        .args(["run", "--config"])
+        .arg(config.path())
+        .args(["--duration", "2.5", "--goal", "stand", "--json"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -56,8 +68,11 @@ fn run_for_a_duration_stands_up_and_ends_damped() {
 #[test]
 fn sigterm_and_sigint_damp_and_exit_cleanly_with_a_summary() {
     for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
+        let config = run_example();
         let child = Command::new(LOCOD)
-            .args(["run", "--config", &example(), "--goal", "stand"])
+            .args(["run", "--config"])
+            .arg(config.path())
+            .args(["--goal", "stand"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

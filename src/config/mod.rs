@@ -49,6 +49,9 @@ pub struct Config {
     /// The simulator's settings (`locod sim`); the daemon ignores them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sim: Option<sim::Sim>,
+    /// Teleop and telemetry over zenoh; absent = no network interface at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teleop: Option<Teleop>,
     /// The file this configuration was read from (not a TOML key).
     #[serde(skip)]
     pub source: PathBuf,
@@ -550,7 +553,64 @@ fn default_pos_error_max() -> f64 {
     3.0
 }
 
+/// Teleop and telemetry over zenoh (`teleop` module). Velocity limits and the command lease are
+/// `[command]`'s: they hold for every source.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Teleop {
+    /// Key expression prefix of every key (`<prefix>/cmd/vel`, `<prefix>/state`, ...); empty means
+    /// `locod/<robot.name>`.
+    pub prefix: String,
+    /// Where the daemon listens (zenoh endpoints), and where `locod teleop` connects. Loopback only
+    /// by default; multicast scouting is always off unless `zenoh_config` turns it on.
+    pub listen: Vec<String>,
+    /// A complete zenoh configuration (JSON5) for the daemon instead of `listen`: TLS, access
+    /// control (see config/zenoh/). Relative to this file's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zenoh_config: Option<String>,
+    /// The zenoh configuration `locod teleop` uses (the operator's certificate) instead of
+    /// connecting to `listen`. Relative to this file's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_zenoh_config: Option<String>,
+    /// Rate of the `state` telemetry.
+    pub state_hz: f64,
+    /// Key of the ROS 2 `geometry_msgs/Twist` (CDR) accepted as a teleop velocity, as
+    /// zenoh-bridge-ros2dds names a topic (no prefix); empty turns it off.
+    pub ros_cmd_vel_key: String,
+    /// Larger payloads are rejected unread.
+    pub max_payload_bytes: usize,
+    /// How often `locod teleop` sends while the deadman is held.
+    pub send_hz: f64,
+    /// The keyboard has no key-release events: a driving key counts as held this long after its
+    /// last press or auto-repeat.
+    pub key_hold_ms: f64,
+}
+
+impl Default for Teleop {
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            listen: vec!["tcp/127.0.0.1:7447".into()],
+            zenoh_config: None,
+            client_zenoh_config: None,
+            state_hz: 20.0,
+            ros_cmd_vel_key: "cmd_vel".into(),
+            max_payload_bytes: 1024,
+            send_hz: 20.0,
+            key_hold_ms: 600.0,
+        }
+    }
+}
+
 impl Config {
+    /// The teleop key prefix, resolved (`locod/<robot.name>` unless configured).
+    pub fn teleop_prefix(&self) -> String {
+        match &self.teleop {
+            Some(t) if !t.prefix.is_empty() => t.prefix.clone(),
+            _ => format!("locod/{}", self.robot.name),
+        }
+    }
+
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;

@@ -151,6 +151,38 @@ proptest::proptest! {
 }
 
 #[test]
+fn teleop_is_optional_and_its_mistakes_are_located() {
+    let text = example();
+    let c = parse(&text).unwrap();
+    assert_eq!(c.teleop_prefix(), "locod/biwheel");
+    assert_eq!(c.teleop.as_ref().unwrap().listen, ["tcp/127.0.0.1:7447"]);
+    let start = text.find("[teleop]").unwrap();
+    let without = parse(&text[..start]).unwrap();
+    assert_eq!(without.teleop, None);
+    // An empty prefix means locod/<robot name>.
+    let c = parse(&text.replace("prefix = \"locod/biwheel\"", "prefix = \"\"")).unwrap();
+    assert_eq!(c.teleop_prefix(), "locod/biwheel");
+
+    let line_of = |t: &str, key: &str| t.lines().position(|l| l.starts_with(key)).unwrap() + 1;
+    for (from, to, key, says) in [
+        ("prefix = \"locod/biwheel\"", "prefix = \"locod/*\"", "prefix", "no wildcards"),
+        ("listen = [\"tcp/127.0.0.1:7447\"]", "listen = [\"udp/1.2.3.4\"]", "listen", "tcp/<address>:<port>"),
+        ("state_hz = 20.0", "state_hz = 600.0", "state_hz", "at most control_hz (500)"),
+        ("max_payload_bytes = 1024", "max_payload_bytes = 10", "max_payload_bytes", "64..=65536"),
+        ("send_hz = 20.0", "send_hz = 5.0", "send_hz", "at least two sends must fit"),
+        ("ros_cmd_vel_key = \"cmd_vel\"", "ros_cmd_vel_key = \"a//b\"", "ros_cmd_vel_key", "key expression"),
+    ] {
+        let bad = text.replace(from, to);
+        let e = err(&bad);
+        let line = line_of(&bad, key);
+        assert!(e.starts_with(&format!("robot.toml:{line}:")), "{e}");
+        assert!(e.contains(&format!("teleop.{key}")) && e.contains(says), "{e}");
+    }
+    let e = err(&text.replace("key_hold_ms = 600.0", "key_hold_mss = 600.0"));
+    assert!(e.contains("unknown field `key_hold_mss`"), "{e}");
+}
+
+#[test]
 fn a_learned_controller_needs_a_model_and_a_valid_device() {
     let e = err(&example().replace("kind = \"none\"", "kind = \"student\""));
     assert!(e.contains("controller.kind: kind = \"student\" needs a TorchScript file: set controller.model"), "{e}");

@@ -38,6 +38,7 @@ pub fn validate(c: &Config) -> Check {
     validate_devices(c)?;
     validate_safety(c)?;
     validate_command(c)?;
+    validate_teleop(c)?;
     validate_log(c)?;
     positive(vec![Key("controller"), Key("standup_s")], c.controller.standup_s)?;
     positive(vec![Key("controller"), Key("sitdown_s")], c.controller.sitdown_s)?;
@@ -384,6 +385,61 @@ fn validate_command(c: &Config) -> Check {
         positive(vec![Key("command"), Key("max_accel"), Index(i)], l.max_accel[i])?;
     }
     Ok(())
+}
+
+/// A key expression chunk list without wildcards or empty chunks (zenoh's canonical form).
+fn plain_key(key: &str) -> bool {
+    !key.is_empty() && key.split('/').all(|c| !c.is_empty() && !c.contains(['*', '$', '?', '#', ' ']))
+}
+
+fn validate_teleop(c: &Config) -> Check {
+    let Some(t) = &c.teleop else { return Ok(()) };
+    let at = |k| vec![Key("teleop"), Key(k)];
+    let prefix = c.teleop_prefix();
+    if !plain_key(&prefix) {
+        return fail(
+            at("prefix"),
+            format!("expected a key expression like \"locod/biwheel\" (no wildcards, no empty chunks), got {prefix:?}"),
+        );
+    }
+    if !t.ros_cmd_vel_key.is_empty() && !plain_key(&t.ros_cmd_vel_key) {
+        return fail(at("ros_cmd_vel_key"), format!("expected a key expression or \"\", got {:?}", t.ros_cmd_vel_key));
+    }
+    if t.listen.is_empty() && t.zenoh_config.is_none() {
+        return fail(at("listen"), "expected at least one endpoint such as \"tcp/127.0.0.1:7447\", or zenoh_config");
+    }
+    for (i, e) in t.listen.iter().enumerate() {
+        let ok = e.split_once('/').is_some_and(|(proto, addr)| matches!(proto, "tcp" | "tls") && addr.contains(':'));
+        if !ok {
+            return fail(
+                vec![Key("teleop"), Key("listen"), Index(i)],
+                format!("expected \"tcp/<address>:<port>\" or \"tls/<address>:<port>\", got {e:?}"),
+            );
+        }
+    }
+    positive(at("state_hz"), t.state_hz)?;
+    if t.state_hz > c.rate.control_hz as f64 {
+        return fail(
+            at("state_hz"),
+            format!("expected at most control_hz ({}), got {}", c.rate.control_hz, t.state_hz),
+        );
+    }
+    if !(64..=65_536).contains(&t.max_payload_bytes) {
+        return fail(at("max_payload_bytes"), format!("expected 64..=65536 bytes, got {}", t.max_payload_bytes));
+    }
+    positive(at("send_hz"), t.send_hz)?;
+    // Two sends per lease at least, so one lost message does not stop the robot.
+    let send_ms = 1e3 / t.send_hz;
+    if send_ms * 2.0 > c.command.lease_ms {
+        return fail(
+            at("send_hz"),
+            format!(
+                "{} Hz sends every {send_ms:.0} ms: at least two sends must fit in [command] lease_ms ({} ms)",
+                t.send_hz, c.command.lease_ms
+            ),
+        );
+    }
+    positive(at("key_hold_ms"), t.key_hold_ms)
 }
 
 fn validate_controller(c: &Config) -> Check {
