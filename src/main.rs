@@ -481,10 +481,6 @@ fn run(command: Command) -> Result<(), ExitCode> {
         }
         Command::Bench { what: BenchCommand::Teleop { config, seconds, json } } => {
             let c = load(&config)?;
-            if c.teleop.is_none() {
-                report::error(format!("{}: no [teleop] section", config.display()));
-                return Err(ExitCode::from(2));
-            }
             let r = bench::teleop::run(&c, seconds.max(2)).map_err(fail)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());

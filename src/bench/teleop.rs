@@ -161,6 +161,7 @@ impl Rig {
 
 pub fn run(config: &Config, seconds: u64) -> Result<TeleopReport, String> {
     let mut config = config.clone();
+    // The configured [teleop] (payload limit, prefix), else the defaults, on a free port.
     let mut t = config.teleop.clone().unwrap_or_default();
     t.listen = vec![free_endpoint()?];
     t.zenoh_config = None;

@@ -152,12 +152,15 @@ proptest::proptest! {
 
 #[test]
 fn teleop_is_optional_and_its_mistakes_are_located() {
-    let text = example();
+    // config/sim.toml has the commented [teleop] section; the in-memory example has none.
+    assert_eq!(parse(&example()).unwrap().teleop, None);
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml")).unwrap();
     let c = parse(&text).unwrap();
     assert_eq!(c.teleop_prefix(), "locod/biwheel");
     assert_eq!(c.teleop.as_ref().unwrap().listen, ["tcp/127.0.0.1:7447"]);
     let start = text.find("[teleop]").unwrap();
-    let without = parse(&text[..start]).unwrap();
+    let end = start + text[start..].find("\n[").unwrap();
+    let without = parse(&format!("{}{}", &text[..start], &text[end..])).unwrap();
     assert_eq!(without.teleop, None);
     // An empty prefix means locod/<robot name>.
     let c = parse(&text.replace("prefix = \"locod/biwheel\"", "prefix = \"\"")).unwrap();

@@ -17,6 +17,7 @@ pub fn example() -> Config {
     let mut c = Config::load(std::path::Path::new(path)).unwrap();
     c.rate.lock_memory = false;
     c.rate.status_interval_s = 0.0;
+    c.teleop = Some(Default::default());
     c
 }
 
@@ -24,7 +25,7 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The example with teleop listening on a free loopback port.
+/// The in-memory example with teleop (defaults) listening on a free loopback port.
 pub fn loopback_config() -> Config {
     let mut c = example();
     c.teleop.as_mut().unwrap().listen = vec![format!("tcp/127.0.0.1:{}", free_port())];
