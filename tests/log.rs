@@ -30,7 +30,9 @@ fn config_logging_to(dir: &Path, fsync_ms: u32) -> tempfile::NamedTempFile {
         .unwrap()
         .replace("enabled = false ", "enabled = true  ")
         .replace("dir = \"logs\"", &format!("dir = {:?}", dir.display().to_string()))
-        .replace("fsync_interval_ms = 500.0", &format!("fsync_interval_ms = {fsync_ms}.0"));
+        .replace("fsync_interval_ms = 500.0", &format!("fsync_interval_ms = {fsync_ms}.0"))
+        // Teleop on an ephemeral port: daemons of parallel tests must not compete for 7447.
+        .replace("tcp/127.0.0.1:7447", "tcp/127.0.0.1:0");
     let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     std::fs::write(file.path(), text).unwrap();
     file
