@@ -77,22 +77,7 @@ pub fn run(config: &Config, seconds: u64, cpu: Option<usize>) -> Result<LoopRepo
             .spawn();
     let builtin = cyclictest.is_err().then(|| builtin_floor(spec, period_ns, seconds));
 
-    let control = std::thread::Builder::new()
-        .name("locod-control".into())
-        .spawn(move || {
-            let rt = thread::apply(spec);
-            thread::prefault_stack(512 << 10);
-            let clock = MonotonicClock;
-            let start = clock.now_ns() + period_ns;
-            let mut sched = Periodic::new(start, period_ns);
-            while clock.now_ns() < start + seconds * NS_PER_S {
-                let r = sched.wait(&clock);
-                lp.tick(&r, &clock);
-            }
-            lp.finish();
-            (lp.timing().clone(), rt)
-        })
-        .map_err(|e| e.to_string())?;
+    let control = super::run_control_thread(lp, spec, period_ns, seconds)?;
     let (timing, rt) = control.join().map_err(|_| "the control thread panicked".to_string())?;
 
     let reference = match (cyclictest, builtin) {

@@ -10,8 +10,13 @@ pub mod loop_timing;
 pub mod policy;
 pub mod teleop;
 
+use crate::control::{ControlLoop, LoopTiming};
+use crate::rt::clock::{Clock, MonotonicClock, NS_PER_S};
 use crate::rt::hist::Summary;
+use crate::rt::sched::Periodic;
+use crate::rt::thread::{self, RtOutcome, RtSpec};
 use serde::Serialize;
+use std::thread::JoinHandle;
 
 /// Latency percentiles in microseconds, as every benchmark reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
@@ -27,4 +32,30 @@ impl From<Summary> for Percentiles {
     fn from(s: Summary) -> Self {
         Self { count: s.count, p50: s.p50_us, p99: s.p99_us, p999: s.p999_us, max: s.max_us }
     }
+}
+
+/// Runs `lp` on its own real-time thread for `seconds`, on absolute deadlines like the daemon's
+/// control thread, then stops the hardware; returns the loop's timing and what the thread got.
+pub fn run_control_thread(
+    mut lp: ControlLoop,
+    spec: RtSpec,
+    period_ns: u64,
+    seconds: u64,
+) -> Result<JoinHandle<(LoopTiming, RtOutcome)>, String> {
+    std::thread::Builder::new()
+        .name("locod-control".into())
+        .spawn(move || {
+            let rt = thread::apply(spec);
+            thread::prefault_stack(512 << 10);
+            let clock = MonotonicClock;
+            let start = clock.now_ns() + period_ns;
+            let mut sched = Periodic::new(start, period_ns);
+            while clock.now_ns() < start + seconds * NS_PER_S {
+                let r = sched.wait(&clock);
+                lp.tick(&r, &clock);
+            }
+            lp.finish();
+            (lp.timing().clone(), rt)
+        })
+        .map_err(|e| e.to_string())
 }

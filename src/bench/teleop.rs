@@ -13,9 +13,8 @@ use crate::config::Config;
 use crate::control::inputs::inbox;
 use crate::control::messages::ModeRequest;
 use crate::control::{ControlLoop, LoopOutputs, LoopTiming};
-use crate::rt::clock::{monotonic_ns, Clock, MonotonicClock, NS_PER_S};
+use crate::rt::clock::{monotonic_ns, NS_PER_S};
 use crate::rt::hist::Histogram;
-use crate::rt::sched::Periodic;
 use crate::rt::thread::{self, RtSpec};
 use crate::teleop::client::{Link, Outgoing};
 use crate::teleop::session::{self, Role};
@@ -92,7 +91,7 @@ fn free_endpoint() -> Result<String, String> {
 }
 
 struct Rig {
-    control: JoinHandle<(LoopTiming, String)>,
+    control: JoinHandle<(LoopTiming, crate::rt::thread::RtOutcome)>,
     outputs: LoopOutputs,
     server: Option<(Server, TelemetryFeed)>,
     observer: Option<crate::rt::triple::Reader<crate::control::messages::Snapshot>>,
@@ -114,22 +113,7 @@ impl Rig {
         lp.start()?;
         commander.request_mode(ModeRequest::StandUp);
         let period_ns = config.rate.control_period_ns();
-        let control = std::thread::Builder::new()
-            .name("locod-control".into())
-            .spawn(move || {
-                let rt = thread::apply(spec);
-                thread::prefault_stack(512 << 10);
-                let clock = MonotonicClock;
-                let start = clock.now_ns() + period_ns;
-                let mut sched = Periodic::new(start, period_ns);
-                while clock.now_ns() < start + seconds * NS_PER_S {
-                    let r = sched.wait(&clock);
-                    lp.tick(&r, &clock);
-                }
-                lp.finish();
-                (lp.timing().clone(), rt.to_string())
-            })
-            .map_err(|e| e.to_string())?;
+        let control = super::run_control_thread(lp, spec, period_ns, seconds)?;
         Ok(Rig { control, outputs, server, observer: Some(observer) })
     }
 
@@ -140,7 +124,8 @@ impl Rig {
             self.forward();
         }
         self.forward();
-        let r = self.control.join().map_err(|_| "the control thread panicked".to_string())?;
+        let (timing, rt) = self.control.join().map_err(|_| "the control thread panicked".to_string())?;
+        let r = (timing, rt.to_string());
         if let Some((server, _)) = self.server {
             server.shutdown();
         }
