@@ -2,12 +2,23 @@
 //! linked (the project's PyTorch wheel or a user-provided `LIBTORCH`), and with feature `sim` the
 //! MuJoCo library directory (`MUJOCO_DYNAMIC_LINK_DIR`, set by .cargo/config.toml), so
 //! `target/*/locod` runs without LD_LIBRARY_PATH.
+//!
+//! Also compiles src/policy/inference_mode.cpp (libtorch's InferenceMode, which tch does not
+//! expose) against the headers of that same libtorch.
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=MUJOCO_DYNAMIC_LINK_DIR");
-    if let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
-    }
+    println!("cargo:rerun-if-changed=src/policy/inference_mode.cpp");
+    let libtorch_lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys reports where libtorch is");
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{libtorch_lib}");
+    let include = std::path::Path::new(&libtorch_lib).join("../include");
+    cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .include(&include)
+        .warnings(false)
+        .file("src/policy/inference_mode.cpp")
+        .compile("locod_inference_mode");
     if std::env::var_os("CARGO_FEATURE_SIM").is_some() {
         if let Ok(dir) = std::env::var("MUJOCO_DYNAMIC_LINK_DIR") {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");

@@ -7,7 +7,7 @@
 use super::action::ActionMap;
 use super::load::{prepare_thread, Opened};
 use super::obs::ObsBuilder;
-use super::torch::{read_f32, Arg, HostBuf, Module};
+use super::torch::{read_f32, Arg, HostBuf, InferenceMode, Module};
 use super::{Policy, PolicyError};
 use crate::config::{Config, MAX_JOINTS};
 use crate::control::messages::{ControllerLevel, PlannerStats, PolicyAction, Snapshot};
@@ -79,6 +79,7 @@ impl Student {
     /// records), advancing the recurrent state: what `replay` compares.
     pub fn action_for(&mut self, obs: &[f32], action: &mut [f32]) -> Result<(), PolicyError> {
         prepare_thread(self.threads);
+        let _inference = InferenceMode::enter();
         if obs.len() != self.obs.dim() || action.len() != self.actions.dim() {
             return Err(PolicyError("the observation or action has the wrong size for this model"));
         }
@@ -140,6 +141,7 @@ impl Policy for Student {
 
     fn act(&mut self, snapshot: &Snapshot, out: &mut PolicyAction) -> Result<ControllerLevel, PolicyError> {
         prepare_thread(self.threads);
+        let _inference = InferenceMode::enter();
         let perception = self.perception.as_mut().map(|r| r.latest());
         let obs = self.obs.build(snapshot, perception);
         self.input.as_mut_slice().copy_from_slice(obs);

@@ -85,6 +85,44 @@ pub fn keep_freed_memory() {
     }
 }
 
+extern "C" {
+    fn locod_inference_mode_enter();
+    fn locod_inference_mode_exit();
+    fn locod_inference_mode_is_enabled() -> i32;
+}
+
+/// libtorch's InferenceMode on the calling thread while the guard lives (src/policy/inference_mode.cpp;
+/// tch exposes only grad mode): model calls skip autograd's bookkeeping (version counters, view
+/// tracking, the autograd dispatch keys), a few percent of a plan measured against
+/// `torch.no_grad()`. Nestable; allocates nothing. Tensors created inside are inference tensors,
+/// which must not be modified in place outside one: the controllers keep none across ticks except
+/// the recurrent state, which only their model calls read.
+pub struct InferenceMode {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl InferenceMode {
+    pub fn enter() -> InferenceMode {
+        // SAFETY: thread-local state only; paired with the exit in Drop on the same thread (the
+        // guard is !Send).
+        unsafe { locod_inference_mode_enter() };
+        InferenceMode { _not_send: std::marker::PhantomData }
+    }
+
+    /// Whether the calling thread is in InferenceMode.
+    pub fn is_enabled() -> bool {
+        // SAFETY: reads thread-local state.
+        unsafe { locod_inference_mode_is_enabled() != 0 }
+    }
+}
+
+impl Drop for InferenceMode {
+    fn drop(&mut self) {
+        // SAFETY: see `enter`.
+        unsafe { locod_inference_mode_exit() };
+    }
+}
+
 /// An argument of a method call.
 #[derive(Clone, Copy)]
 pub enum Arg<'a> {
