@@ -271,8 +271,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
     let period_ns = config.rate.control_period_ns();
     let stop_at_ns = opts.duration.map(|d| started_ns + d.as_nanos() as u64);
     let shutdown_ns = (config.safety.shutdown_damp_ms * NS_PER_MS as f64) as u64;
-    let control_spec =
-        RtSpec { fifo_priority: (config.rate.priority > 0).then_some(config.rate.priority), cpu: config.rate.cpu };
+    let control_spec = config.rate.control_rt();
     let control = {
         let stop = stop.clone();
         spawn_rt("locod-control", move || control_thread(lp, control_spec, period_ns, shutdown_ns, stop_at_ns, stop))?
@@ -281,10 +280,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
     let policy_thread = match (policy.take(), action_writer) {
         (Some(mut p), Some(mut writer)) => {
             let mut snapshots = snapshot_readers.pop().expect("a reader per consumer");
-            let spec = RtSpec {
-                fifo_priority: (config.rate.policy_priority > 0).then_some(config.rate.policy_priority),
-                cpu: config.rate.policy_cpu,
-            };
+            let spec = config.rate.policy_rt();
             let policy_period = config.rate.policy_period_ns();
             let stop = stop.clone();
             Some(spawn_rt("locod-policy", move || {

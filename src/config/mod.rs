@@ -12,6 +12,7 @@ mod validate;
 
 pub use error::ConfigError;
 
+use crate::rt::thread::RtSpec;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -109,6 +110,14 @@ impl LoopConfig {
     }
     pub fn policy_period_ns(&self) -> u64 {
         1_000_000_000 / self.policy_hz as u64
+    }
+    /// What the control thread asks of the scheduler.
+    pub fn control_rt(&self) -> RtSpec {
+        RtSpec { fifo_priority: (self.priority > 0).then_some(self.priority), cpu: self.cpu }
+    }
+    /// What the policy thread asks of the scheduler.
+    pub fn policy_rt(&self) -> RtSpec {
+        RtSpec { fifo_priority: (self.policy_priority > 0).then_some(self.policy_priority), cpu: self.policy_cpu }
     }
 }
 

@@ -7,7 +7,8 @@
 //! remaining trajectories around the mean, score all of them at once (the model's fused `rollout`
 //! when it has one, else `reward`/`next` stepped from here, plus the terminal `value`), take the
 //! elites, weight them by `exp(temperature * (V - Vmax))` and refit mean and std. The action is the
-//! first step of the mean, clipped.
+//! first step of the mean, clipped. The prior's trajectories are the same in every iteration, so
+//! they are rolled out in the first only (TD-MPC2 rolls them out every time).
 //!
 //! Anytime: an iteration is started only when the last one's duration still fits in the budget; a
 //! started iteration always finishes. If not even the first fits, the prior's action is returned
@@ -23,13 +24,15 @@ use super::contract::{check_planner, ContractError, PlannerDefaults};
 use super::load::{prepare_thread, Opened};
 use super::obs::ObsBuilder;
 use super::rng::Rng;
-use super::torch::{read_f32, Arg, HostBuf, Module, TorchError};
+use super::torch::{read_f32, Arg, HostBuf, InferenceMode, Module, TorchError};
 use super::{Policy, PolicyError};
 use crate::config::{Config, MAX_JOINTS};
 use crate::control::messages::{ControllerLevel, PlannerStats, PolicyAction, Snapshot};
 use crate::estimate::terrain::Perception;
 use crate::rt::clock::monotonic_ns;
 use crate::rt::triple::Reader;
+use std::cell::Cell;
+use std::ffi::CStr;
 use tch::Tensor;
 
 /// Plans run before the planner is handed over (TorchScript specialises on the run-time shapes).
@@ -78,6 +81,8 @@ pub struct PlanReport {
     pub iterations: usize,
     pub level: Option<ControllerLevel>,
     pub plan_ns: u64,
+    /// Of `plan_ns`, the time spent inside the model's methods; the rest is the planner's own.
+    pub model_ns: u64,
 }
 
 pub struct Mppi {
@@ -99,6 +104,8 @@ pub struct Mppi {
     obs_in: HostBuf,
     /// Sampled trajectories [N, H, A]; rows 0..P are the prior's.
     seqs: HostBuf,
+    /// Rows P..N of `seqs` (a view): the trajectories sampled around the mean.
+    sampled: Tensor,
     /// One step of the prior's actions [P, A], as fed to `next`.
     prior_step: HostBuf,
     returns: Vec<f32>,
@@ -113,11 +120,21 @@ pub struct Mppi {
     iter_estimate_ns: u64,
     raw: [f32; MAX_JOINTS],
     threads: u32,
+    /// Time inside model calls during the current plan.
+    model_ns: Cell<u64>,
     last: PlanReport,
 }
 
 fn torch_err(_: TorchError) -> PolicyError {
     PolicyError("the world model failed")
+}
+
+/// Calls a model method, adding the time it takes to `spent_ns` (the plan's model time).
+fn call_timed(module: &Module, spent_ns: &Cell<u64>, method: &CStr, args: &[Arg]) -> Result<Tensor, PolicyError> {
+    let t0 = monotonic_ns();
+    let r = module.call(method, args).map_err(torch_err);
+    spent_ns.set(spent_ns.get() + (monotonic_ns() - t0));
+    r
 }
 
 impl Mppi {
@@ -143,6 +160,7 @@ impl Mppi {
                 if optional.rollout { "fused" } else { "stepped" }
             ),
             obs_in: HostBuf::new(&[1, obs.dim() as i64], d).map_err(e)?,
+            sampled: Tensor::new(),
             seqs: HostBuf::new(&[n as i64, h as i64, a as i64], d).map_err(e)?,
             prior_step: HostBuf::new(&[p.max(1) as i64, a as i64], d).map_err(e)?,
             module,
@@ -169,9 +187,11 @@ impl Mppi {
             iter_estimate_ns: 0,
             raw: [0.0; MAX_JOINTS],
             threads: config.controller.threads,
+            model_ns: Cell::new(0),
             last: PlanReport::default(),
             s,
         };
+        planner.sampled = planner.seqs.tensor().narrow(0, p as i64, (n - p) as i64);
         planner.warm_up()?;
         Ok(planner)
     }
@@ -205,6 +225,10 @@ impl Mppi {
         self.n * self.h * self.s.iterations + self.p * self.h
     }
 
+    fn call(&self, method: &CStr, args: &[Arg]) -> Result<Tensor, PolicyError> {
+        call_timed(&self.module, &self.model_ns, method, args)
+    }
+
     fn warm_up(&mut self) -> Result<(), String> {
         let budget = self.budget_ns;
         self.budget_ns = u64::MAX;
@@ -227,30 +251,35 @@ impl Mppi {
         r
     }
 
-    /// Returns of `seqs` ([N, H, A] flattened) from the current latent `z`, into `self.returns`.
-    fn evaluate(&mut self, z: &Tensor) -> Result<(), PolicyError> {
+    /// Returns of the trajectories in `seqs` ([N, H, A]) from the current latent, into
+    /// `self.returns`. The prior's trajectories (rows 0..P) do not change between iterations, so
+    /// after the first only the sampled rows are rolled out (`z` has as many rows as are rolled
+    /// out) and the prior's returns are kept.
+    fn evaluate(&mut self, first: bool, z: &Tensor) -> Result<(), PolicyError> {
         self.seqs.upload().map_err(torch_err)?;
         let gamma = self.s.gamma;
+        let (seqs, from) = if first { (self.seqs.tensor(), 0) } else { (&self.sampled, self.p) };
         if self.use_rollout {
-            let g = self.module.call(c"rollout", &[Arg::T(z), Arg::T(self.seqs.tensor()), Arg::F(gamma)]);
-            return read_f32(&g.map_err(torch_err)?, &mut self.returns).map_err(torch_err);
+            let g = self.call(c"rollout", &[Arg::T(z), Arg::T(seqs), Arg::F(gamma)])?;
+            return read_f32(&g, &mut self.returns[from..]).map_err(torch_err);
         }
-        self.returns.fill(0.0);
+        let (returns, step) = (&mut self.returns[from..], &mut self.step[from..]);
+        returns.fill(0.0);
         let mut z = z.shallow_clone();
         let mut discount = 1.0f32;
         for t in 0..self.h {
-            let a_t = self.seqs.tensor().select(1, t as i64);
-            let r = self.module.call(c"reward", &[Arg::T(&z), Arg::T(&a_t)]).map_err(torch_err)?;
-            read_f32(&r, &mut self.step).map_err(torch_err)?;
-            for (g, r) in self.returns.iter_mut().zip(&self.step) {
+            let a_t = seqs.select(1, t as i64);
+            let r = call_timed(&self.module, &self.model_ns, c"reward", &[Arg::T(&z), Arg::T(&a_t)])?;
+            read_f32(&r, step).map_err(torch_err)?;
+            for (g, r) in returns.iter_mut().zip(step.iter()) {
                 *g += discount * r;
             }
-            z = self.module.call(c"next", &[Arg::T(&z), Arg::T(&a_t)]).map_err(torch_err)?;
+            z = call_timed(&self.module, &self.model_ns, c"next", &[Arg::T(&z), Arg::T(&a_t)])?;
             discount *= gamma as f32;
         }
-        let v = self.module.call(c"value", &[Arg::T(&z)]).map_err(torch_err)?;
-        read_f32(&v, &mut self.step).map_err(torch_err)?;
-        for (g, v) in self.returns.iter_mut().zip(&self.step) {
+        let v = call_timed(&self.module, &self.model_ns, c"value", &[Arg::T(&z)])?;
+        read_f32(&v, step).map_err(torch_err)?;
+        for (g, v) in returns.iter_mut().zip(step.iter()) {
             *g += discount * v;
         }
         Ok(())
@@ -263,7 +292,7 @@ impl Mppi {
         let noise = self.s.min_std as f32;
         let mut z = z1.expand([p as i64, self.l], false);
         for t in 0..self.h {
-            let pa = self.module.call(c"pi", &[Arg::T(&z)]).map_err(torch_err)?;
+            let pa = self.call(c"pi", &[Arg::T(&z)])?;
             read_f32(&pa, &mut self.pi_out[..p * a]).map_err(torch_err)?;
             let seqs = self.seqs.as_mut_slice();
             let step = self.prior_step.as_mut_slice();
@@ -280,7 +309,7 @@ impl Mppi {
             }
             if t + 1 < self.h {
                 self.prior_step.upload().map_err(torch_err)?;
-                z = self.module.call(c"next", &[Arg::T(&z), Arg::T(self.prior_step.tensor())]).map_err(torch_err)?;
+                z = self.call(c"next", &[Arg::T(&z), Arg::T(self.prior_step.tensor())])?;
             }
         }
         // Row 0, step 0 is pi(z) itself.
@@ -356,7 +385,7 @@ impl Mppi {
     fn plan(&mut self, start_ns: u64, stats: &mut PlannerStats) -> Result<ControllerLevel, PolicyError> {
         let (a, h) = (self.a, self.h);
         self.obs_in.upload().map_err(torch_err)?;
-        let z1 = self.module.call(c"encode", &[Arg::T(self.obs_in.tensor())]).map_err(torch_err)?;
+        let z1 = self.call(c"encode", &[Arg::T(self.obs_in.tensor())])?;
         if self.p > 0 {
             self.prior(&z1)?;
         }
@@ -364,15 +393,16 @@ impl Mppi {
         self.mean[..(h - 1) * a].copy_from_slice(&self.prev_mean[a..]);
         self.mean[(h - 1) * a..].fill(0.0);
         self.std.fill(self.s.max_std as f32);
-        let z = z1.expand([self.n as i64, self.l], false);
+        let z_all = z1.expand([self.n as i64, self.l], false);
+        let z_sampled = z1.expand([(self.n - self.p) as i64, self.l], false);
         let mut done = 0;
-        for _ in 0..self.s.iterations {
+        for i in 0..self.s.iterations {
             let now = monotonic_ns();
             if now.saturating_sub(start_ns).saturating_add(self.iter_estimate_ns) > self.budget_ns {
                 break;
             }
             self.sample();
-            self.evaluate(&z)?;
+            self.evaluate(i == 0, if i == 0 { &z_all } else { &z_sampled })?;
             let (best, mean_elite) = self.refit()?;
             let end = monotonic_ns();
             let took = end - now;
@@ -395,7 +425,7 @@ impl Mppi {
                 return Err(PolicyError("the planner missed its budget and the model has no prior"));
             }
             if self.p == 0 {
-                let pa = self.module.call(c"pi", &[Arg::T(&z1)]).map_err(torch_err)?;
+                let pa = self.call(c"pi", &[Arg::T(&z1)])?;
                 read_f32(&pa, &mut self.pi_out[..a]).map_err(torch_err)?;
             }
             self.raw[..a].copy_from_slice(&self.pi_out[..a]);
@@ -420,14 +450,21 @@ impl Policy for Mppi {
 
     fn act(&mut self, snapshot: &Snapshot, out: &mut PolicyAction) -> Result<ControllerLevel, PolicyError> {
         let start = monotonic_ns();
+        self.model_ns.set(0);
         prepare_thread(self.threads);
+        let _inference = InferenceMode::enter();
         let perception = self.perception.as_mut().map(|r| r.latest());
         let obs = self.obs.build(snapshot, perception);
         self.obs_in.as_mut_slice().copy_from_slice(obs);
         let mut stats = PlannerStats::default();
         let level = self.plan(start, &mut stats);
         let end = monotonic_ns();
-        self.last = PlanReport { iterations: stats.iterations as usize, level: level.ok(), plan_ns: end - start };
+        self.last = PlanReport {
+            iterations: stats.iterations as usize,
+            level: level.ok(),
+            plan_ns: end - start,
+            model_ns: self.model_ns.get(),
+        };
         let level = level?;
         let a = self.a;
         self.actions.clip(&mut self.raw[..a])?;
