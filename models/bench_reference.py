@@ -2,7 +2,8 @@
 """Python references for `locod bench policy` and `locod bench mppi`, run in the same benchmark run.
 
     bench_reference.py policy --model student.pt --threads 1 --iters 2000
-    bench_reference.py mppi --model world_model.pt --threads 1 --plans 300 [--stepped] [planner settings]
+    bench_reference.py mppi --model world_model.pt --threads 1 --plans 300 [--period-ms 20] [--stepped] [planner settings]
+    bench_reference.py mppi --model world_model.pt ... --serve     (locod's benchmark drives it over stdin)
 
 `policy`: the TorchScript student called from Python (`torch.jit.load`, `torch.no_grad()`), batch 1.
 `mppi`: TD-MPC2's `_plan` written out in PyTorch against the same TorchScript world model, with the same
@@ -11,12 +12,14 @@ warm start shifted by one step, std reset to `max_std`, elites weighted by exp(t
 the first action of the mean. The model's fused `rollout` is used when it exports one (unless --stepped),
 else `reward`/`next`/`value` are stepped, as TD-MPC2's `_estimate_value` does.
 
-Prints one JSON object: latencies in microseconds (p50, p99), and for mppi the matrix-product FLOPs of one
-plan as counted by torch.profiler.
+Prints one JSON object: latencies in microseconds (p50, p99), and for mppi the time of one plan spent inside
+the model's methods and the planner's own time (the rest), and the matrix-product FLOPs of one plan as counted
+by torch.profiler.
 """
 
 import argparse
 import json
+import sys
 import time
 
 import torch
@@ -58,6 +61,24 @@ def bench_policy(args):
             if i >= args.warmup:
                 times.append(t1 - t0)
     return {"forward_us": percentiles(times), "obs_dim": o}
+
+
+class Timed:
+    """The model with the time spent inside its methods added up (what no planner can avoid)."""
+
+    def __init__(self, m):
+        self.m, self.spent = m, 0.0
+
+    def __getattr__(self, name):
+        method = getattr(self.m, name)
+
+        def call(*args):
+            t0 = time.perf_counter()
+            out = method(*args)
+            self.spent += time.perf_counter() - t0
+            return out
+
+        return call
 
 
 def plan(m, obs, prev_mean, s, use_rollout):
@@ -107,40 +128,89 @@ def plan(m, obs, prev_mean, s, use_rollout):
     return mean[0].clamp(-c, c)
 
 
-def bench_mppi(args):
-    m = torch.jit.load(args.model)
-    m.eval()
-    spec = json.loads(m.locod_spec())
-    s = dict(spec["planner"])
-    for k in ["horizon", "samples", "elites", "iterations", "prior_samples"]:
-        if getattr(args, k) is not None:
-            s[k] = getattr(args, k)
-    for k in ["temperature", "min_std", "max_std", "gamma"]:
-        if getattr(args, k) is not None:
-            s[k] = getattr(args, k)
-    s["action_dim"] = spec["action"]["dim"]
-    s["clip"] = spec["action"]["clip"]
-    has_rollout = hasattr(m, "rollout")
-    use_rollout = has_rollout and not args.stepped
-    o = bench_policy_obs_dim(spec)
-    obs = torch.zeros(1, o)
-    prev_mean = torch.zeros(s["horizon"], s["action_dim"])
-    torch.manual_seed(0)
-    times = []
-    with torch.no_grad():
-        for i in range(args.warmup + args.plans):
-            obs[0, 0] = (i % 10) * 1e-2
+class MppiBench:
+    """The world model, the planner's settings and state, and blocks of timed plans."""
+
+    def __init__(self, args):
+        m = torch.jit.load(args.model)
+        m.eval()
+        spec = json.loads(m.locod_spec())
+        s = dict(spec["planner"])
+        for k in ["horizon", "samples", "elites", "iterations", "prior_samples"]:
+            if getattr(args, k) is not None:
+                s[k] = getattr(args, k)
+        for k in ["temperature", "min_std", "max_std", "gamma"]:
+            if getattr(args, k) is not None:
+                s[k] = getattr(args, k)
+        s["action_dim"] = spec["action"]["dim"]
+        s["clip"] = spec["action"]["clip"]
+        self.m, self.timed, self.s = m, Timed(m), s
+        self.use_rollout = hasattr(m, "rollout") and not args.stepped
+        self.obs = torch.zeros(1, bench_policy_obs_dim(spec))
+        self.prev_mean = torch.zeros(s["horizon"], s["action_dim"])
+        self.period_s = args.period_ms * 1e-3
+        self.i = 0
+        torch.manual_seed(0)
+        self.block(args.warmup)
+
+    @torch.no_grad()
+    def block(self, plans):
+        """Times `plans` plans, one per period (as locod plans, and as a real-time thread must to stay clear of
+        the kernel's real-time throttling). Returns seconds per plan: whole, inside the model, the rest."""
+        times, model_times, own_times = [], [], []
+        start = time.monotonic()
+        for k in range(plans):
+            time.sleep(max(0.0, start + k * self.period_s - time.monotonic()))
+            self.obs[0, 0] = (self.i % 10) * 1e-2
+            self.i += 1
+            self.timed.spent = 0.0
             t0 = time.perf_counter()
-            plan(m, obs, prev_mean, s, use_rollout)
+            plan(self.timed, self.obs, self.prev_mean, self.s, self.use_rollout)
             t1 = time.perf_counter()
-            if i >= args.warmup:
-                times.append(t1 - t0)
+            times.append(t1 - t0)
+            model_times.append(self.timed.spent)
+            own_times.append(t1 - t0 - self.timed.spent)
+        return times, model_times, own_times
+
+    @torch.no_grad()
+    def flops(self):
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
-            plan(m, obs, prev_mean, s, use_rollout)
-        flops = sum(e.flops for e in prof.events() if e.flops)
-    return {"plan_us": percentiles(times), "flops_per_plan": flops, "fused_rollout": use_rollout, "settings": s}
+            plan(self.m, self.obs, self.prev_mean, self.s, self.use_rollout)
+        return sum(e.flops for e in prof.events() if e.flops)
+
+
+def bench_mppi(args):
+    b = MppiBench(args)
+    times, model_times, own_times = b.block(args.plans)
+    return {
+        "plan_us": percentiles(times),
+        "model_us": percentiles(model_times),
+        "planner_us": percentiles(own_times),
+        "flops_per_plan": b.flops(),
+        "fused_rollout": b.use_rollout,
+        "settings": b.s,
+    }
+
+
+def serve_mppi(args):
+    """For locod's benchmark, which interleaves its own blocks of plans with these so that both see the same
+    machine: prints a JSON line when ready, then answers each line on stdin, `plan N` with the N plans' times in
+    microseconds and `flops` with the matrix-product FLOPs of one plan, until stdin closes."""
+    b = MppiBench(args)
+    print(json.dumps({"ready": True, "fused_rollout": b.use_rollout, "settings": b.s}), flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd[:1] == ["plan"]:
+            times, model_times, own_times = b.block(int(cmd[1]))
+            us = lambda xs: [x * 1e6 for x in xs]  # noqa: E731
+            out = {"plan_us": us(times), "model_us": us(model_times), "planner_us": us(own_times)}
+        elif cmd[:1] == ["flops"]:
+            out = {"flops_per_plan": b.flops()}
+        else:
+            out = {"error": f"unknown command {line.strip()!r}"}
+        print(json.dumps(out), flush=True)
 
 
 def bench_policy_obs_dim(spec):
@@ -170,6 +240,8 @@ def main():
         else:
             q.add_argument("--plans", type=int, default=300)
             q.add_argument("--stepped", action="store_true")
+            q.add_argument("--period-ms", type=float, default=0.0, help="start a plan every PERIOD_MS")
+            q.add_argument("--serve", action="store_true", help="answer `plan N` / `flops` lines on stdin")
             for k in ["horizon", "samples", "elites", "iterations", "prior_samples"]:
                 q.add_argument("--" + k.replace("_", "-"), dest=k, type=int)
             for k in ["temperature", "min_std", "max_std", "gamma"]:
@@ -177,6 +249,9 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
+    if args.what == "mppi" and args.serve:
+        serve_mppi(args)
+        return
     r = bench_policy(args) if args.what == "policy" else bench_mppi(args)
     r["threads"] = torch.get_num_threads()
     r["torch"] = torch.__version__

@@ -13,11 +13,14 @@ use crate::policy::load::{self, prepare_thread};
 use crate::policy::mppi::Mppi;
 use crate::policy::student::Student;
 use crate::policy::{torch, Policy};
-use crate::rt::clock::monotonic_ns;
+use crate::rt::clock::{monotonic_ns, MonotonicClock};
 use crate::rt::hist::Histogram;
+use crate::rt::sched::Periodic;
+use crate::rt::thread::{self, RtOutcome};
 use serde::Serialize;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 /// Where to find the Python reference.
 #[derive(Clone, Debug)]
@@ -42,10 +45,26 @@ impl Reference {
         Reference { python, script }
     }
 
-    fn run(&self, args: &[String]) -> Result<serde_json::Value, String> {
-        let out = Command::new(&self.python)
-            .arg(&self.script)
-            .args(args)
+    /// The script under the scheduling the benchmark thread was granted (`chrt`, `taskset`), so
+    /// both sides of a ratio run alike.
+    fn command(&self, rt: &RtOutcome, args: &[String]) -> Command {
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(Ok(p)) = &rt.fifo {
+            argv.extend(["chrt".into(), "-f".into(), p.to_string().into()]);
+        }
+        if let Some(Ok(c)) = &rt.affinity {
+            argv.extend(["taskset".into(), "-c".into(), c.to_string().into()]);
+        }
+        argv.push(self.python.clone().into());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]).arg(&self.script).args(args);
+        cmd
+    }
+
+    /// Runs the script to its end and returns the JSON it printed last.
+    fn run(&self, rt: &RtOutcome, args: &[String]) -> Result<serde_json::Value, String> {
+        let out = self
+            .command(rt, args)
             .output()
             .map_err(|e| format!("cannot run the Python reference {}: {e}", self.python.display()))?;
         if !out.status.success() {
@@ -54,6 +73,59 @@ impl Reference {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let line = stdout.lines().rev().find(|l| l.starts_with('{')).ok_or("the Python reference printed no JSON")?;
         serde_json::from_str(line).map_err(|e| format!("the Python reference's JSON: {e}"))
+    }
+
+    /// Starts the script with `--serve` and waits until it is ready.
+    fn serve(&self, rt: &RtOutcome, args: &[String]) -> Result<(Served, serde_json::Value), String> {
+        let mut child = self
+            .command(rt, args)
+            .arg("--serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run the Python reference {}: {e}", self.python.display()))?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut served = Served { child, stdin, stdout };
+        let ready = served.answer()?;
+        Ok((served, ready))
+    }
+}
+
+/// The Python reference planner as a child process that plans when asked (`--serve`), so that
+/// its blocks of plans can alternate with locod's and both see the same machine.
+struct Served {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Served {
+    fn answer(&mut self) -> Result<serde_json::Value, String> {
+        let mut line = String::new();
+        let n = self.stdout.read_line(&mut line).map_err(|e| format!("the Python reference: {e}"))?;
+        if n == 0 {
+            return Err("the Python reference exited (run models/bench_reference.py by hand to see why)".into());
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| format!("the Python reference's JSON: {e}"))?;
+        match v["error"].as_str() {
+            Some(e) => Err(format!("the Python reference: {e}")),
+            None => Ok(v),
+        }
+    }
+
+    fn ask(&mut self, request: &str) -> Result<serde_json::Value, String> {
+        writeln!(self.stdin, "{request}").map_err(|e| format!("the Python reference: {e}"))?;
+        self.answer()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -68,6 +140,22 @@ fn py_percentiles(v: &serde_json::Value) -> Percentiles {
 
 fn model_path(config: &Config, model: Option<&Path>) -> Result<PathBuf, String> {
     model.map(Path::to_path_buf).or_else(|| config.model_path()).ok_or_else(|| "no model: pass --model".to_string())
+}
+
+/// Runs `f` on a thread with the policy thread's scheduling ([loop] policy_priority, policy_cpu),
+/// as the daemon runs a policy; returns its result and what the scheduler granted.
+fn on_policy_thread<T: Send>(
+    config: &Config,
+    f: impl FnOnce(&RtOutcome) -> Result<T, String> + Send,
+) -> Result<(T, RtOutcome), String> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = thread::apply(config.rate.policy_rt());
+            f(&rt).map(|t| (t, rt))
+        })
+        .join()
+        .map_err(|_| "the benchmark thread panicked".to_string())?
+    })
 }
 
 /// A robot state that changes from tick to tick (so no layer of caching flatters the numbers).
@@ -87,6 +175,9 @@ pub struct PolicyReport {
     pub bench: &'static str,
     pub model: String,
     pub threads: u32,
+    /// What the scheduler granted the benchmark thread (the policy thread's settings); the Python
+    /// reference runs under the same.
+    pub scheduling: String,
     pub iterations: usize,
     /// The model call: observation in, clipped action out.
     pub forward_us: Percentiles,
@@ -102,6 +193,12 @@ pub struct PolicyReport {
 pub struct PythonReference {
     pub what: String,
     pub latency_us: Percentiles,
+    /// Of each plan, the time inside the model's methods (MPPI only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_us: Option<Percentiles>,
+    /// Of each plan, the planner's own time (MPPI only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planner_us: Option<Percentiles>,
 }
 
 pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Result<PolicyReport, String> {
@@ -109,42 +206,48 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
     let threads = config.controller.threads;
     torch::set_threads(threads, config.controller.interop_threads);
     let device = torch::parse_device(&config.controller.device)?;
-    let opened = load::open(&path, config, Some(ModelKind::Policy), &config.depth_sensor_names(), device)
-        .map_err(|e| e.to_string())?;
-    let mut student = Student::new(opened, config, None)?;
-    prepare_thread(threads);
-
-    let mut out = PolicyAction::default();
-    let (mut forward, mut tick) = (Histogram::new(), Histogram::new());
-    let mut action = vec![0.0f32; student.action_dim()];
-    for i in 0..iterations as u64 + 50 {
-        let t0 = monotonic_ns();
-        student.act(&snapshot(i), &mut out).map_err(|e| e.to_string())?;
-        let t1 = monotonic_ns();
-        let obs = out.obs;
-        let t2 = monotonic_ns();
-        student.action_for(&obs[..out.obs_len as usize], &mut action).map_err(|e| e.to_string())?;
-        let t3 = monotonic_ns();
-        if i >= 50 {
-            tick.record(t1 - t0);
-            forward.record(t3 - t2);
+    let ((forward, tick), rt) = on_policy_thread(config, |_| {
+        let opened = load::open(&path, config, Some(ModelKind::Policy), &config.depth_sensor_names(), device)
+            .map_err(|e| e.to_string())?;
+        let mut student = Student::new(opened, config, None)?;
+        prepare_thread(threads);
+        let mut out = PolicyAction::default();
+        let (mut forward, mut tick) = (Histogram::new(), Histogram::new());
+        let mut action = vec![0.0f32; student.action_dim()];
+        for i in 0..iterations as u64 + 50 {
+            let t0 = monotonic_ns();
+            student.act(&snapshot(i), &mut out).map_err(|e| e.to_string())?;
+            let t1 = monotonic_ns();
+            let obs = out.obs;
+            let t2 = monotonic_ns();
+            student.action_for(&obs[..out.obs_len as usize], &mut action).map_err(|e| e.to_string())?;
+            let t3 = monotonic_ns();
+            if i >= 50 {
+                tick.record(t1 - t0);
+                forward.record(t3 - t2);
+            }
         }
-    }
-    let r = Reference::locate().run(&[
-        "policy".into(),
-        "--model".into(),
-        path.display().to_string(),
-        "--threads".into(),
-        threads.to_string(),
-        "--iters".into(),
-        iterations.to_string(),
-    ])?;
+        Ok((forward, tick))
+    })?;
+    let r = Reference::locate().run(
+        &rt,
+        &[
+            "policy".into(),
+            "--model".into(),
+            path.display().to_string(),
+            "--threads".into(),
+            threads.to_string(),
+            "--iters".into(),
+            iterations.to_string(),
+        ],
+    )?;
     let py = py_percentiles(&r["forward_us"]);
     let forward_us = us(&forward);
     Ok(PolicyReport {
         bench: "policy",
         model: path.display().to_string(),
         threads,
+        scheduling: rt.to_string(),
         iterations,
         ratio: forward_us.p50 / py.p50,
         forward_us,
@@ -152,6 +255,8 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
         reference: PythonReference {
             what: "torch.jit.load + torch.no_grad(), same model, same threads".into(),
             latency_us: py,
+            model_us: None,
+            planner_us: None,
         },
         target_ratio: 0.8,
     })
@@ -197,6 +302,9 @@ pub struct MppiReport {
     pub bench: &'static str,
     pub model: String,
     pub threads: u32,
+    /// What the scheduler granted the benchmark thread (the policy thread's settings); the Python
+    /// reference runs under the same.
+    pub scheduling: String,
     pub plans: usize,
     pub horizon: usize,
     pub samples: usize,
@@ -207,6 +315,11 @@ pub struct MppiReport {
     pub rollout: &'static str,
     /// Whole policy ticks (observation to action), every iteration run (no deadline).
     pub plan_us: Percentiles,
+    /// Of each plan, the time inside the model's methods (encode, pi, next, rollout or
+    /// reward/value): the part no planner can take away.
+    pub model_us: Percentiles,
+    /// Of each plan, the planner's own time: sampling, elite selection, refit, copies, calls.
+    pub planner_us: Percentiles,
     pub model_steps_per_plan: usize,
     pub model_steps_per_s: f64,
     /// Matrix-product FLOPs of one plan (counted by torch.profiler in the reference run).
@@ -224,26 +337,63 @@ pub struct MppiReport {
     pub reference: PythonReference,
     /// locod's plan p50 over the Python reference's (target: at most 0.8).
     pub ratio: f64,
+    /// locod's model time p50 over the Python reference's plan p50: the ratio a planner that took
+    /// no time of its own would reach with this model on this machine.
+    pub ratio_bound: f64,
+    /// locod's planner time p50 over the Python reference's: the part a planner can win.
+    pub planner_ratio: f64,
     pub target_ratio: f64,
     pub target_p99_us: f64,
 }
 
-fn time_plans(p: &mut Mppi, plans: usize) -> Result<Histogram, String> {
-    let mut h = Histogram::new();
-    let mut out = PolicyAction::default();
-    for i in 0..plans as u64 + 20 {
-        if i % 100 == 0 {
-            p.reset();
+/// Plan latencies, split into model time and the planner's own.
+struct PlanTimes {
+    plan: Histogram,
+    model: Histogram,
+    own: Histogram,
+}
+
+impl PlanTimes {
+    fn new() -> Self {
+        PlanTimes { plan: Histogram::new(), model: Histogram::new(), own: Histogram::new() }
+    }
+
+    fn record(&mut self, plan_ns: u64, model_ns: u64) {
+        self.plan.record(plan_ns);
+        self.model.record(model_ns);
+        self.own.record(plan_ns.saturating_sub(model_ns));
+    }
+
+    /// Adds a block of the Python reference's plans (`plan_us`, `model_us` lists).
+    fn record_reference(&mut self, block: &serde_json::Value) -> Result<(), String> {
+        let list = |k: &str| block[k].as_array().cloned().ok_or(format!("the Python reference sent no {k}"));
+        let ns = |v: &serde_json::Value| (v.as_f64().unwrap_or(f64::NAN) * 1e3).max(0.0) as u64;
+        for (p, m) in list("plan_us")?.iter().zip(&list("model_us")?) {
+            self.record(ns(p), ns(m));
         }
+        Ok(())
+    }
+}
+
+/// Plans `plans` times, once per policy period as the daemon does (back to back, a SCHED_FIFO
+/// thread would also be stopped by the kernel's real-time throttling for 50 ms every second).
+fn time_plans(p: &mut Mppi, plans: usize, period_ns: u64, into: &mut PlanTimes) -> Result<(), String> {
+    let mut out = PolicyAction::default();
+    let mut schedule = Periodic::new(monotonic_ns(), period_ns);
+    for i in 0..plans as u64 {
+        schedule.wait(&MonotonicClock);
         let t0 = monotonic_ns();
         p.act(&snapshot(i), &mut out).map_err(|e| e.to_string())?;
         let t1 = monotonic_ns();
-        if i >= 20 {
-            h.record(t1 - t0);
-        }
+        into.record(t1 - t0, p.last_plan().model_ns);
     }
-    Ok(h)
+    Ok(())
 }
+
+/// locod's and the Python reference's plans alternate in blocks of this many, so that a change
+/// in the machine's load (it is shared) affects both sides alike.
+const BLOCK_PLANS: usize = 25;
+const WARMUP_PLANS: usize = 20;
 
 pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiReport, String> {
     let path = model_path(config, model)?;
@@ -257,19 +407,8 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
     if config.controller.kind == ControllerKind::Student {
         return Err("the configuration's controller is a student; use `bench policy`".into());
     }
+    let period_ns = config.rate.policy_period_ns();
     let mut planner = Mppi::new(open()?, config, None)?;
-    prepare_thread(threads);
-    planner.set_budget_ns(u64::MAX);
-    let fused = planner.uses_fused_rollout();
-    let plan = us(&time_plans(&mut planner, plans)?);
-    let stepped_plan_us = if fused {
-        let mut stepped = Mppi::new(open()?, config, None)?;
-        stepped.set_stepped(true);
-        stepped.set_budget_ns(u64::MAX);
-        Some(us(&time_plans(&mut stepped, plans)?))
-    } else {
-        None
-    };
     let s = planner.settings().clone();
     let mut args = vec![
         "mppi".to_string(),
@@ -277,8 +416,10 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         path.display().to_string(),
         "--threads".into(),
         threads.to_string(),
-        "--plans".into(),
-        plans.to_string(),
+        "--warmup".into(),
+        WARMUP_PLANS.to_string(),
+        "--period-ms".into(),
+        (period_ns as f64 * 1e-6).to_string(),
     ];
     for (k, v) in [
         ("--horizon", s.horizon.to_string()),
@@ -294,17 +435,44 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         args.push(k.into());
         args.push(v);
     }
-    let r = Reference::locate().run(&args)?;
-    let py = py_percentiles(&r["plan_us"]);
-    let flops = r["flops_per_plan"].as_f64().unwrap_or(f64::NAN);
-    let rates = matmul_rates();
+    let fused = planner.uses_fused_rollout();
+    let ((ours, theirs, stepped, flops, py_fused, rates), rt) = on_policy_thread(config, |rt| {
+        let (mut python, ready) = Reference::locate().serve(rt, &args)?;
+        prepare_thread(threads);
+        planner.set_budget_ns(u64::MAX);
+        time_plans(&mut planner, WARMUP_PLANS, period_ns, &mut PlanTimes::new())?;
+        let (mut ours, mut theirs) = (PlanTimes::new(), PlanTimes::new());
+        let mut done = 0;
+        while done < plans {
+            let n = BLOCK_PLANS.min(plans - done);
+            time_plans(&mut planner, n, period_ns, &mut ours)?;
+            theirs.record_reference(&python.ask(&format!("plan {n}"))?)?;
+            done += n;
+        }
+        let flops = python.ask("flops")?["flops_per_plan"].as_f64().unwrap_or(f64::NAN);
+        drop(python);
+        let stepped = if fused {
+            let mut stepped = Mppi::new(open()?, config, None)?;
+            stepped.set_stepped(true);
+            stepped.set_budget_ns(u64::MAX);
+            let mut t = PlanTimes::new();
+            time_plans(&mut stepped, plans, period_ns, &mut t)?;
+            Some(us(&t.plan))
+        } else {
+            None
+        };
+        Ok((ours, theirs, stepped, flops, ready["fused_rollout"].as_bool() == Some(true), matmul_rates()))
+    })?;
     let limit = rates.iter().map(|r| r.gflops).fold(0.0, f64::max);
     let floor_us = flops / (limit * 1e9) * 1e6;
+    let (plan, model_us, planner_us) = (us(&ours.plan), us(&ours.model), us(&ours.own));
+    let (py, py_model, py_planner) = (us(&theirs.plan), us(&theirs.model), us(&theirs.own));
     let steps = planner.steps_per_plan();
     Ok(MppiReport {
         bench: "mppi",
         model: path.display().to_string(),
         threads,
+        scheduling: rt.to_string(),
         plans,
         horizon: s.horizon,
         samples: s.samples,
@@ -320,16 +488,23 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         matmul_rates: rates,
         matmul_floor_us: floor_us,
         fraction_of_floor: floor_us / plan.p50,
-        stepped_plan_us,
+        stepped_plan_us: stepped,
+        ratio: plan.p50 / py.p50,
+        ratio_bound: model_us.p50 / py.p50,
+        planner_ratio: planner_us.p50 / py_planner.p50,
         reference: PythonReference {
             what: format!(
-                "TD-MPC2 _plan in PyTorch, same TorchScript model and settings, {} rollout",
-                if r["fused_rollout"].as_bool() == Some(true) { "fused" } else { "stepped" }
+                "TD-MPC2 _plan in PyTorch, same TorchScript model and settings, {} rollout, \
+                 its blocks of {BLOCK_PLANS} plans alternating with locod's",
+                if py_fused { "fused" } else { "stepped" }
             ),
             latency_us: py,
+            model_us: Some(py_model),
+            planner_us: Some(py_planner),
         },
-        ratio: plan.p50 / py.p50,
         plan_us: plan,
+        model_us,
+        planner_us,
         target_ratio: 0.8,
         target_p99_us: 10_000.0,
     })
