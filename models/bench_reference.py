@@ -144,6 +144,8 @@ class MppiBench:
                 s[k] = getattr(args, k)
         s["action_dim"] = spec["action"]["dim"]
         s["clip"] = spec["action"]["clip"]
+        if not hasattr(m, "pi"):
+            s["prior_samples"] = 0  # no prior to roll out, as in locod
         self.m, self.timed, self.s = m, Timed(m), s
         self.use_rollout = hasattr(m, "rollout") and not args.stepped
         self.obs = torch.zeros(1, bench_policy_obs_dim(spec))

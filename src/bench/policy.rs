@@ -322,8 +322,12 @@ pub struct MppiReport {
     pub planner_us: Percentiles,
     pub model_steps_per_plan: usize,
     pub model_steps_per_s: f64,
-    /// Matrix-product FLOPs of one plan (counted by torch.profiler in the reference run).
+    /// Matrix-product FLOPs of one of locod's plans: the reference's count scaled by the model
+    /// steps each evaluates (a prior step costs within 1% of a rollout step in the test models).
     pub flops_per_plan: f64,
+    /// Matrix-product FLOPs of one of the reference's plans, counted by torch.profiler (TD-MPC2
+    /// rolls the prior's trajectories out again in every iteration).
+    pub reference_flops_per_plan: f64,
     pub achieved_gflops: f64,
     pub matmul_limit_gflops: f64,
     pub matmul_rates: Vec<MatmulRate>,
@@ -463,11 +467,15 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         };
         Ok((ours, theirs, stepped, flops, ready["fused_rollout"].as_bool() == Some(true), matmul_rates()))
     })?;
+    let steps = planner.steps_per_plan();
+    let prior = planner.prior_trajectories();
+    let reference_steps = prior * s.horizon + s.samples * s.horizon * s.iterations;
+    let reference_flops = flops;
+    let flops = reference_flops * steps as f64 / reference_steps as f64;
     let limit = rates.iter().map(|r| r.gflops).fold(0.0, f64::max);
     let floor_us = flops / (limit * 1e9) * 1e6;
     let (plan, model_us, planner_us) = (us(&ours.plan), us(&ours.model), us(&ours.own));
     let (py, py_model, py_planner) = (us(&theirs.plan), us(&theirs.model), us(&theirs.own));
-    let steps = planner.steps_per_plan();
     Ok(MppiReport {
         bench: "mppi",
         model: path.display().to_string(),
@@ -478,11 +486,12 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         samples: s.samples,
         elites: s.elites,
         iterations: s.iterations,
-        prior_samples: s.prior_samples,
+        prior_samples: prior,
         rollout: if fused { "fused" } else { "stepped" },
         model_steps_per_plan: steps,
         model_steps_per_s: steps as f64 / (plan.p50 * 1e-6),
         flops_per_plan: flops,
+        reference_flops_per_plan: reference_flops,
         achieved_gflops: flops / (plan.p50 * 1e3),
         matmul_limit_gflops: limit,
         matmul_rates: rates,

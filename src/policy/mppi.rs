@@ -220,9 +220,16 @@ impl Mppi {
         self.last
     }
 
-    /// Model steps (sample x horizon) one full plan evaluates, prior included.
+    /// Trajectories of the prior per plan: the configured `prior_samples`, or 0 without `pi`.
+    pub fn prior_trajectories(&self) -> usize {
+        self.p
+    }
+
+    /// Model steps (trajectory x horizon) one full plan evaluates: the prior's, all trajectories in
+    /// the first iteration, the sampled ones in the others.
     pub fn steps_per_plan(&self) -> usize {
-        self.n * self.h * self.s.iterations + self.p * self.h
+        let (n, p, h) = (self.n, self.p, self.h);
+        p * h + n * h + (n - p) * h * self.s.iterations.saturating_sub(1)
     }
 
     fn call(&self, method: &CStr, args: &[Arg]) -> Result<Tensor, PolicyError> {
