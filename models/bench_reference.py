@@ -237,6 +237,7 @@ def main():
         q.add_argument("--model", required=True)
         q.add_argument("--threads", type=int, default=1)
         q.add_argument("--warmup", type=int, default=50)
+        q.add_argument("--mlockall", action="store_true", help="lock the process's memory, as locod does")
         if name == "policy":
             q.add_argument("--iters", type=int, default=2000)
         else:
@@ -249,6 +250,12 @@ def main():
             for k in ["temperature", "min_std", "max_std", "gamma"]:
                 q.add_argument("--" + k.replace("_", "-"), dest=k, type=float)
     args = p.parse_args()
+    if args.mlockall:
+        import ctypes
+
+        MCL_CURRENT, MCL_FUTURE = 1, 2
+        if ctypes.CDLL(None, use_errno=True).mlockall(MCL_CURRENT | MCL_FUTURE) != 0:
+            raise SystemExit(f"mlockall: errno {ctypes.get_errno()}")
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     if args.what == "mppi" and args.serve:

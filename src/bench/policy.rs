@@ -45,26 +45,29 @@ impl Reference {
         Reference { python, script }
     }
 
-    /// The script under the scheduling the benchmark thread was granted (`chrt`, `taskset`), so
-    /// both sides of a ratio run alike.
-    fn command(&self, rt: &RtOutcome, args: &[String]) -> Command {
+    /// The script under what the benchmark thread was granted (`chrt`, `taskset`, `--mlockall`),
+    /// so both sides of a ratio run alike.
+    fn command(&self, granted: &Granted, args: &[String]) -> Command {
         let mut argv: Vec<std::ffi::OsString> = Vec::new();
-        if let Some(Ok(p)) = &rt.fifo {
+        if let Some(Ok(p)) = &granted.rt.fifo {
             argv.extend(["chrt".into(), "-f".into(), p.to_string().into()]);
         }
-        if let Some(Ok(c)) = &rt.affinity {
+        if let Some(Ok(c)) = &granted.rt.affinity {
             argv.extend(["taskset".into(), "-c".into(), c.to_string().into()]);
         }
         argv.push(self.python.clone().into());
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]).arg(&self.script).args(args);
+        if let Some(Ok(())) = granted.locked {
+            cmd.arg("--mlockall");
+        }
         cmd
     }
 
     /// Runs the script to its end and returns the JSON it printed last.
-    fn run(&self, rt: &RtOutcome, args: &[String]) -> Result<serde_json::Value, String> {
+    fn run(&self, granted: &Granted, args: &[String]) -> Result<serde_json::Value, String> {
         let out = self
-            .command(rt, args)
+            .command(granted, args)
             .output()
             .map_err(|e| format!("cannot run the Python reference {}: {e}", self.python.display()))?;
         if !out.status.success() {
@@ -76,18 +79,21 @@ impl Reference {
     }
 
     /// Starts the script with `--serve` and waits until it is ready.
-    fn serve(&self, rt: &RtOutcome, args: &[String]) -> Result<(Served, serde_json::Value), String> {
+    fn serve(&self, granted: &Granted, args: &[String]) -> Result<(Served, serde_json::Value), String> {
+        let stderr_path = std::env::temp_dir().join(format!("locod-bench-reference-{}.log", std::process::id()));
+        let stderr =
+            std::fs::File::create(&stderr_path).map_err(|e| format!("cannot create {}: {e}", stderr_path.display()))?;
         let mut child = self
-            .command(rt, args)
+            .command(granted, args)
             .arg("--serve")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .map_err(|e| format!("cannot run the Python reference {}: {e}", self.python.display()))?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let mut served = Served { child, stdin, stdout };
+        let mut served = Served { child, stdin, stdout, stderr_path };
         let ready = served.answer()?;
         Ok((served, ready))
     }
@@ -99,6 +105,8 @@ struct Served {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    /// Where its stderr goes (torch.profiler is chatty); quoted when it fails, removed on drop.
+    stderr_path: PathBuf,
 }
 
 impl Served {
@@ -106,7 +114,10 @@ impl Served {
         let mut line = String::new();
         let n = self.stdout.read_line(&mut line).map_err(|e| format!("the Python reference: {e}"))?;
         if n == 0 {
-            return Err("the Python reference exited (run models/bench_reference.py by hand to see why)".into());
+            let _ = self.child.wait();
+            let stderr = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
+            return Err(format!("the Python reference exited: {}", last.trim()));
         }
         let v: serde_json::Value =
             serde_json::from_str(&line).map_err(|e| format!("the Python reference's JSON: {e}"))?;
@@ -126,6 +137,7 @@ impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.stderr_path);
     }
 }
 
@@ -142,20 +154,40 @@ fn model_path(config: &Config, model: Option<&Path>) -> Result<PathBuf, String> 
     model.map(Path::to_path_buf).or_else(|| config.model_path()).ok_or_else(|| "no model: pass --model".to_string())
 }
 
-/// Runs `f` on a thread with the policy thread's scheduling ([loop] policy_priority, policy_cpu),
-/// as the daemon runs a policy; returns its result and what the scheduler granted.
+/// Runs `f` on a thread with the policy thread's scheduling ([loop] policy_priority, policy_cpu)
+/// and, with [loop] lock_memory, the process's memory locked, as the daemon runs a policy; returns
+/// its result and what was granted.
 fn on_policy_thread<T: Send>(
     config: &Config,
-    f: impl FnOnce(&RtOutcome) -> Result<T, String> + Send,
-) -> Result<(T, RtOutcome), String> {
+    f: impl FnOnce(&Granted) -> Result<T, String> + Send,
+) -> Result<(T, Granted), String> {
+    let locked = config.rate.lock_memory.then(thread::lock_memory);
     std::thread::scope(|s| {
         s.spawn(|| {
-            let rt = thread::apply(config.rate.policy_rt());
-            f(&rt).map(|t| (t, rt))
+            let granted = Granted { rt: thread::apply(config.rate.policy_rt()), locked };
+            f(&granted).map(|t| (t, granted))
         })
         .join()
         .map_err(|_| "the benchmark thread panicked".to_string())?
     })
+}
+
+/// What the benchmark thread runs under; the Python reference is started under the same.
+struct Granted {
+    rt: RtOutcome,
+    /// `None`: not asked for ([loop] lock_memory = false).
+    locked: Option<Result<(), String>>,
+}
+
+impl std::fmt::Display for Granted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.rt)?;
+        match &self.locked {
+            Some(Ok(())) => write!(f, ", memory locked"),
+            Some(Err(e)) => write!(f, ", memory not locked ({e})"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A robot state that changes from tick to tick (so no layer of caching flatters the numbers).
@@ -206,7 +238,7 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
     let threads = config.controller.threads;
     torch::set_threads(threads, config.controller.interop_threads);
     let device = torch::parse_device(&config.controller.device)?;
-    let ((forward, tick), rt) = on_policy_thread(config, |_| {
+    let ((forward, tick), granted) = on_policy_thread(config, |_| {
         let opened = load::open(&path, config, Some(ModelKind::Policy), &config.depth_sensor_names(), device)
             .map_err(|e| e.to_string())?;
         let mut student = Student::new(opened, config, None)?;
@@ -230,7 +262,7 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
         Ok((forward, tick))
     })?;
     let r = Reference::locate().run(
-        &rt,
+        &granted,
         &[
             "policy".into(),
             "--model".into(),
@@ -247,7 +279,7 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
         bench: "policy",
         model: path.display().to_string(),
         threads,
-        scheduling: rt.to_string(),
+        scheduling: granted.to_string(),
         iterations,
         ratio: forward_us.p50 / py.p50,
         forward_us,
@@ -440,8 +472,8 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         args.push(v);
     }
     let fused = planner.uses_fused_rollout();
-    let ((ours, theirs, stepped, flops, py_fused, rates), rt) = on_policy_thread(config, |rt| {
-        let (mut python, ready) = Reference::locate().serve(rt, &args)?;
+    let ((ours, theirs, stepped, flops, py_fused, rates), granted) = on_policy_thread(config, |granted| {
+        let (mut python, ready) = Reference::locate().serve(granted, &args)?;
         prepare_thread(threads);
         planner.set_budget_ns(u64::MAX);
         time_plans(&mut planner, WARMUP_PLANS, period_ns, &mut PlanTimes::new())?;
@@ -480,7 +512,7 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         bench: "mppi",
         model: path.display().to_string(),
         threads,
-        scheduling: rt.to_string(),
+        scheduling: granted.to_string(),
         plans,
         horizon: s.horizon,
         samples: s.samples,
