@@ -160,6 +160,44 @@ fn bench_e2e_closes_the_loop_through_a_daemon_process() {
     assert_eq!(r["control_period_us"], 2000.0);
 }
 
+/// The MPPI benchmark end to end, not its figures: locod's plans and the served Python reference's
+/// alternate, each plan is split into model and planner time, and the ratios are computed. Without
+/// SCHED_FIFO and locked memory here: other tests run beside it.
+#[test]
+fn bench_mppi_measures_locod_and_the_python_reference_side_by_side() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/mppi.toml"))
+        .unwrap()
+        .replace("../../models/build/", concat!(env!("CARGO_MANIFEST_DIR"), "/models/build/"))
+        .replace("priority = 80\npolicy_priority = 70\n", "priority = 0\npolicy_priority = 0\nlock_memory = false\n");
+    assert!(text.contains("lock_memory = false"));
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    config.write_all(text.as_bytes()).unwrap();
+    let out = Command::new(LOCOD)
+        .args(["bench", "mppi", "--plans", "30", "--json", "--config"])
+        .arg(config.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    for side in [&r, &r["reference"]] {
+        let plan = side.get("plan_us").unwrap_or(&side["latency_us"]);
+        assert_eq!(plan["count"], 30, "{r}");
+        assert_eq!(side["model_us"]["count"], 30, "{r}");
+        // Model time is part of each plan.
+        assert!(f(&side["model_us"]["p50"]) > 0.0 && f(&side["model_us"]["p50"]) <= f(&plan["p50"]), "{r}");
+        assert!(f(&side["planner_us"]["p50"]) > 0.0, "{r}");
+    }
+    assert_eq!(r["rollout"], "fused");
+    assert_eq!(r["scheduling"], "SCHED_OTHER", "{r}");
+    assert_eq!(r["stepped_plan_us"]["count"], 30, "{r}");
+    assert!(f(&r["ratio"]) > 0.0 && f(&r["ratio_bound"]) < f(&r["ratio"]), "{r}");
+    // locod rolls the prior's 12 trajectories out once per plan, TD-MPC2 in each of 3 iterations.
+    let want = (12 * 5 + 256 * 5 + 244 * 5 * 2) as f64 / (12 * 5 + 256 * 5 * 3) as f64;
+    assert!((f(&r["flops_per_plan"]) / f(&r["reference_flops_per_plan"]) - want).abs() < 1e-9, "{r}");
+    assert!(f(&r["matmul_limit_gflops"]) > 1.0, "{r}");
+}
+
 #[test]
 fn replay_reproduces_what_the_student_did_in_a_logged_run() {
     let dir = tempfile::tempdir().unwrap();
