@@ -8,6 +8,7 @@ pub mod io;
 pub mod log;
 pub mod loop_timing;
 pub mod policy;
+pub mod reference;
 pub mod teleop;
 
 use crate::control::{ControlLoop, LoopTiming};
