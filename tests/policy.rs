@@ -141,6 +141,15 @@ fn mppi_is_deterministic_for_a_seed() {
     let mut b = planner(&cfg, "world_model.pt");
     let (x, y) = (plan_actions(&mut a, 4), plan_actions(&mut b, 4));
     assert_eq!(x, y);
+    // Drawing the next plan's random numbers after each action (as the policy thread does) plans
+    // the same as drawing them inside `act`.
+    let mut c = planner(&cfg, "world_model.pt");
+    let mut out = PolicyAction::default();
+    for (i, want) in x.iter().enumerate() {
+        c.prepare_next();
+        c.act(&snapshot(i as u64), &mut out).unwrap();
+        assert_eq!(&out.action, want, "tick {i}");
+    }
     assert!(x.windows(2).any(|w| w[0] != w[1]), "plans change with the state");
     // The same seed after a reset replays the same plans; another seed plans differently.
     a.reset();

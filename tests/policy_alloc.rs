@@ -83,6 +83,7 @@ fn watch(policy: &mut dyn Policy, ticks: u64) -> (u64, f64, f64) {
     common::alloc::watch(true);
     for i in 0..ticks {
         policy.act(&snapshot(i), &mut out).unwrap();
+        policy.prepare_next(); // as the policy thread does after publishing
     }
     common::alloc::watch(false);
     C_WATCHING.store(false, Ordering::Relaxed);

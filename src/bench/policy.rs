@@ -286,6 +286,7 @@ fn time_plans(p: &mut Mppi, plans: usize, period_ns: u64, into: &mut PlanTimes) 
         p.act(&snapshot(i), &mut out).map_err(|e| e.to_string())?;
         let t1 = monotonic_ns();
         into.record(t1 - t0, p.last_plan().model_ns);
+        p.prepare_next(); // after the action is out, as the policy thread does
     }
     Ok(())
 }

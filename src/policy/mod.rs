@@ -54,6 +54,9 @@ pub trait Policy: Send {
     /// or `Prior` when a planner fell back to its prior). `out` holds an older action: overwrite
     /// every field you use. `t_ns` and `level` are set by the runner.
     fn act(&mut self, snapshot: &Snapshot, out: &mut PolicyAction) -> Result<ControllerLevel, PolicyError>;
+    /// Work for the next tick that needs no new data (a planner's random numbers), called after an
+    /// action is published so that it stays off the observation-to-action path.
+    fn prepare_next(&mut self) {}
 }
 
 /// What the policy thread measured.
@@ -103,6 +106,7 @@ pub fn run(
             }
         }
         stats.compute.record(clock.now_ns().saturating_sub(release.woke_ns));
+        policy.prepare_next();
     }
     stats
 }

@@ -15,7 +15,8 @@
 //! as `ControllerLevel::Prior` (or an error without a prior, and the control loop stands).
 //!
 //! Sampling, elite selection and the refit run here on a few kilobytes of floats; the model calls
-//! read and write Rust-owned buffers in place. Nothing is allocated per tick on the Rust side.
+//! read and write Rust-owned buffers in place. The next plan's random numbers are drawn in
+//! `prepare_next`, after the action is out. Nothing is allocated per tick on the Rust side.
 //!
 //! Not for: what the model computes (that is TorchScript), or limits.
 
@@ -116,6 +117,11 @@ pub struct Mppi {
     std: Vec<f32>,
     prev_mean: Vec<f32>,
     rng: Rng,
+    /// The next plan's standard normals, in the order they are used: the prior's ([H, P-1, A]),
+    /// then each iteration's ([N-P, H, A]). Drawn by `prepare_next` after an action is published, off
+    /// the observation-to-action path (or by `act` when nobody called `prepare_next`).
+    noise: Vec<f32>,
+    noise_ready: bool,
     /// The longest recent iteration, decaying slowly: what the next one is expected to take.
     iter_estimate_ns: u64,
     raw: [f32; MAX_JOINTS],
@@ -184,6 +190,8 @@ impl Mppi {
             std: vec![0.0; h * a],
             prev_mean: vec![0.0; h * a],
             rng: Rng::new(settings.seed),
+            noise: vec![0.0; (h * p.saturating_sub(1) + s.iterations * (n - p) * h) * a],
+            noise_ready: false,
             iter_estimate_ns: 0,
             raw: [0.0; MAX_JOINTS],
             threads: config.controller.threads,
@@ -296,18 +304,19 @@ impl Mppi {
     fn prior(&mut self, z1: &Tensor) -> Result<(), PolicyError> {
         let (a, p) = (self.a, self.p);
         let clip = self.actions.clip_bound();
-        let noise = self.s.min_std as f32;
+        let std = self.s.min_std as f32;
         let mut z = z1.expand([p as i64, self.l], false);
         for t in 0..self.h {
             let pa = self.call(c"pi", &[Arg::T(&z)])?;
             read_f32(&pa, &mut self.pi_out[..p * a]).map_err(torch_err)?;
             let seqs = self.seqs.as_mut_slice();
             let step = self.prior_step.as_mut_slice();
+            let noise = &self.noise[t * (p - 1) * a..(t + 1) * (p - 1) * a];
             for k in 0..p {
                 for j in 0..a {
                     let mut v = self.pi_out[k * a + j];
                     if k > 0 {
-                        v += noise * self.rng.normal();
+                        v += std * noise[(k - 1) * a + j];
                     }
                     let v = v.clamp(-clip, clip);
                     seqs[(k * self.h + t) * a + j] = v;
@@ -325,14 +334,25 @@ impl Mppi {
         Ok(())
     }
 
-    fn sample(&mut self) {
-        let (a, h) = (self.a, self.h);
+    /// Draws the next plan's standard normals into `noise`.
+    fn draw_noise(&mut self) {
+        for x in self.noise.iter_mut() {
+            *x = self.rng.normal();
+        }
+        self.noise_ready = true;
+    }
+
+    /// Samples rows P..N of `seqs` around the mean with iteration `i`'s normals.
+    fn sample(&mut self, i: usize) {
+        let (a, h, p) = (self.a, self.h, self.p);
         let clip = self.actions.clip_bound();
-        let seqs = self.seqs.as_mut_slice();
-        for k in self.p..self.n {
-            let row = &mut seqs[k * h * a..(k + 1) * h * a];
-            for ((x, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
-                *x = (m + s * self.rng.normal()).clamp(-clip, clip);
+        let per_iteration = (self.n - p) * h * a;
+        let start = h * p.saturating_sub(1) * a + i * per_iteration;
+        let noise = &self.noise[start..start + per_iteration];
+        let rows = &mut self.seqs.as_mut_slice()[p * h * a..];
+        for (row, noise) in rows.chunks_exact_mut(h * a).zip(noise.chunks_exact(h * a)) {
+            for (((x, e), m), s) in row.iter_mut().zip(noise).zip(&self.mean).zip(&self.std) {
+                *x = (m + s * e).clamp(-clip, clip);
             }
         }
     }
@@ -408,7 +428,7 @@ impl Mppi {
             if now.saturating_sub(start_ns).saturating_add(self.iter_estimate_ns) > self.budget_ns {
                 break;
             }
-            self.sample();
+            self.sample(i);
             self.evaluate(i == 0, if i == 0 { &z_all } else { &z_sampled })?;
             let (best, mean_elite) = self.refit()?;
             let end = monotonic_ns();
@@ -453,6 +473,13 @@ impl Policy for Mppi {
         self.obs.reset();
         self.prev_mean.fill(0.0);
         self.rng.reseed(self.seed);
+        self.noise_ready = false;
+    }
+
+    fn prepare_next(&mut self) {
+        if !self.noise_ready {
+            self.draw_noise();
+        }
     }
 
     fn act(&mut self, snapshot: &Snapshot, out: &mut PolicyAction) -> Result<ControllerLevel, PolicyError> {
@@ -464,7 +491,11 @@ impl Policy for Mppi {
         let obs = self.obs.build(snapshot, perception);
         self.obs_in.as_mut_slice().copy_from_slice(obs);
         let mut stats = PlannerStats::default();
+        if !self.noise_ready {
+            self.draw_noise();
+        }
         let level = self.plan(start, &mut stats);
+        self.noise_ready = false;
         let end = monotonic_ns();
         self.last = PlanReport {
             iterations: stats.iterations as usize,
