@@ -103,10 +103,11 @@ pub struct Mppi {
     h: usize,
     l: i64,
     obs_in: HostBuf,
+    /// Rows P..N of `seqs` (a view, declared first so that it is dropped before the memory it
+    /// views): the trajectories sampled around the mean.
+    sampled: Tensor,
     /// Sampled trajectories [N, H, A]; rows 0..P are the prior's.
     seqs: HostBuf,
-    /// Rows P..N of `seqs` (a view): the trajectories sampled around the mean.
-    sampled: Tensor,
     /// One step of the prior's actions [P, A], as fed to `next`.
     prior_step: HostBuf,
     returns: Vec<f32>,

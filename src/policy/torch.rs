@@ -380,3 +380,29 @@ impl Drop for HostBuf {
         self.host = Tensor::new();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inference_mode_nests_and_ends_with_its_last_guard() {
+        assert!(!InferenceMode::is_enabled());
+        {
+            let _outer = InferenceMode::enter();
+            assert!(InferenceMode::is_enabled());
+            {
+                let _inner = InferenceMode::enter();
+                assert!(InferenceMode::is_enabled());
+            }
+            assert!(InferenceMode::is_enabled(), "the outer guard still holds");
+            // Tensors made here are inference tensors; reading them afterwards is fine.
+            let t = Tensor::ones([3], (Kind::Float, Device::Cpu)) * 2.0;
+            assert_eq!(t.sum(Kind::Float).double_value(&[]), 6.0);
+        }
+        assert!(!InferenceMode::is_enabled());
+        // Other threads are not affected.
+        let _guard = InferenceMode::enter();
+        assert!(!std::thread::spawn(InferenceMode::is_enabled).join().unwrap());
+    }
+}
