@@ -12,31 +12,14 @@ use locod::control::messages::Mode;
 use locod::daemon::Goal;
 use locod::sim::lockstep::{self, LockstepOptions, LockstepReport};
 use locod::sim::ScheduledFault;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 const LOCOD: &str = env!("CARGO_BIN_EXE_locod");
 const SIM_TOML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml");
-
-/// The simulator runs from a release build: an unoptimised one cannot keep 1 kHz physics and
-/// prompt motor replies on a 2-core machine next to the daemon. Built here if `make test` did not.
-fn simulator() -> &'static Path {
-    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "--bin", "locod"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build --release");
-        assert!(status.success(), "building the release simulator failed");
-        target.join("release/locod")
-    })
-}
 
 fn config() -> Config {
     Config::load(Path::new(SIM_TOML)).unwrap()
@@ -105,11 +88,10 @@ fn lockstep_silent_motor_is_named_and_damps() {
     assert!(first(&r, "Walk -> Passive (fault: motor of joint 1").is_some(), "{log}");
 }
 
-/// A configuration whose ports live in a private directory. Real-time runs take turns: two
-/// simulators and two daemons on a 2-core machine would measure the machine, not locod.
+/// config/sim.toml with private ports. Real-time runs take turns: two simulators and two daemons
+/// on a 2-core machine would measure the machine, not locod.
 struct Rig {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+    rig: common::SimRig,
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
@@ -118,39 +100,18 @@ static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 impl Rig {
     fn new() -> Rig {
         let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = tempfile::tempdir().unwrap();
-        let models = concat!(env!("CARGO_MANIFEST_DIR"), "/models/");
-        let text = std::fs::read_to_string(SIM_TOML)
-            .unwrap()
-            .replace("/tmp/locod-sim/", &format!("{}/", dir.path().display()))
-            .replace("\"../models/", &format!("\"{models}"));
-        let config = dir.path().join("sim.toml");
-        std::fs::write(&config, text).unwrap();
-        Rig { dir, config, _turn: turn }
+        Rig { rig: common::SimRig::new(0), _turn: turn }
     }
 
     fn sim(&self, args: &[&str]) -> Child {
-        let child = Command::new(simulator())
-            .args(["sim", "--config"])
-            .arg(&self.config)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !(self.dir.path().join("can0").exists() && self.dir.path().join("bridge").exists()) {
-            assert!(Instant::now() < deadline, "the simulator did not link its ports");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child
+        self.rig.start_sim(args, Stdio::piped())
     }
 
     /// The daemon, with a hard limit well past its own duration: it must not hang.
     fn daemon(&self, duration_s: f64) -> (Output, serde_json::Value) {
         let mut child = Command::new(LOCOD)
             .args(["run", "--goal", "walk", "--json", "--duration", &duration_s.to_string(), "--config"])
-            .arg(&self.config)
+            .arg(&self.rig.config)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

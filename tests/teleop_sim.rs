@@ -4,34 +4,18 @@
 //! brings the command to zero within the lease; the e-stop latches through further commands.
 #![cfg(feature = "sim")]
 
+mod common;
 mod teleop_rig;
 
 use locod::config::Config;
 use locod::control::messages::{CommandSource, Mode};
 use locod::teleop::client::{Link, Outgoing};
 use locod::teleop::wire::RequestedMode;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use teleop_rig::{free_port, wait_for, PATIENCE};
 
 const LOCOD: &str = env!("CARGO_BIN_EXE_locod");
-
-/// The simulator from a release build (as tests/sim.rs: a debug build cannot keep its physics
-/// rate next to the daemon on two cores); built here if missing.
-fn simulator() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--bin", "locod"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo build --release");
-    assert!(status.success(), "building the release simulator failed");
-    target.join("release/locod")
-}
 
 struct Killed(Child);
 
@@ -45,36 +29,14 @@ impl Drop for Killed {
 
 #[test]
 fn teleop_drives_the_simulated_robot_stops_on_silence_and_estop_latches() {
-    let dir = tempfile::tempdir().unwrap();
-    let models = concat!(env!("CARGO_MANIFEST_DIR"), "/models/");
-    let sim_toml = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml");
-    let text = std::fs::read_to_string(sim_toml)
-        .unwrap()
-        .replace("/tmp/locod-sim/", &format!("{}/", dir.path().display()))
-        .replace("\"../models/", &format!("\"{models}"))
-        .replace("tcp/127.0.0.1:7447", &format!("tcp/127.0.0.1:{}", free_port()));
-    let path = dir.path().join("sim.toml");
-    std::fs::write(&path, text).unwrap();
-    let config = Config::load(&path).unwrap();
-
-    let _sim = Killed(
-        Command::new(simulator())
-            .args(["sim", "--config"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(dir.path().join("can0").exists() && dir.path().join("bridge").exists()) {
-        assert!(Instant::now() < deadline, "the simulator did not link its ports");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let rig = common::SimRig::new(free_port());
+    let path = &rig.config;
+    let config = Config::load(path).unwrap();
+    let _sim = Killed(rig.start_sim(&[], Stdio::null()));
     let _daemon = Killed(
         Command::new(LOCOD)
             .args(["run", "--duration", "60", "--config"])
-            .arg(&path)
+            .arg(path)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -93,3 +93,65 @@ impl Drop for SlcanMotors {
         }
     }
 }
+
+/// The release `locod`: the simulator runs from an optimised build (an unoptimised one cannot keep
+/// 1 kHz physics and prompt motor replies next to the daemon on a 2-core machine). Built here if
+/// `make test` did not build it.
+pub fn release_locod() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--bin", "locod"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build --release");
+        assert!(status.success(), "building the release simulator failed");
+        target.join("release/locod")
+    })
+}
+
+/// config/sim.toml made private to one test: its ports in a temporary directory (not
+/// /tmp/locod-sim, which `make run` uses), teleop on `teleop_port` (0: any free port), the models
+/// found from anywhere.
+pub struct SimRig {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl SimRig {
+    pub fn new(teleop_port: u16) -> SimRig {
+        let dir = tempfile::tempdir().unwrap();
+        let sim_toml = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml");
+        let text = std::fs::read_to_string(sim_toml).unwrap();
+        assert!(text.contains("/tmp/locod-sim/") && text.contains("tcp/127.0.0.1:7447"), "config/sim.toml changed");
+        let text = text
+            .replace("/tmp/locod-sim/", &format!("{}/", dir.path().display()))
+            .replace("\"../models/", concat!("\"", env!("CARGO_MANIFEST_DIR"), "/models/"))
+            .replace("tcp/127.0.0.1:7447", &format!("tcp/127.0.0.1:{teleop_port}"));
+        let config = dir.path().join("sim.toml");
+        std::fs::write(&config, text).unwrap();
+        SimRig { dir, config }
+    }
+
+    /// Starts `locod sim` on the rig's configuration and waits until its ports exist.
+    pub fn start_sim(&self, args: &[&str], stderr: Stdio) -> Child {
+        let child = Command::new(release_locod())
+            .args(["sim", "--config"])
+            .arg(&self.config)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !(self.dir.path().join("can0").exists() && self.dir.path().join("bridge").exists()) {
+            assert!(std::time::Instant::now() < deadline, "the simulator did not link its ports");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child
+    }
+}
