@@ -17,25 +17,30 @@ pub fn one_daemon_at_a_time() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// `target/PROFILE/NAME` of this workspace, after `cargo build ARGS` (skipped when `always` is
+/// false and the binary exists).
+fn cargo_built(profile: &str, name: &str, args: &[&str], always: bool) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let path = target.join(profile).join(name);
+    if always || !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .arg("build")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build {args:?} failed");
+    }
+    path
+}
+
 /// The `bridge-emu` binary, built if `cargo test` did not build it (`make test` does).
 pub fn bridge_emu() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-        let path = target.join("debug/bridge-emu");
-        if !path.exists() {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "-p", "firmware-bridge", "--bin", "bridge-emu"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build for bridge-emu");
-            assert!(status.success(), "building bridge-emu failed");
-        }
-        path
-    })
+    PATH.get_or_init(|| cargo_built("debug", "bridge-emu", &["-p", "firmware-bridge", "--bin", "bridge-emu"], false))
 }
 
 pub struct Emu(pub Child);
@@ -99,19 +104,9 @@ impl Drop for SlcanMotors {
 /// `make test` did not build it.
 pub fn release_locod() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "--bin", "locod"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build --release");
-        assert!(status.success(), "building the release simulator failed");
-        target.join("release/locod")
-    })
+    // Always built: an existing release binary may be older than the sources (cargo is quick when
+    // it is not).
+    PATH.get_or_init(|| cargo_built("release", "locod", &["--release", "--bin", "locod"], true))
 }
 
 /// config/sim.toml made private to one test: its ports in a temporary directory (not
