@@ -35,16 +35,7 @@ def bench_policy(args):
     m = torch.jit.load(args.model)
     m.eval()
     spec = json.loads(m.locod_spec())
-    dims = {"base_ang_vel": 3, "projected_gravity": 3, "command": 3}
-    a = spec["action"]["dim"]
-    o = 0
-    for t in spec["obs"]:
-        d = dims.get(t["name"], a)
-        if t["name"] == "height_scan":
-            d = t["rows"] * t["cols"]
-        elif t["name"] == "depth":
-            d = len(t["sensors"]) * t["zones"]
-        o += d * t.get("history", 1)
+    o = obs_dim(spec)
     obs = torch.zeros(1, o)
     state = torch.zeros(spec["recurrent"]["state"]) if spec.get("recurrent") else None
     times = []
@@ -148,7 +139,7 @@ class MppiBench:
             s["prior_samples"] = 0  # no prior to roll out, as in locod
         self.m, self.timed, self.s = m, Timed(m), s
         self.use_rollout = hasattr(m, "rollout") and not args.stepped
-        self.obs = torch.zeros(1, bench_policy_obs_dim(spec))
+        self.obs = torch.zeros(1, obs_dim(spec))
         self.prev_mean = torch.zeros(s["horizon"], s["action_dim"])
         self.period_s = args.period_ms * 1e-3
         self.i = 0
@@ -215,7 +206,8 @@ def serve_mppi(args):
         print(json.dumps(out), flush=True)
 
 
-def bench_policy_obs_dim(spec):
+def obs_dim(spec):
+    """The observation width the contract's terms add up to."""
     a = spec["action"]["dim"]
     dims = {"base_ang_vel": 3, "projected_gravity": 3, "command": 3}
     o = 0
