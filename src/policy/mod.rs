@@ -59,6 +59,26 @@ pub trait Policy: Send {
     fn prepare_next(&mut self) {}
 }
 
+/// The common end of a controller's tick: clips the raw action (`raw`, as long as the action),
+/// maps it to joint targets, feeds it back as the next observation's `last_action`, and records
+/// the observation and the clipped action in `out`.
+pub(crate) fn emit(
+    actions: &action::ActionMap,
+    obs: &mut obs::ObsBuilder,
+    raw: &mut [f32],
+    out: &mut PolicyAction,
+) -> Result<(), PolicyError> {
+    actions.clip(raw)?;
+    actions.apply(raw, &mut out.targets);
+    obs.set_last_action(raw);
+    let o = obs.current();
+    out.obs[..o.len()].copy_from_slice(o);
+    out.obs_len = o.len() as u16;
+    out.action[..raw.len()].copy_from_slice(raw);
+    out.action_len = raw.len() as u16;
+    Ok(())
+}
+
 /// What the policy thread measured.
 #[derive(Clone, Default)]
 pub struct PolicyStats {

@@ -505,16 +505,7 @@ impl Policy for Mppi {
             model_ns: self.model_ns.get(),
         };
         let level = level?;
-        let a = self.a;
-        self.actions.clip(&mut self.raw[..a])?;
-        self.actions.apply(&self.raw[..a], &mut out.targets);
-        self.obs.set_last_action(&self.raw[..a]);
-
-        let obs = self.obs.current();
-        out.obs[..obs.len()].copy_from_slice(obs);
-        out.obs_len = obs.len() as u16;
-        out.action[..a].copy_from_slice(&self.raw[..a]);
-        out.action_len = a as u16;
+        super::emit(&self.actions, &mut self.obs, &mut self.raw[..self.a], out)?;
         stats.compute_us = (end - start) as f32 * 1e-3;
         out.planner = stats;
         Ok(level)

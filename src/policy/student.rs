@@ -147,15 +147,7 @@ impl Policy for Student {
         self.input.as_mut_slice().copy_from_slice(obs);
         let a = self.actions.dim();
         self.forward(a)?;
-        self.actions.clip(&mut self.raw[..a])?;
-        self.actions.apply(&self.raw[..a], &mut out.targets);
-        self.obs.set_last_action(&self.raw[..a]);
-
-        let obs = self.obs.current();
-        out.obs[..obs.len()].copy_from_slice(obs);
-        out.obs_len = obs.len() as u16;
-        out.action[..a].copy_from_slice(&self.raw[..a]);
-        out.action_len = a as u16;
+        super::emit(&self.actions, &mut self.obs, &mut self.raw[..a], out)?;
         out.planner = PlannerStats::default();
         Ok(ControllerLevel::Primary)
     }
