@@ -27,11 +27,28 @@ fn link_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("locod-sensors-{name}-{}", std::process::id()))
 }
 
-/// The example hardware configuration with the bridge on `port`.
-fn hardware_config(port: &Path) -> Config {
+/// The example hardware configuration's text with the bridge on `port`, and its path.
+fn hardware_config_text(port: &Path) -> (String, PathBuf) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/biwheel-hardware.toml");
     let text = std::fs::read_to_string(&path).unwrap().replace("/dev/locod-bridge", port.to_str().unwrap());
+    (text, path)
+}
+
+/// The example hardware configuration with the bridge on `port`.
+fn hardware_config(port: &Path) -> Config {
+    let (text, path) = hardware_config_text(port);
     Config::parse(&text, &path).unwrap()
+}
+
+/// `locod sensors --seconds SECONDS` on the example hardware configuration with the bridge on `port`.
+fn locod_sensors(port: &Path, seconds: &str) -> std::process::Output {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), hardware_config_text(port).0).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_locod"))
+        .args(["sensors", "--seconds", seconds, "--config"])
+        .arg(config.path())
+        .output()
+        .unwrap()
 }
 
 /// Waits until `done` or panics after `timeout` with `what`.
@@ -163,16 +180,7 @@ fn a_board_with_another_protocol_version_is_refused_and_its_data_unused() {
 fn locod_sensors_names_both_versions_when_it_refuses_a_board() {
     let link = link_path("cli-version");
     let _emu = Emu::spawn(&link, &["--wrong-version"]);
-    let config = tempfile::NamedTempFile::new().unwrap();
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/biwheel-hardware.toml"))
-        .unwrap()
-        .replace("/dev/locod-bridge", link.to_str().unwrap());
-    std::fs::write(config.path(), text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_locod"))
-        .args(["sensors", "--seconds", "1.5", "--config"])
-        .arg(config.path())
-        .output()
-        .unwrap();
+    let out = locod_sensors(&link, "1.5");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
@@ -194,16 +202,7 @@ fn locod_sensors_names_both_versions_when_it_refuses_a_board() {
 fn locod_sensors_shows_imu_depth_and_link_health() {
     let link = link_path("cli");
     let _emu = Emu::spawn(&link, &[]);
-    let config = tempfile::NamedTempFile::new().unwrap();
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/biwheel-hardware.toml"))
-        .unwrap()
-        .replace("/dev/locod-bridge", link.to_str().unwrap());
-    std::fs::write(config.path(), text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_locod"))
-        .args(["sensors", "--seconds", "2", "--config"])
-        .arg(config.path())
-        .output()
-        .unwrap();
+    let out = locod_sensors(&link, "2");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     let last = &stdout[stdout.rfind("locod sensors:").unwrap()..];
