@@ -17,7 +17,7 @@ export LIBTORCH_USE_PYTORCH := 1
 endif
 export LOCOD_FUZZ_CASES ?= 256
 
-.PHONY: run test bench build setup setup-python models lint clean
+.PHONY: run test bench build setup setup-python models models-smoke test-models lint clean
 
 # The simulator (locod sim) and the daemon as two processes that only share the pseudo-terminals
 # named in $(CONFIG); Ctrl-C stops both (the daemon damps first).
@@ -30,7 +30,7 @@ run: setup-python
 	sleep 1; ./target/release/locod run --config $(CONFIG) --goal walk; \
 	kill -TERM $$sim 2>/dev/null; wait $$sim
 
-test: setup-python models
+test: setup-python test-models models-smoke
 	./scripts/setup-system.sh build test
 	./scripts/qemu-can/setup.sh
 	$(CARGO) build --workspace --all-targets
@@ -57,9 +57,24 @@ setup: setup-python
 setup-python:
 	@./scripts/setup-python.sh
 
-# The small TorchScript models the policy tests and benchmarks use, rebuilt when their script changes.
+# The trained models of the example robot (models/biwheel/): teacher, DynaWM and plain students,
+# world model, exports, model cards and the evaluation table; resumable, a log in models/runs/.
+# NPROC=2 runs each stage under torchrun; DEVICE=cuda uses a GPU.
+NPROC ?= 1
+DEVICE ?= cpu
+models: setup-python
+	cd models && PYTHONPATH=. $(VENV)/bin/python -m locod_train.pipeline --nproc $(NPROC) --device $(DEVICE)
+
+# The whole pipeline in miniature (tiny networks, 2 processes) and the training code's own tests,
+# including the golden observation test against locod's observation builder's fixture.
+models-smoke: setup-python
+	cd models && PYTHONPATH=. $(VENV)/bin/python -m unittest discover -s tests -t . -v
+	cd models && PYTHONPATH=. $(VENV)/bin/python -m locod_train.pipeline --smoke
+
+# The small random-weight TorchScript models the policy tests and benchmarks use, rebuilt when
+# their script changes.
 TEST_MODELS := models/build/.built
-models: setup-python $(TEST_MODELS)
+test-models: setup-python $(TEST_MODELS)
 $(TEST_MODELS): models/make_test_models.py models/requirements.txt
 	$(VENV)/bin/python models/make_test_models.py --out models/build
 	@touch $@

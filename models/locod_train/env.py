@@ -339,7 +339,8 @@ class BiwheelEnv:
         if cfg.noise_scale > 0:
             dist = np.where(dist >= 0, dist + self.rng.normal(0, cfg.depth_noise_m * cfg.noise_scale, dist.shape), dist)
             dist = np.where(self.rng.random(dist.shape) < cfg.depth_dropout, -1.0, dist)
-        self.depth[idx] = dist
+        # The sensor board reports whole millimetres (src/sim/board.rs).
+        self.depth[idx] = np.where(dist >= 0, np.floor(np.clip(dist, 0, 4.0) * 1000.0) / 1000.0, dist)
 
     # ----------------------------------------------------------------------------- stepping
     def step(self, action: np.ndarray):

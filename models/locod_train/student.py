@@ -17,7 +17,7 @@ probability beta, decaying from 1), labels every visited state with the teacher'
 to a bounded buffer and takes gradient steps on it.
 
 Run: `python -m locod_train.student --variant dynawm|plain --teacher runs/teacher/ckpt.pt
---run runs/student_dynawm [--iterations N]` (resumes from <run>/ckpt.pt; torchrun works).
+--dir runs/student_dynawm [--iterations N]` (resumes from <run>/ckpt.pt; torchrun works).
 """
 from __future__ import annotations
 
@@ -242,13 +242,13 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--variant", choices=["dynawm", "plain"], default="dynawm")
     p.add_argument("--teacher", required=True)
-    p.add_argument("--run", required=True)
+    p.add_argument("--dir", required=True)
     p.add_argument("--iterations", type=int, default=StudentConfig.iterations)
     p.add_argument("--envs", type=int, default=EnvConfig.num_envs)
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args(argv)
-    train(a.run, a.teacher, StudentConfig(variant=a.variant, iterations=a.iterations, seed=a.seed), EnvConfig(num_envs=a.envs, seed=a.seed), a.device)
+    train(a.dir, a.teacher, StudentConfig(variant=a.variant, iterations=a.iterations, seed=a.seed), EnvConfig(num_envs=a.envs, seed=a.seed), a.device)
 
 
 if __name__ == "__main__":

@@ -235,7 +235,7 @@ def train(run_dir: str, ppo: PPOConfig, env_cfg: EnvConfig, device: str = "cpu")
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--run", required=True)
+    p.add_argument("--dir", required=True)
     p.add_argument("--iterations", type=int, default=PPOConfig.iterations)
     p.add_argument("--envs", type=int, default=EnvConfig.num_envs)
     p.add_argument("--device", default="cpu")
@@ -243,7 +243,7 @@ def main(argv=None) -> None:
     p.add_argument("--save-every", type=int, default=PPOConfig.save_every)
     a = p.parse_args(argv)
     train(
-        a.run,
+        a.dir,
         PPOConfig(iterations=a.iterations, seed=a.seed, save_every=a.save_every),
         EnvConfig(num_envs=a.envs, seed=a.seed),
         a.device,
