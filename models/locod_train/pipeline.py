@@ -27,7 +27,7 @@ MODELS = os.path.dirname(HERE)
 ROOT = os.path.dirname(MODELS)
 
 FULL = {
-    "teacher_iterations": 1500,
+    "teacher_iterations": 1000,
     "envs": 256,
     "student_iterations": 300,
     "wm": [],
@@ -119,6 +119,51 @@ class Pipeline:
         self.say(f"export: {out} ({info['sha256'][:12]})")
         return info
 
+    def export_teacher(self, teacher: str, evaluation: dict | None) -> None:
+        """The teacher's weights (no optimiser state) and its card: it is not a deployable model
+        (privileged observations), but the world model's data and any retraining start from it."""
+        import hashlib
+
+        import torch
+
+        from .cards import plot_curves
+
+        ck = torch.load(teacher, map_location="cpu", weights_only=False)
+        out = os.path.join(self.out, "teacher.pt")
+        torch.save({k: ck[k] for k in ("model", "obs_dim", "act_dim", "iteration", "levels")}, out)
+        with open(out, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        png = os.path.join(self.out, "teacher_training.png")
+        plot_curves(os.path.join(self.runs, "teacher"), ["return", "episode_s", "fall_rate", "level_step", "level_stairs", "r_track_vx", "std"], png, "teacher: PPO", x="steps")
+        rows = ""
+        for scene, r in (evaluation or {}).items():
+            rows += f"| {scene} | {r['episodes']} x {r['seconds']:.0f} s | {r['falls']} | {r['success_rate']:.2f} | {r['tracking_rms_mps']['mean']:.3f} | {r['jerk_mean']['mean']:.3f} | {r['progress_m']['mean']:.2f} |\n"
+        text = f"""# teacher
+
+The privileged PPO teacher (`locod_train/teacher.py`): true base velocity, terrain heights around
+the robot and the randomised parameters in, joint targets out. Not deployable (locod cannot build
+its observation); it labels the students' states and drives the world model's data.
+
+| | |
+| --- | --- |
+| file | `teacher.pt` (state dict: actor, critic, normaliser; `locod_train.teacher.load_teacher`) |
+| sha256 | `{digest}` |
+| command | `make models` (stage teacher: `python -m locod_train.teacher --dir models/runs/teacher --iterations {ck['iteration']} --envs {self.s['envs']} --seed {self.seed}`) |
+| seed | {self.seed} |
+| data | {ck['iteration']} PPO iterations x {self.s['envs']} robots x 24 steps = {ck['iteration'] * self.s['envs'] * 24:,} policy steps, terrain curriculum flat / step / stairs, domain randomisation (models/README.md) |
+
+![teacher_training.png](teacher_training.png)
+
+Evaluated in the Python environment (`python -m locod_train.evaluate --teacher`; nominal robot,
+no noise, seeds from {1000 + self.seed}):
+
+| scene | episodes | falls | success | vx RMS (m/s) | jerk mean | progress (m) |
+| --- | --- | --- | --- | --- | --- | --- |
+{rows}"""
+        with open(os.path.join(self.out, "teacher.md"), "w") as f:
+            f.write(text)
+        self.say(f"export: {out} ({digest[:12]})")
+
     def evaluate_teacher(self, teacher: str) -> dict:
         from .evaluate import evaluate
         from .teacher import load_teacher
@@ -176,6 +221,8 @@ def main(argv=None) -> None:
             results["teacher_eval"] = pl.evaluate_teacher(teacher)
             with open(os.path.join(out, "eval_teacher.json"), "w") as f:
                 json.dump(results["teacher_eval"], f, indent=1, sort_keys=True)
+        if "export" in stages:
+            pl.export_teacher(teacher, results.get("teacher_eval"))
         pl.say(f"pipeline: finished in {time.time() - t0:.0f}s")
 
 

@@ -137,6 +137,12 @@ def train(run_dir: str, teacher_path: str, cfg: StudentConfig, env_cfg: EnvConfi
     rng = np.random.default_rng(cfg.seed + d.rank)
     env = BiwheelEnv(dataclasses.replace(env_cfg, seed=env_cfg.seed + 1000 * d.rank))
     teacher = load_teacher(teacher_path, d.device)
+    # Start where the teacher's terrain curriculum ended, so the students learn from the hard
+    # terrain the teacher masters, not from the flat start of its own curriculum.
+    levels = torch.load(teacher_path, map_location="cpu", weights_only=False).get("levels")
+    if levels is not None and env_cfg.curriculum:
+        env.level[:] = np.resize(np.asarray(levels), env.B)
+        env.reset(np.arange(env.B))
     obs = env.deployable_obs()
     priv = env.privileged_obs()
     terrain_dim = PRIV_TERRAIN.stop - PRIV_TERRAIN.start
