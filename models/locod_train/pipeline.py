@@ -189,7 +189,8 @@ def main(argv=None) -> None:
     p.add_argument("--stages", default="teacher,students,world_model,export,evaluate")
     a = p.parse_args(argv)
     settings = SMOKE if a.smoke else FULL
-    if a.smoke and a.runs is None:
+    temporary = a.smoke and a.runs is None
+    if temporary:
         import tempfile
 
         a.runs = tempfile.mkdtemp(prefix="locod-smoke-")
@@ -224,6 +225,10 @@ def main(argv=None) -> None:
         if "export" in stages:
             pl.export_teacher(teacher, results.get("teacher_eval"))
         pl.say(f"pipeline: finished in {time.time() - t0:.0f}s")
+    if temporary:
+        import shutil
+
+        shutil.rmtree(runs, ignore_errors=True)
 
 
 if __name__ == "__main__":
