@@ -178,6 +178,34 @@ no noise, seeds from {1000 + self.seed}):
         return res
 
 
+# What `locod eval` measures for the table: (config, label), and (scene, commands, seconds).
+DAEMON_CONFIGS = [("sim-student.toml", "DynaWM student"), ("sim-student-plain.toml", "plain student"), ("sim-mppi.toml", "MPPI + world model")]
+DAEMON_SCENES = [("flat", "random", 60.0), ("step", "forward", 20.0), ("slope", "forward", 20.0), ("stairs", "forward", 20.0)]
+
+
+def evaluate_daemon(pl: Pipeline, locod: str, episodes: int, seed: int) -> dict:
+    """The exported models through the daemon itself: `locod eval` in lock-step, ground truth from
+    the simulator. Seeds start at 2000 + seed: nothing was tuned on them."""
+    out = {}
+    for config, label in DAEMON_CONFIGS:
+        path = os.path.join(ROOT, "config", config)
+        if not os.path.exists(path):
+            pl.say(f"locod eval: {config} does not exist; skipped")
+            continue
+        for scene, commands, seconds in DAEMON_SCENES:
+            seconds = min(seconds, pl.s["eval_seconds"])
+            cmd = [locod, "eval", "--config", path, "--scene", scene, "--commands", commands, "--episodes", str(episodes), "--seconds", str(seconds), "--seed", str(2000 + seed), "--json"]
+            pl.say("$ " + " ".join(cmd))
+            p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            if p.returncode != 0:
+                pl.say(f"  failed ({p.returncode}): {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ''}")
+                continue
+            r = json.loads(p.stdout)
+            out.setdefault(config, {"label": label})[scene] = r
+            pl.say(f"  {label} on {scene}: falls {r['falls']}/{r['episodes']} success {r['success_rate']:.2f} vx rms {r['tracking_rms_mps']['mean']:.3f}")
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny, fast, into a temporary directory")
@@ -222,6 +250,15 @@ def main(argv=None) -> None:
             results["teacher_eval"] = pl.evaluate_teacher(teacher)
             with open(os.path.join(out, "eval_teacher.json"), "w") as f:
                 json.dump(results["teacher_eval"], f, indent=1, sort_keys=True)
+            locod = os.environ.get("LOCOD", os.path.join(ROOT, "target", "release", "locod"))
+            if a.smoke:
+                pl.say("locod eval: not in the smoke configuration (the daemon's own tests run it)")
+            elif os.path.exists(locod):
+                daemon = evaluate_daemon(pl, locod, settings["eval_episodes"], a.seed)
+                with open(os.path.join(out, "eval.json"), "w") as f:
+                    json.dump({"teacher_python": results["teacher_eval"], "daemon": daemon}, f, indent=1, sort_keys=True)
+            else:
+                pl.say(f"locod eval: {locod} is not built (make build); the daemon's evaluation is skipped")
         if "export" in stages:
             pl.export_teacher(teacher, results.get("teacher_eval"))
         pl.say(f"pipeline: finished in {time.time() - t0:.0f}s")
