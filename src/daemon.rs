@@ -225,7 +225,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
         }
     }
 
-    let robot = crate::io::open(config)?;
+    let robot = crate::robot::open(config)?;
     let hw = robot.hardware;
     // The configured controller, checked and warmed up before READY; it reads the terrain the
     // sensors perceive. A policy given by the caller (tests) takes precedence.
@@ -260,7 +260,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
     lp.start().map_err(|e| format!("hardware did not start: {e}"))?;
     let log_stop = Arc::new(AtomicBool::new(false));
     let logger = if config.log.enabled {
-        let (tap, ring) = crate::log::ring(config.log.ring_records, config.joints.len());
+        let (tap, ring) = crate::control::record::ring(config.log.ring_records, config.joints.len());
         lp.attach_log(tap);
         let logger = Logger::new(&config.log, log_writer::metadata(config, &opts.model_files));
         Some(log_writer::spawn(logger, ring, log_stop.clone())?)

@@ -14,8 +14,10 @@ pub mod io;
 pub mod log;
 pub mod policy;
 pub mod report;
+pub mod robot;
 pub mod rt;
 pub mod sensors_view;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod teleop;
+pub mod types;

@@ -2,14 +2,15 @@
 //! attitude, each depth sensor's zones as a grid in meters, and the firmware-bridge link's health.
 //!
 //! Not for: the control loop (nothing here runs on it) or logging; it only reads what
-//! `io::sensors::Sensors` publishes.
+//! `robot::sensors::Sensors` publishes.
 
 use crate::config::{Config, ImuKind};
 use crate::estimate::mahony::rpy_from_wxyz;
-use crate::estimate::terrain::Perception;
 use crate::io::bridge::LinkState;
-use crate::io::sensors::{Sensors, BRIDGE_MESSAGE_KINDS, NO_VERSION};
+use crate::io::stats::{BRIDGE_MESSAGE_KINDS, NO_VERSION};
+use crate::robot::sensors::Sensors;
 use crate::rt::clock::{monotonic_ns, NS_PER_S};
+use crate::types::terrain::Perception;
 use firmware_bridge::PROTOCOL_VERSION;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};

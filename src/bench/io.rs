@@ -7,17 +7,16 @@ use super::Percentiles;
 use crate::config::Config;
 use crate::io::bus::{BusPair, BusTx};
 use crate::io::can::CanFrame;
+use crate::io::can_motors::CanMotors;
 use crate::io::membus::cable;
 use crate::io::mit::{self, MitCommand, MotorReply, ReplyFormat};
 use crate::io::motors::Motor;
-use crate::io::robot::CanRobot;
 use crate::io::serial::Port;
 use crate::io::slcan::{self, SlcanDecoder};
 use crate::io::witmotion::{self, WitParser};
-use crate::io::{Hardware, ImuSample, SensorFrame};
 use crate::rt::clock::monotonic_ns;
 use crate::rt::hist::Histogram;
-use crate::rt::triple::triple;
+use crate::types::SensorFrame;
 use serde::Serialize;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -134,8 +133,7 @@ fn measure_path(
     samples: usize,
     mut send: impl FnMut(&CanFrame) + Send + 'static,
 ) -> Result<Histogram, String> {
-    let (_imu_w, imu) = triple(ImuSample::default());
-    let mut robot = CanRobot::with_buses(config, robot_buses, imu, None)?;
+    let mut robot = CanMotors::with_buses(config, robot_buses)?;
     let motor = Motor::all(config)?[0];
     let sent_ns: Arc<Vec<AtomicU64>> = Arc::new((0..samples).map(|_| AtomicU64::new(0)).collect());
     let done = Arc::new(AtomicBool::new(false));
@@ -172,7 +170,7 @@ fn measure_path(
     let mut frame = SensorFrame::default();
     let mut last_t = 0;
     while !done.load(Ordering::Acquire) {
-        robot.read(0, &mut frame);
+        robot.read_joints(&mut frame);
         let s = frame.joints[0];
         if s.t_ns != last_t {
             let seen = monotonic_ns();

@@ -11,10 +11,10 @@ use super::Percentiles;
 use crate::config::{Config, LogCompression};
 use crate::control::inputs::{inbox, ActionWriter};
 use crate::control::messages::{ControllerLevel, ModeRequest};
+use crate::control::record::{self, TickRecord};
 use crate::control::ControlLoop;
 use crate::log::schema::{self, Tick};
 use crate::log::writer::{self, LogStats, Logger};
-use crate::log::{self, TickRecord};
 use crate::rt::clock::{Clock, ManualClock, MonotonicClock, NS_PER_S};
 use crate::rt::hist::Histogram;
 use crate::rt::sched::{Periodic, Release};
@@ -101,7 +101,7 @@ fn publish_action(writer: &mut ActionWriter, lp: &ControlLoop, now_ns: u64) {
 
 /// A loop on the in-memory robot, standing up, with a synthetic policy writer.
 fn standing_loop(config: &Config) -> Result<(ControlLoop, ActionWriter), String> {
-    let hw = crate::io::open(config)?.hardware;
+    let hw = crate::robot::open(config)?.hardware;
     let (commander, mut inputs) = inbox();
     let writer = inputs.connect_policy();
     let (mut lp, _outputs, _) = ControlLoop::new(config, hw, inputs, 0);
@@ -114,11 +114,11 @@ fn logger_thread(
     config: &Config,
     dir: &Path,
     compression: LogCompression,
-) -> Result<(log::LogTap, Arc<AtomicBool>, std::thread::JoinHandle<LogStats>), String> {
+) -> Result<(record::LogTap, Arc<AtomicBool>, std::thread::JoinHandle<LogStats>), String> {
     let mut cfg = config.log.clone();
     cfg.dir = dir.into();
     cfg.compression = compression;
-    let (tap, ring) = log::ring(cfg.ring_records, config.joints.len());
+    let (tap, ring) = record::ring(cfg.ring_records, config.joints.len());
     let stop = Arc::new(AtomicBool::new(false));
     let h = writer::spawn(Logger::new(&cfg, writer::metadata(config, &[])), ring, stop.clone())?;
     Ok((tap, stop, h))
@@ -133,7 +133,7 @@ fn overhead(config: &Config, seconds: f64, spec: RtSpec, dir: &Path) -> Result<(
     let (mut logged, mut logged_policy) = standing_loop(config)?;
     let (tap, stop, logger) = logger_thread(config, dir, config.log.compression)?;
     logged.attach_log(tap);
-    let (mut push_tap, mut push_ring) = log::ring(1024, config.joints.len());
+    let (mut push_tap, mut push_ring) = record::ring(1024, config.joints.len());
     let period_ns = config.rate.control_period_ns();
     let h = std::thread::Builder::new()
         .name("locod-control".into())
@@ -252,7 +252,7 @@ fn sustained(config: &Config, rate_hz: u32, seconds: f64, spec: RtSpec, dir: &Pa
 /// Records of a standing robot with a synthetic policy, made on a manual clock.
 fn sample_records(config: &Config, n: usize) -> Result<Vec<TickRecord>, String> {
     let (mut lp, mut policy) = standing_loop(config)?;
-    let (tap, mut ring) = log::ring(n, config.joints.len());
+    let (tap, mut ring) = record::ring(n, config.joints.len());
     lp.attach_log(tap);
     let clock = ManualClock::new(NS_PER_S);
     let period = config.rate.control_period_ns();

@@ -9,9 +9,9 @@
 
 use super::can::CanFrame;
 use super::mit::{self, JointMap, MitCommand, MotorModel, MotorRanges, ReplyFormat};
-use super::{JointSample, MotorCommand};
 use crate::config::Config;
 use crate::rt::triple::Writer;
+use crate::types::{JointSample, MotorCommand};
 
 /// One configured motor.
 #[derive(Clone, Copy, Debug)]

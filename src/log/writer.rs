@@ -13,8 +13,9 @@
 //! Not for: the real-time side (`LogTap`) or reading logs back (`read`).
 
 use super::schema::{self, EPISODE_END_NAME, METADATA_NAME};
-use super::{fault_code, mode_code, TickRecord, MODE_NAMES, MODE_WALK};
+use super::{fault_code, mode_code, MODE_NAMES, MODE_WALK};
 use crate::config::{Config, LogCompression, LogConfig};
+use crate::control::record::TickRecord;
 use crate::report;
 use crate::rt::clock::{monotonic_ns, NS_PER_MS, NS_PER_S};
 use crate::rt::spsc::Consumer;

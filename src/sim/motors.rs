@@ -140,7 +140,7 @@ fn wrap(q_rad: f32, p_max_rad: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::MotorCommand;
+    use crate::types::MotorCommand;
 
     fn setup() -> (Config, SimMotors, Vec<Motor>) {
         let c = Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml"))).unwrap();
