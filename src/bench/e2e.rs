@@ -185,3 +185,11 @@ pub fn run(config: &Config, config_path: &std::path::Path, seconds: f64) -> Resu
         ratio: l.p50 / r.p50.max(1e-3),
     })
 }
+
+impl std::fmt::Display for E2eReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (l, r) = (&self.locod_us, &self.reference_us);
+        writeln!(f, "sensor frame -> command back at {} Hz: p50 {:.0} us p99 {:.0} us max {:.0} us (a reply answers the previous tick: one period is {:.0} us)", self.control_hz, l.p50, l.p99, l.max, self.control_period_us)?;
+        writeln!(f, "{}: p50 {:.0} us p99 {:.0} us; ratio {:.1}", self.reference, r.p50, r.p99, self.ratio)
+    }
+}

@@ -298,3 +298,22 @@ pub fn run(config: &Config, samples: usize) -> Result<IoReport, String> {
         },
     })
 }
+
+impl std::fmt::Display for IoReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let k = &self.codecs_ns_per_op;
+        writeln!(
+            f,
+            "codecs (ns/op): MIT pack {:.1}, MIT decode {:.1}, slcan encode {:.1}, slcan decode {:.1}, WitMotion {:.1}",
+            k.mit_pack_command, k.mit_decode_reply, k.slcan_encode_frame, k.slcan_decode_line, k.witmotion_decode_frame
+        )?;
+        for (name, p) in [("in-memory cable", &self.latency.membus), ("slcan on a pty", &self.latency.slcan_pty)] {
+            writeln!(
+                f,
+                "{name}: reply -> slot p50 {:.1} us p99 {:.1} us; {} p50 {:.1} us p99 {:.1} us; ratio {:.2}",
+                p.locod_us.p50, p.locod_us.p99, p.reference, p.reference_us.p50, p.reference_us.p99, p.ratio
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -336,3 +336,17 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
     report.wall_seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
+
+impl std::fmt::Display for LockstepReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for e in &self.events {
+            writeln!(f, "{:8.3} s  {}", e.t_s, e.event)?;
+        }
+        writeln!(
+            f,
+            "lock-step: {:.1} s simulated in {:.2} s ({} ticks), final mode {:?}; max tilt {:.1} deg, lowest base {:.3} m; walked {:.2} m at {:.2} m/s",
+            self.sim_seconds, self.wall_seconds, self.ticks, self.final_mode, self.max_tilt_deg, self.min_base_height_m,
+            self.walk_displacement_m[0].hypot(self.walk_displacement_m[1]), self.walk_mean_speed_mps
+        )
+    }
+}

@@ -296,3 +296,14 @@ pub fn run(config: &Config, opts: &RealtimeOptions) -> Result<RealtimeSummary, S
     summary.bridge_frames_out = board.frames_sent;
     Ok(summary)
 }
+
+impl std::fmt::Display for RealtimeSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sim: stopped ({}) after {:.1} s simulated in {:.1} s; {} steps ({} late), CAN {} in / {} replies, bridge {} frames ({} bytes dropped)",
+            self.stopped_by, self.sim_seconds, self.wall_seconds, self.steps, self.late_steps, self.can_frames_in,
+            self.can_replies, self.bridge_frames_out, self.bridge_bytes_dropped
+        )
+    }
+}
