@@ -5,15 +5,15 @@
 
 use super::Percentiles;
 use crate::config::Config;
-use crate::io::bus::{BusPair, BusTx};
-use crate::io::can::CanFrame;
-use crate::io::can_motors::CanMotors;
-use crate::io::membus::cable;
-use crate::io::mit::{self, MitCommand, MotorReply, ReplyFormat};
-use crate::io::motors::Motor;
-use crate::io::serial::Port;
-use crate::io::slcan::{self, SlcanDecoder};
-use crate::io::witmotion::{self, WitParser};
+use crate::io::device::can_motors::CanMotors;
+use crate::io::device::motors::Motor;
+use crate::io::protocol::mit::{self, MitCommand, MotorReply, ReplyFormat};
+use crate::io::protocol::slcan::{self, SlcanDecoder};
+use crate::io::protocol::witmotion::{self, WitParser};
+use crate::io::transport::bus::{BusPair, BusTx};
+use crate::io::transport::can::CanFrame;
+use crate::io::transport::membus::cable;
+use crate::io::transport::serial::Port;
 use crate::rt::clock::monotonic_ns;
 use crate::rt::hist::Histogram;
 use crate::types::SensorFrame;
@@ -267,7 +267,8 @@ pub fn run(config: &Config, samples: usize) -> Result<IoReport, String> {
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(&slave_name, &link).map_err(|e| e.to_string())?;
     let master = Port::from_tty(master).map_err(|e| e.to_string())?;
-    let (tx, rx) = crate::io::slcan_bus::open(link.to_str().unwrap_or_default(), 1_000_000, Duration::from_millis(1))?;
+    let (tx, rx) =
+        crate::io::transport::slcan_bus::open(link.to_str().unwrap_or_default(), 1_000_000, Duration::from_millis(1))?;
     let slcan_pty = measure_path(&config, vec![(Box::new(tx), Box::new(rx))], samples, move |f| {
         let mut line = [0u8; slcan::MAX_ENCODED_LEN];
         if let Ok(n) = slcan::encode_frame(f, &mut line) {

@@ -1,8 +1,8 @@
 //! Lock-step mode: the daemon's own control loop (`control::ControlLoop`, unchanged) on simulated
 //! time. A `ManualClock` is the loop's clock and the simulation's: each control period the
 //! scheduler releases the loop, `read` advances the physics to the release time, `write` hands the
-//! commands to the simulated motors as the CAN frames the real robot gets (`io::motors` packs
-//! them, the simulated firmware decodes them and its replies are decoded by `io::motors` again).
+//! commands to the simulated motors as the CAN frames the real robot gets (`io::device::motors` packs
+//! them, the simulated firmware decodes them and its replies are decoded by `io::device::motors` again).
 //! The IMU arrives as the board measures it (noise, bias, latency, drop-outs). Nothing waits on a
 //! wall clock, so a run is deterministic and as fast as the physics.
 //!
@@ -19,8 +19,8 @@ use crate::control::inputs::inbox;
 use crate::control::messages::{EventKind, Mode, ModeRequest};
 use crate::control::ControlLoop;
 use crate::daemon::Goal;
-use crate::io::mit::Special;
-use crate::io::motors::Motor;
+use crate::io::device::motors::Motor;
+use crate::io::protocol::mit::Special;
 use crate::rt::clock::{Clock, ManualClock, NS_PER_S};
 use crate::rt::sched::Periodic;
 use crate::types::{Hardware, HwFault, ImuSample, JointSample, MotorCommands, SensorFrame};
@@ -144,7 +144,7 @@ impl SimRobot {
         }
     }
 
-    fn exchange(&mut self, now_ns: u64, frame: Option<crate::io::can::CanFrame>, joint: usize) {
+    fn exchange(&mut self, now_ns: u64, frame: Option<crate::io::transport::can::CanFrame>, joint: usize) {
         let Some(frame) = frame else { return };
         if let Some(reply) = self.motors.receive(&frame, now_ns) {
             if let Some(s) = self.specs[joint].decode(&reply, now_ns) {
