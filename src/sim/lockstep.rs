@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::control::inputs::inbox;
 use crate::control::messages::{EventKind, Mode, ModeRequest};
 use crate::control::ControlLoop;
-use crate::daemon::Goal;
+use crate::control::goal::{Goal, GoalSequencer};
 use crate::io::device::motors::Motor;
 use crate::io::protocol::mit::Special;
 use crate::rt::clock::{Clock, ManualClock, NS_PER_S};
@@ -275,13 +275,11 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
     };
     let mut walk_start: Option<(f64, Option<[f64; 3]>)> = None;
     let mut stood = false;
-    let mut walk_requested = false;
+    let mut goals = GoalSequencer::new(opts.goal);
     let mut faults = opts.faults.clone();
     faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     let mut faults = faults.into_iter().peekable();
-    if opts.goal != Goal::Passive {
-        commander.request_mode(ModeRequest::StandUp);
-    }
+    goals.stand_up(&commander);
     while clock.now_ns() < end_ns {
         let t_s = (clock.now_ns() - T0_NS) as f64 * 1e-9;
         while let Some(f) = faults.next_if(|f| f.at_s <= t_s) {
@@ -305,10 +303,7 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
             report.events.push(Logged { t_s: et, event: e.kind.to_string() });
         }
         let snap = *snapshots.latest();
-        if opts.goal == Goal::Walk && !walk_requested && snap.mode == Mode::StandUp && snap.standing {
-            commander.request_mode(ModeRequest::Walk);
-            walk_requested = true;
-        }
+        goals.follow(&snap, &commander);
         stood |= snap.standing;
         let Ok(v) = view.lock() else { continue };
         if !v.held {
