@@ -16,7 +16,7 @@ use super::world::World;
 use super::{settings, FaultKind, ScheduledFault, SimError};
 use crate::config::Config;
 use crate::control::inputs::inbox;
-use crate::control::messages::{EventKind, Mode, ModeRequest};
+use crate::control::messages::{EventKind, Mode};
 use crate::control::ControlLoop;
 use crate::control::goal::{Goal, GoalSequencer};
 use crate::io::device::motors::Motor;
