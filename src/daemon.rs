@@ -9,8 +9,8 @@
 //! control loop's heartbeat advances.
 
 use crate::config::Config;
-use crate::control::inputs::{inbox, Commander};
 use crate::control::goal::GoalSequencer;
+use crate::control::inputs::{inbox, Commander};
 use crate::control::messages::{EventKind, Mode, Snapshot};
 use crate::control::{ControlLoop, LoopTiming, TimingSummary};
 use crate::io::OpenError;

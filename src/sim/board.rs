@@ -6,7 +6,7 @@
 //!
 //! Not for: the host side (that is the daemon's `io::device::bridge`) or the physics (`world`).
 
-use super::noise::Rng;
+use super::noise::NoiseRng;
 use super::world::{World, TOF_ZONES};
 use crate::config::sim::{SimDepth, SimImu};
 use firmware_bridge::{

@@ -6,7 +6,7 @@
 //!
 //! Not for: the bus transport (the runners move frames) or the joint physics (`world`).
 
-use super::noise::Rng;
+use super::noise::NoiseRng;
 use crate::config::sim::SimMotors as Settings;
 use crate::config::Config;
 use crate::io::device::motors::Motor;
