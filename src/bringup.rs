@@ -5,11 +5,10 @@
 //! action touches one motor at a time and leaves it disabled. Not for: running the robot.
 
 use crate::config::{calibration, Config, JointMode};
-use crate::io::mit::Special;
-use crate::io::robot::CanRobot;
-use crate::io::{ImuSample, JointSample, MotorCommand};
+use crate::io::device::can_motors::CanMotors;
+use crate::io::protocol::mit::Special;
 use crate::rt::clock::monotonic_ns;
-use crate::rt::triple::triple;
+use crate::types::{JointSample, MotorCommand};
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
@@ -19,13 +18,12 @@ const REPLY_WAIT: Duration = Duration::from_millis(150);
 pub const MAX_JOG_RAD: f64 = 0.5;
 const JOG_RATE_HZ: f64 = 200.0;
 
-fn open(config: &Config) -> Result<CanRobot, String> {
+fn open(config: &Config) -> Result<CanMotors, String> {
     if config.buses.iter().any(|b| b.kind == crate::config::BusKind::Mem) {
         return Err("the in-memory robot has no motors to bring up: configure socketcan or slcan buses".into());
     }
     // Bring-up needs no IMU.
-    let (_w, imu) = triple(ImuSample::default());
-    CanRobot::open(config, imu, None)
+    CanMotors::open(config).map_err(|e| crate::report::chain(&e))
 }
 
 fn joint(config: &Config, name: &str) -> Result<usize, String> {
@@ -36,7 +34,7 @@ fn joint(config: &Config, name: &str) -> Result<usize, String> {
 }
 
 /// Sends `cmd` until a reply newer than `since_ns` arrives or `REPLY_WAIT` passes.
-fn ask(robot: &mut CanRobot, j: usize, cmd: &MotorCommand, since_ns: u64) -> Option<JointSample> {
+fn ask(robot: &mut CanMotors, j: usize, cmd: &MotorCommand, since_ns: u64) -> Option<JointSample> {
     let deadline = Instant::now() + REPLY_WAIT;
     while Instant::now() < deadline {
         let _ = robot.send_command(j, cmd);
@@ -50,7 +48,7 @@ fn ask(robot: &mut CanRobot, j: usize, cmd: &MotorCommand, since_ns: u64) -> Opt
 }
 
 /// Enables the motor, reads it with zero gains (no torque), disables it again.
-fn probe(robot: &mut CanRobot, j: usize) -> Option<JointSample> {
+fn probe(robot: &mut CanMotors, j: usize) -> Option<JointSample> {
     let since = monotonic_ns();
     let _ = robot.send_special(j, Special::Enable);
     let s = ask(robot, j, &MotorCommand::default(), since);

@@ -2,14 +2,15 @@
 //! attitude, each depth sensor's zones as a grid in meters, and the firmware-bridge link's health.
 //!
 //! Not for: the control loop (nothing here runs on it) or logging; it only reads what
-//! `io::sensors::Sensors` publishes.
+//! `robot::sensors::Sensors` publishes.
 
 use crate::config::{Config, ImuKind};
 use crate::estimate::mahony::rpy_from_wxyz;
-use crate::estimate::terrain::Perception;
-use crate::io::bridge::LinkState;
-use crate::io::sensors::{Sensors, BRIDGE_MESSAGE_KINDS, NO_VERSION};
+use crate::io::device::bridge::LinkState;
+use crate::io::device::stats::{BRIDGE_MESSAGE_KINDS, NO_VERSION};
+use crate::robot::sensors::Sensors;
 use crate::rt::clock::{monotonic_ns, NS_PER_S};
+use crate::types::terrain::Perception;
 use firmware_bridge::PROTOCOL_VERSION;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -46,7 +47,7 @@ fn rate(now: u64, before: u64, dt_ns: u64) -> f64 {
 /// Starts the sensors of `config` and prints their state every half second, for `seconds` or until
 /// interrupted.
 pub fn run(config: &Config, seconds: Option<f64>) -> Result<(), String> {
-    let mut sensors = Sensors::start(config)?;
+    let mut sensors = Sensors::start(config).map_err(|e| crate::report::chain(&e))?;
     let tty = std::io::stdout().is_terminal();
     let start = monotonic_ns();
     let end = seconds.map(|s| start + (s * NS_PER_S as f64) as u64);

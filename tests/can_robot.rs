@@ -1,4 +1,4 @@
-//! The control loop driving the robot over its real CAN path: `CanRobot` (packing, per-bus receive
+//! The control loop driving the robot over its real CAN path: `RealRobot` with `CanMotors` (packing, per-bus receive
 //! threads, reply routing, latest-value slots) on an in-memory cable, with emulated MIT-mode motors
 //! on the other end. Real threads and the real clock.
 
@@ -6,14 +6,16 @@ use locod::config::Config;
 use locod::control::inputs::inbox;
 use locod::control::messages::{Fault, Mode, ModeRequest};
 use locod::control::ControlLoop;
-use locod::io::bus::{BusRx, BusState, BusTx};
-use locod::io::membus::{cable, Injector};
-use locod::io::motor_emulator::{EmulatorFaults, MotorEmulator};
-use locod::io::robot::CanRobot;
-use locod::io::{HwFault, ImuSample};
+use locod::io::device::can_motors::CanMotors;
+use locod::io::doubles::motor_emulator::{EmulatorFaults, MotorEmulator};
+use locod::io::transport::bus::{BusRx, BusState, BusTx};
+use locod::io::transport::membus::{cable, Injector};
+use locod::robot::sensors::Sensors;
+use locod::robot::RealRobot;
 use locod::rt::clock::{Clock, MonotonicClock};
 use locod::rt::sched::Periodic;
 use locod::rt::triple::{triple, Writer};
+use locod::types::{HwFault, ImuSample};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -42,7 +44,7 @@ impl Rig {
         let emu = emulator.spawn(Box::new(theirs.tx), Box::new(theirs.rx));
         let (imu, imu_reader) = triple(ImuSample::default());
         let buses: Vec<(Box<dyn BusTx>, Box<dyn BusRx>)> = vec![(Box::new(ours.tx), Box::new(ours.rx))];
-        let robot = CanRobot::with_buses(&config, buses, imu_reader, None).unwrap();
+        let robot = RealRobot::new(CanMotors::with_buses(&config, buses).unwrap(), Sensors::external(imu_reader));
         let (cmd, inputs) = inbox();
         let (mut lp, _out, _) = ControlLoop::new(&config, Box::new(robot), inputs, 0);
         let mut rig = Rig {

@@ -4,10 +4,11 @@
 
 use locod::config::LogConfig;
 use locod::control::messages::{CommandSource, ControllerLevel, Mode, PolicyAction};
+use locod::control::record::{flags, TickRecord};
 use locod::estimate::RobotState;
-use locod::io::{MotorCommands, SensorFrame};
+use locod::log::read;
 use locod::log::writer::Logger;
-use locod::log::{flags, read, TickRecord};
+use locod::types::{MotorCommands, SensorFrame};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

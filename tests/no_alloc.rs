@@ -6,7 +6,7 @@ use locod::config::Config;
 use locod::control::inputs::inbox;
 use locod::control::messages::{ControllerLevel, Mode, ModeRequest};
 use locod::control::ControlLoop;
-use locod::io::mem::MemRobot;
+use locod::io::doubles::mem::MemRobot;
 use locod::rt::clock::{Clock, ManualClock};
 use locod::rt::sched::Periodic;
 use std::sync::atomic::Ordering;
@@ -25,7 +25,7 @@ fn the_control_loop_allocates_nothing_after_start_up() {
     let mut policy = inputs.connect_policy();
     let (mut lp, mut out, _readers) = ControlLoop::new(&config, Box::new(robot), inputs, 2);
     // A ring smaller than the run: pushes into a full ring (counted drops) are watched too.
-    let (tap, mut log_ring) = locod::log::ring(1024, config.joints.len());
+    let (tap, mut log_ring) = locod::control::record::ring(1024, config.joints.len());
     lp.attach_log(tap);
     lp.start().unwrap();
     let clock = ManualClock::new(1_000_000_000);

@@ -1,8 +1,8 @@
 //! The codecs run on real-time threads: their encode and decode paths must not allocate. A counting
 //! global allocator checks that, counting only on the thread that runs the codec.
 
-use locod::io::can::CanFrame;
-use locod::io::{mit, slcan, witmotion};
+use locod::io::protocol::{mit, slcan, witmotion};
+use locod::io::transport::can::CanFrame;
 
 mod common;
 
@@ -79,26 +79,27 @@ fn the_bridge_receive_path_does_not_allocate_per_frame() {
     use firmware_bridge::{
         encode_frame, Depth, Frame, Header, Heartbeat, Hello, Imu, McuMessage, Pong, PROTOCOL_VERSION,
     };
-    use locod::estimate::{depth::DepthMapper, terrain::Perception};
-    use locod::io::bridge::{BridgeLink, Outputs};
-    use locod::io::imu::{ImuFilter, ImuPublisher};
-    use locod::io::sensors::SensorStats;
+    use locod::estimate::{depth::DepthMapper, imu::ImuFilter};
+    use locod::io::device::bridge::BridgeLink;
+    use locod::io::device::stats::SensorStats;
+    use locod::robot::pipeline::{BridgePipeline, DepthPipeline, FilteredImu, ImuPublisher};
     use locod::rt::triple::triple;
+    use locod::types::terrain::Perception;
     use std::sync::Arc;
 
     let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel-hardware.toml"));
     let config = locod::config::Config::load(path).unwrap();
-    let (imu_w, mut imu_r) = triple(locod::io::ImuSample::default());
+    let (imu_w, mut imu_r) = triple(locod::types::ImuSample::default());
     let (p_w, mut p_r) = triple(Perception::default());
-    let outputs = Outputs {
-        imu: Some((ImuFilter::new(&config.imu), ImuPublisher::new(imu_w, None))),
-        perception: Some((DepthMapper::new(config.depth.as_ref().unwrap()), p_w)),
+    let sink = BridgePipeline {
+        imu: Some(FilteredImu::new(ImuFilter::new(&config.imu), ImuPublisher::new(imu_w, None))),
+        depth: Some(DepthPipeline::new(DepthMapper::new(config.depth.as_ref().unwrap()), p_w)),
         attitude: None,
     };
     let mut bridge = config.bridge.clone().unwrap();
     bridge.port = "/nonexistent/locod-bridge".into();
     let stats = Arc::new(SensorStats::default());
-    let mut link = BridgeLink::new(&bridge, outputs, stats.clone());
+    let mut link = BridgeLink::new(&bridge, sink, stats.clone());
     let wire = |seq: u16, time_us: u64, message: McuMessage| {
         let mut buf = [0u8; firmware_bridge::MAX_FRAME_LEN];
         let n = encode_frame(&Frame { header: Header { seq, time_us }, message }, &mut buf).unwrap();

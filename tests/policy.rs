@@ -5,13 +5,15 @@ use locod::config::Config;
 use locod::control::messages::{ControllerLevel, PolicyAction, Snapshot};
 use locod::policy::contract::{Contract, ModelKind};
 use locod::policy::load::{self, Opened};
-use locod::policy::mppi::Mppi;
+use locod::policy::mppi::MppiPlanner;
 use locod::policy::replay::{self, ReplayStep};
 use locod::policy::student::Student;
 use locod::policy::torch::Module;
-use locod::policy::{test_models, Policy};
+use locod::policy::Policy;
 use std::path::PathBuf;
 use tch::{Device, Tensor};
+#[allow(dead_code)] // each test crate uses part of it
+mod test_models;
 
 fn config(name: &str) -> Config {
     Config::load(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data")).join(name)).unwrap()
@@ -117,11 +119,11 @@ fn the_recurrent_student_carries_its_state_and_resets_it() {
     assert_eq!(out.action, first, "after a reset the same input gives the first action again");
 }
 
-fn planner(cfg: &Config, name: &str) -> Mppi {
-    Mppi::new(open(cfg, name).unwrap(), cfg, None).unwrap()
+fn planner(cfg: &Config, name: &str) -> MppiPlanner {
+    MppiPlanner::new(open(cfg, name).unwrap(), cfg, None).unwrap()
 }
 
-fn plan_actions(p: &mut Mppi, ticks: u64) -> Vec<[f32; 32]> {
+fn plan_actions(p: &mut MppiPlanner, ticks: u64) -> Vec<[f32; 32]> {
     let mut out = PolicyAction::default();
     (0..ticks)
         .map(|i| {

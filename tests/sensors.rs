@@ -5,11 +5,13 @@
 use firmware_bridge::timesync::Exchange;
 use firmware_bridge::PROTOCOL_VERSION;
 use locod::config::{Config, ImuKind, OrientationSource};
+use locod::estimate::imu::ImuFilter;
 use locod::estimate::mahony::{quat_from_wxyz, rpy_from_wxyz};
-use locod::io::bridge::{self, BridgeLink, LinkState};
-use locod::io::imu::{ImuFilter, ImuPublisher};
-use locod::io::sensors::{SensorStats, Sensors};
-use locod::io::witmotion::{self, WitMessage};
+use locod::io::device::bridge::{self, BridgeLink, LinkState};
+use locod::io::device::stats::SensorStats;
+use locod::io::protocol::witmotion::{self, WitMessage};
+use locod::robot::pipeline::{BridgePipeline, FilteredImu, ImuPublisher};
+use locod::robot::sensors::Sensors;
 use locod::rt::clock::monotonic_ns;
 use locod::rt::triple::triple;
 use nalgebra::UnitQuaternion;
@@ -64,7 +66,7 @@ fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
 fn a_witmotion_stream_through_a_pty_arrives_as_body_frame_samples() {
     let (master, slave) = serialport::TTYPort::pair().unwrap();
     let slave_path = slave.name().unwrap();
-    let master = locod::io::serial::Port::from_tty(master).unwrap();
+    let master = locod::io::transport::serial::Port::from_tty(master).unwrap();
     let mut config = hardware_config(Path::new("/dev/null"));
     config.bridge = None;
     config.depth = None;
@@ -279,12 +281,12 @@ fn time_sync_maps_the_board_clock_within_its_own_error_bound() {
     let config = hardware_config(&link);
     let stats = Arc::new(SensorStats::default());
     let (writer, _reader) = triple(Default::default());
-    let outputs = bridge::Outputs {
-        imu: Some((ImuFilter::new(&config.imu), ImuPublisher::new(writer, None))),
-        perception: None,
+    let sink = BridgePipeline {
+        imu: Some(FilteredImu::new(ImuFilter::new(&config.imu), ImuPublisher::new(writer, None))),
+        depth: None,
         attitude: None,
     };
-    let mut link = BridgeLink::new(config.bridge.as_ref().unwrap(), outputs, stats.clone());
+    let mut link = BridgeLink::new(config.bridge.as_ref().unwrap(), sink, stats.clone());
     let mut samples: Vec<bridge::ImuTiming> = Vec::new();
     let mut exchanges: Vec<Exchange> = Vec::new();
     let start = Instant::now();

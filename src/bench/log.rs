@@ -11,14 +11,14 @@ use super::Percentiles;
 use crate::config::{Config, LogCompression};
 use crate::control::inputs::{inbox, ActionWriter};
 use crate::control::messages::{ControllerLevel, ModeRequest};
+use crate::control::record::{self, TickRecord};
 use crate::control::ControlLoop;
 use crate::log::schema::{self, Tick};
 use crate::log::writer::{self, LogStats, Logger};
-use crate::log::{self, TickRecord};
 use crate::rt::clock::{Clock, ManualClock, MonotonicClock, NS_PER_S};
 use crate::rt::hist::Histogram;
-use crate::rt::sched::{Periodic, Release};
-use crate::rt::thread::{self, RtSpec};
+use crate::rt::sched::{run_periodic, Periodic, Release};
+use crate::rt::thread::{self, RtSpec, Setup};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,7 +101,7 @@ fn publish_action(writer: &mut ActionWriter, lp: &ControlLoop, now_ns: u64) {
 
 /// A loop on the in-memory robot, standing up, with a synthetic policy writer.
 fn standing_loop(config: &Config) -> Result<(ControlLoop, ActionWriter), String> {
-    let hw = crate::io::open(config)?.hardware;
+    let hw = crate::robot::open(config).map_err(|e| crate::report::chain(&e))?.hardware;
     let (commander, mut inputs) = inbox();
     let writer = inputs.connect_policy();
     let (mut lp, _outputs, _) = ControlLoop::new(config, hw, inputs, 0);
@@ -114,13 +114,14 @@ fn logger_thread(
     config: &Config,
     dir: &Path,
     compression: LogCompression,
-) -> Result<(log::LogTap, Arc<AtomicBool>, std::thread::JoinHandle<LogStats>), String> {
+) -> Result<(record::LogTap, Arc<AtomicBool>, std::thread::JoinHandle<LogStats>), String> {
     let mut cfg = config.log.clone();
     cfg.dir = dir.into();
     cfg.compression = compression;
-    let (tap, ring) = log::ring(cfg.ring_records, config.joints.len());
+    let (tap, ring) = record::ring(cfg.ring_records, config.joints.len());
     let stop = Arc::new(AtomicBool::new(false));
-    let h = writer::spawn(Logger::new(&cfg, writer::metadata(config, &[])), ring, stop.clone())?;
+    let h = writer::spawn(Logger::new(&cfg, writer::metadata(config, &[])), ring, stop.clone())
+        .map_err(|e| crate::report::chain(&e))?;
     Ok((tap, stop, h))
 }
 
@@ -133,60 +134,54 @@ fn overhead(config: &Config, seconds: f64, spec: RtSpec, dir: &Path) -> Result<(
     let (mut logged, mut logged_policy) = standing_loop(config)?;
     let (tap, stop, logger) = logger_thread(config, dir, config.log.compression)?;
     logged.attach_log(tap);
-    let (mut push_tap, mut push_ring) = log::ring(1024, config.joints.len());
+    let (mut push_tap, mut push_ring) = record::ring(1024, config.joints.len());
     let period_ns = config.rate.control_period_ns();
-    let h = std::thread::Builder::new()
-        .name("locod-control".into())
-        .spawn(move || {
-            let rt = thread::apply(spec);
-            thread::prefault_stack(512 << 10);
-            let clock = MonotonicClock;
-            let start = clock.now_ns() + period_ns;
-            let end = start + (seconds * NS_PER_S as f64) as u64;
-            let mut sched = Periodic::new(start, period_ns);
-            let mut push = Histogram::new();
-            let record = TickRecord {
-                tick: 0,
-                t_ns: 0,
-                deadline_ns: 0,
-                compute_ns: 0,
-                skipped_cycles: 0,
-                records_dropped: 0,
-                n_joints: push_tap.n_joints(),
-                sensors: Default::default(),
-                estimate: (&crate::estimate::RobotState::default()).into(),
-                policy: Default::default(),
-                commands: Default::default(),
-                command_vel: [0.0; 3],
-                source: crate::control::messages::CommandSource::None,
-                mode: crate::control::messages::Mode::Walk,
-                level: ControllerLevel::Primary,
-                fault: None,
-                flags: 0,
-            };
-            while clock.now_ns() < end {
-                let r = sched.wait(&clock);
-                if r.index % 10 == 0 {
-                    publish_action(&mut plain_policy, &plain, r.woke_ns);
-                    publish_action(&mut logged_policy, &logged, r.woke_ns);
-                }
-                // Alternate which loop goes first so neither always finds the caches warm.
-                let order: [&mut ControlLoop; 2] =
-                    if r.index % 2 == 0 { [&mut plain, &mut logged] } else { [&mut logged, &mut plain] };
-                for lp in order {
-                    let release = Release { woke_ns: clock.now_ns(), ..r };
-                    lp.tick(&release, &clock);
-                }
-                let t0 = clock.now_ns();
-                let mut rec = record;
-                rec.tick = r.index;
-                push_tap.push(rec);
-                push.record(clock.now_ns() - t0);
-                while push_ring.pop().is_some() {}
+    let h = thread::spawn("locod-control", "control", Setup::RtPrefaulted(spec), move |rt| {
+        let clock = MonotonicClock;
+        let end = clock.now_ns() + period_ns + (seconds * NS_PER_S as f64) as u64;
+        let mut push = Histogram::new();
+        let record = TickRecord {
+            tick: 0,
+            t_ns: 0,
+            deadline_ns: 0,
+            compute_ns: 0,
+            skipped_cycles: 0,
+            records_dropped: 0,
+            n_joints: push_tap.n_joints(),
+            sensors: Default::default(),
+            estimate: (&crate::estimate::RobotState::default()).into(),
+            policy: Default::default(),
+            commands: Default::default(),
+            command_vel: [0.0; 3],
+            source: crate::control::messages::CommandSource::None,
+            mode: crate::control::messages::Mode::Walk,
+            level: ControllerLevel::Primary,
+            fault: None,
+            flags: 0,
+        };
+        run_periodic(&clock, period_ns, |r| {
+            if r.index % 10 == 0 {
+                publish_action(&mut plain_policy, &plain, r.woke_ns);
+                publish_action(&mut logged_policy, &logged, r.woke_ns);
             }
-            (plain.timing().clone(), logged.timing().clone(), push, rt)
-        })
-        .map_err(|e| e.to_string())?;
+            // Alternate which loop goes first so neither always finds the caches warm.
+            let order: [&mut ControlLoop; 2] =
+                if r.index % 2 == 0 { [&mut plain, &mut logged] } else { [&mut logged, &mut plain] };
+            for lp in order {
+                let release = Release { woke_ns: clock.now_ns(), ..*r };
+                lp.tick(&release, &clock);
+            }
+            let t0 = clock.now_ns();
+            let mut rec = record;
+            rec.tick = r.index;
+            push_tap.push(rec);
+            push.record(clock.now_ns() - t0);
+            while push_ring.pop().is_some() {}
+            clock.now_ns() < end
+        });
+        (plain.timing().clone(), logged.timing().clone(), push, rt)
+    })
+    .map_err(|e| crate::report::chain(&e))?;
     let (without, with, push, rt) = h.join().map_err(|_| "the control thread panicked".to_string())?;
     stop.store(true, Ordering::Release);
     logger.join().map_err(|_| "the logger thread panicked".to_string())?;
@@ -214,24 +209,19 @@ fn sustained(config: &Config, rate_hz: u32, seconds: f64, spec: RtSpec, dir: &Pa
     lp.attach_log(tap);
     let period_ns = config.rate.control_period_ns();
     let every = (rate_hz / config.rate.policy_hz).max(1) as u64;
-    let h = std::thread::Builder::new()
-        .name("locod-control".into())
-        .spawn(move || {
-            thread::apply(spec);
-            let clock = MonotonicClock;
-            let start = clock.now_ns() + period_ns;
-            let end = start + (seconds * NS_PER_S as f64) as u64;
-            let mut sched = Periodic::new(start, period_ns);
-            while clock.now_ns() < end {
-                let r = sched.wait(&clock);
-                if r.index % every == 0 {
-                    publish_action(&mut policy, &lp, r.woke_ns);
-                }
-                lp.tick(&r, &clock);
+    let h = thread::spawn("locod-control", "control", Setup::Rt(spec), move |_| {
+        let clock = MonotonicClock;
+        let end = clock.now_ns() + period_ns + (seconds * NS_PER_S as f64) as u64;
+        run_periodic(&clock, period_ns, |r| {
+            if r.index % every == 0 {
+                publish_action(&mut policy, &lp, r.woke_ns);
             }
-            (lp.timing().ticks, lp.log_dropped())
-        })
-        .map_err(|e| e.to_string())?;
+            lp.tick(r, &clock);
+            clock.now_ns() < end
+        });
+        (lp.timing().ticks, lp.log_dropped())
+    })
+    .map_err(|e| crate::report::chain(&e))?;
     let (ticks, dropped) = h.join().map_err(|_| "the control thread panicked".to_string())?;
     stop.store(true, Ordering::Release);
     let stats = logger.join().map_err(|_| "the logger thread panicked".to_string())?;
@@ -252,7 +242,7 @@ fn sustained(config: &Config, rate_hz: u32, seconds: f64, spec: RtSpec, dir: &Pa
 /// Records of a standing robot with a synthetic policy, made on a manual clock.
 fn sample_records(config: &Config, n: usize) -> Result<Vec<TickRecord>, String> {
     let (mut lp, mut policy) = standing_loop(config)?;
-    let (tap, mut ring) = log::ring(n, config.joints.len());
+    let (tap, mut ring) = record::ring(n, config.joints.len());
     lp.attach_log(tap);
     let clock = ManualClock::new(NS_PER_S);
     let period = config.rate.control_period_ns();
@@ -361,4 +351,30 @@ fn tempfile_dir() -> Result<std::path::PathBuf, String> {
     let dir = std::env::temp_dir().join(format!("locod-bench-log-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(dir)
+}
+
+impl std::fmt::Display for LogBenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let o = &self.overhead_us;
+        writeln!(f, "logging at {} Hz ({}), record {} bytes:", o.rate_hz, self.control_thread, self.record_bytes)?;
+        writeln!(f, "  overhead        p50 {:.2} us  p99 {:.2} us (target p99 < {} us)", o.p50, o.p99, o.target_p99)?;
+        writeln!(f, "  push alone      p50 {:.2} us  p99 {:.2} us", o.push_us.p50, o.push_us.p99)?;
+        for s in &self.sustained {
+            writeln!(
+                f,
+                "  {:>5} Hz       {} written, {} dropped, {} lost, {:.0} bytes/step",
+                s.rate_hz, s.records_written, s.records_dropped, s.records_lost, s.bytes_per_step
+            )?;
+        }
+        for c in &self.compression {
+            writeln!(
+                f,
+                "  {:<15} {:.0} bytes/step, {:.1} us/record",
+                format!("{:?}", c.compression),
+                c.bytes_per_step,
+                c.write_us_per_record
+            )?;
+        }
+        Ok(())
+    }
 }

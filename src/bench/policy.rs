@@ -13,7 +13,7 @@ use crate::config::{Config, ControllerKind};
 use crate::control::messages::{PolicyAction, Snapshot};
 use crate::policy::contract::ModelKind;
 use crate::policy::load::{self, prepare_thread};
-use crate::policy::mppi::Mppi;
+use crate::policy::mppi::MppiPlanner;
 use crate::policy::student::Student;
 use crate::policy::{torch, Policy};
 use crate::rt::clock::{monotonic_ns, MonotonicClock};
@@ -277,7 +277,7 @@ impl PlanTimes {
 
 /// Plans `plans` times, once per policy period as the daemon does (back to back, a SCHED_FIFO
 /// thread would also be stopped by the kernel's real-time throttling for 50 ms every second).
-fn time_plans(p: &mut Mppi, plans: usize, period_ns: u64, into: &mut PlanTimes) -> Result<(), String> {
+fn time_plans(p: &mut MppiPlanner, plans: usize, period_ns: u64, into: &mut PlanTimes) -> Result<(), String> {
     let mut out = PolicyAction::default();
     let mut schedule = Periodic::new(monotonic_ns(), period_ns);
     for i in 0..plans as u64 {
@@ -309,7 +309,7 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         return Err("the configuration's controller is a student; use `bench policy`".into());
     }
     let period_ns = config.rate.policy_period_ns();
-    let mut planner = Mppi::new(open()?, config, None)?;
+    let mut planner = MppiPlanner::new(open()?, config, None)?;
     let s = planner.settings().clone();
     let mut args = vec![
         "mppi".to_string(),
@@ -353,7 +353,7 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         let flops = python.ask("flops")?["flops_per_plan"].as_f64().unwrap_or(f64::NAN);
         drop(python);
         let stepped = if fused {
-            let mut stepped = Mppi::new(open()?, config, None)?;
+            let mut stepped = MppiPlanner::new(open()?, config, None)?;
             stepped.set_stepped(true);
             stepped.set_budget_ns(u64::MAX);
             let mut t = PlanTimes::new();
@@ -414,4 +414,38 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         target_ratio: 0.8,
         target_p99_us: 10_000.0,
     })
+}
+
+impl std::fmt::Display for PolicyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "student {} ({} thread(s)):", self.model, self.threads)?;
+        writeln!(f, "  locod forward  p50 {:.1} us  p99 {:.1} us", self.forward_us.p50, self.forward_us.p99)?;
+        writeln!(f, "  locod tick     p50 {:.1} us  p99 {:.1} us", self.tick_us.p50, self.tick_us.p99)?;
+        let p = &self.reference.latency_us;
+        writeln!(f, "  python         p50 {:.1} us  p99 {:.1} us", p.p50, p.p99)?;
+        writeln!(f, "  ratio (p50)    {:.2} (target <= {})", self.ratio, self.target_ratio)
+    }
+}
+
+impl std::fmt::Display for MppiReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "mppi {} ({} rollout, {} samples, horizon {}, {} iterations, {} prior):",
+            self.model, self.rollout, self.samples, self.horizon, self.iterations, self.prior_samples
+        )?;
+        writeln!(f, "  locod plan     p50 {:.0} us  p99 {:.0} us", self.plan_us.p50, self.plan_us.p99)?;
+        let p = &self.reference.latency_us;
+        writeln!(f, "  python plan    p50 {:.0} us  p99 {:.0} us", p.p50, p.p99)?;
+        writeln!(
+            f,
+            "  {:.0} model steps/s, {:.1} GFLOP/s of {:.1} (matmul floor {:.0} us, {:.0}% of it)",
+            self.model_steps_per_s,
+            self.achieved_gflops,
+            self.matmul_limit_gflops,
+            self.matmul_floor_us,
+            100.0 * self.fraction_of_floor
+        )?;
+        writeln!(f, "  ratio (p50)    {:.2} (target <= {})", self.ratio, self.target_ratio)
+    }
 }

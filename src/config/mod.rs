@@ -16,9 +16,6 @@ use crate::rt::thread::RtSpec;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// The most joints a robot may have. Fixed so that the real-time path's records are fixed-size.
-pub const MAX_JOINTS: usize = 32;
-
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -167,8 +164,8 @@ pub enum JointMode {
     Velocity,
 }
 
-/// The motor family of a joint; ranges per model are in `io::mit`.
-pub use crate::io::mit::MotorModel;
+/// The motor family of a joint; ranges per model are in `io::protocol::mit`.
+pub use crate::types::motor::MotorModel;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -207,14 +204,14 @@ pub struct Joint {
     pub stand_kd: f64,
     /// Damping gain of Passive / EStop / faults.
     pub damping_kd: f64,
-    /// The motor firmware's ranges when they differ from the model's table (see `io::mit`).
+    /// The motor firmware's ranges when they differ from the model's table (see `io::protocol::mit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ranges: Option<MotorRanges>,
 }
 
 /// Per-motor protocol ranges (MIT mode): `±p_max_rad`, `±v_max_radps`, `0..kp_max`, `0..kd_max`,
 /// `±t_max_nm`. Both ends of the wire must agree.
-pub use crate::io::mit::MotorRanges;
+pub use crate::types::motor::MotorRanges;
 
 fn one_i8() -> i8 {
     1

@@ -2,8 +2,9 @@
 //! key path of the offending value and a message that says what was expected.
 
 use super::error::Seg::{self, Index, Key};
-use super::{BusKind, Config, ControllerKind, ImuKind, JointMode, OrientationSource, MAX_JOINTS};
-use crate::estimate::terrain::MAX_DEPTH_SENSORS;
+use super::{BusKind, Config, ControllerKind, ImuKind, JointMode, OrientationSource};
+use crate::types::terrain::MAX_DEPTH_SENSORS;
+use crate::types::MAX_JOINTS;
 use std::collections::HashSet;
 
 type Check = Result<(), (Vec<Seg>, String)>;
@@ -144,7 +145,7 @@ fn validate_buses(c: &Config) -> Check {
         if b.bitrate == 0 {
             return fail(vec![Key("bus"), Index(i), Key("bitrate")], "expected a bitrate in bit/s");
         }
-        if b.kind == BusKind::Slcan && crate::io::slcan::bitrate_code(b.bitrate).is_err() {
+        if b.kind == BusKind::Slcan && crate::types::bus::slcan_bitrate_code(b.bitrate).is_none() {
             return fail(
                 vec![Key("bus"), Index(i), Key("bitrate")],
                 format!(

@@ -13,7 +13,7 @@
 
 use crate::config::{Balance, Config};
 use crate::estimate::RobotState;
-use crate::io::MotorCommand;
+use crate::types::MotorCommand;
 
 #[derive(Clone, Debug)]
 pub struct BalanceController {

@@ -1,9 +1,9 @@
 //! The messages that cross the control loop's boundary: requests in, events and snapshots out.
 //! All are `Copy` and fixed-size, so they travel through lock-free handoffs without allocation.
 
-use crate::config::MAX_JOINTS;
 use crate::estimate::RobotState;
-use crate::io::{HwFault, MotorCommand};
+use crate::types::MAX_JOINTS;
+use crate::types::{HwFault, MotorCommand};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

@@ -6,9 +6,10 @@
 //! Not for: learned walking (that is the policy's) or deciding when to move.
 
 use super::balance::BalanceController;
-use crate::config::{Config, ControllerKind, JointMode, MAX_JOINTS};
+use crate::config::{Config, ControllerKind, JointMode};
 use crate::estimate::RobotState;
-use crate::io::{MotorCommand, MotorCommands};
+use crate::types::MAX_JOINTS;
+use crate::types::{MotorCommand, MotorCommands};
 
 #[derive(Clone, Copy, Default)]
 struct JointParams {

@@ -4,9 +4,10 @@
 //! Not for: choosing the mode a fault leads to (see `mode`).
 
 use super::messages::{Fault, Mode};
-use crate::config::{Config, JointMode, MAX_JOINTS};
+use crate::config::{Config, JointMode};
 use crate::estimate::{RobotState, NEVER};
-use crate::io::{HwFault, MotorCommand, MotorCommands};
+use crate::types::MAX_JOINTS;
+use crate::types::{HwFault, MotorCommand, MotorCommands};
 
 const MS: f64 = 1e6;
 /// A transmit queue that stays full this many cycles in a row is a fault; fewer are dropped frames.

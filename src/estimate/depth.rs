@@ -14,11 +14,11 @@
 //! latest valid returns of every sensor, the highest point per cell; cells nobody measured are
 //! NaN. Returns with an invalid status or beyond the sensor's `max_range_m` are ignored.
 //!
-//! Not for: reading the wire (io::bridge converts frames to `DepthZones`) or filtering over time.
+//! Not for: reading the wire (io::device::bridge converts frames to `DepthZones`) or filtering over time.
 
 use super::mahony::quat_from_wxyz;
-use super::terrain::{DepthZones, ElevationMap, Perception, MAP_CELLS, MAX_DEPTH_SENSORS, MAX_ZONES};
 use crate::config::{Depth, DepthSensor};
+use crate::types::terrain::{DepthZones, ElevationMap, Perception, MAP_CELLS, MAX_DEPTH_SENSORS, MAX_ZONES};
 use nalgebra::{UnitQuaternion, Vector3};
 
 /// Unit ray of zone (`row`, `col`) of a `rows x cols` grid spanning `fov_rad`, in the sensor frame.

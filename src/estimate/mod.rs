@@ -5,11 +5,12 @@
 //! gyro and accelerometer streams into an attitude, and the depth thread `depth` to build the map.
 
 pub mod depth;
+pub mod imu;
 pub mod mahony;
-pub mod terrain;
 
-use crate::config::{Config, MAX_JOINTS};
-use crate::io::{JointSample, SensorFrame};
+use crate::config::Config;
+use crate::types::MAX_JOINTS;
+use crate::types::{JointSample, SensorFrame};
 
 /// What the rest of the daemon knows about the robot at one tick.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -11,7 +11,8 @@
 
 use super::read::{self, LogFile, ReadError};
 use super::schema::Tick;
-use super::{flags, LEVEL_NAMES, MODE_NAMES, MODE_WALK};
+use super::{LEVEL_NAMES, MODE_NAMES, MODE_WALK};
+use crate::control::record::flags;
 use parquet::basic::{LogicalType, Repetition, Type as Physical};
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, FloatType, Int64Type};
 use parquet::file::properties::WriterProperties;

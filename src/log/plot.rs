@@ -7,7 +7,8 @@
 
 use super::read::{self, ReadError};
 use super::schema::Tick;
-use super::{flags, LEVEL_NAMES, MODE_NAMES};
+use super::{LEVEL_NAMES, MODE_NAMES};
+use crate::control::record::flags;
 use plotters::prelude::*;
 use std::fmt;
 use std::path::{Path, PathBuf};

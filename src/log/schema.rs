@@ -9,7 +9,8 @@
 //! Not for: files and episodes (`writer`, `read`).
 
 use super::cdr::{self, DecodeError};
-use super::{fault_code, level_code, mode_code, source_code, TickRecord};
+use super::{fault_code, level_code, mode_code, source_code};
+use crate::control::record::TickRecord;
 
 pub const SCHEMA_NAME: &str = "locod_msgs/msg/Tick";
 pub const SCHEMA_ENCODING: &str = "ros2msg";

@@ -5,7 +5,10 @@ use super::schema::{self, Tick};
 use super::writer::Logger;
 use super::*;
 use crate::config::LogConfig;
-use crate::control::messages::PlannerStats;
+use crate::control::messages::{PlannerStats, PolicyAction};
+use crate::control::record::*;
+use crate::estimate::RobotState;
+use crate::types::{MotorCommands, SensorFrame};
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -6,8 +6,9 @@
 
 use super::contract::Contract;
 use super::PolicyError;
-use crate::config::{Config, JointMode, MAX_JOINTS};
-use crate::io::MotorCommand;
+use crate::config::{Config, JointMode};
+use crate::types::MotorCommand;
+use crate::types::MAX_JOINTS;
 
 #[derive(Clone, Debug)]
 struct JointMap {

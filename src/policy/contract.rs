@@ -6,8 +6,9 @@
 //!
 //! Not for: calling the model (the probes that need it live in `load`) or building observations.
 
-use crate::config::{Config, JointMode, MAX_JOINTS};
+use crate::config::{Config, JointMode};
 use crate::control::messages::MAX_OBS;
+use crate::types::MAX_JOINTS;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -514,10 +515,10 @@ fn parse_term(v: &Value, path: &str, joints: usize, action_dim: usize) -> R<ObsT
                 sensors.push(string(s, &format!("{path}.sensors[{k}]"))?.to_string());
             }
             let zones = count_field(o, "zones", path)?;
-            if zones > crate::estimate::terrain::MAX_ZONES {
+            if zones > crate::types::terrain::MAX_ZONES {
                 return Err(ContractError::new(
                     join(path, "zones"),
-                    format!("expected at most {} zones per sensor", crate::estimate::terrain::MAX_ZONES),
+                    format!("expected at most {} zones per sensor", crate::types::terrain::MAX_ZONES),
                 ));
             }
             let max_range_m = num_field(o, "max_range", path)? as f32;

@@ -27,11 +27,12 @@ use super::obs::ObsBuilder;
 use super::rng::Rng;
 use super::torch::{read_f32, Arg, HostBuf, InferenceMode, Module, TorchError};
 use super::{Policy, PolicyError};
-use crate::config::{Config, MAX_JOINTS};
+use crate::config::Config;
 use crate::control::messages::{ControllerLevel, PlannerStats, PolicyAction, Snapshot};
-use crate::estimate::terrain::Perception;
 use crate::rt::clock::monotonic_ns;
 use crate::rt::triple::Reader;
+use crate::types::terrain::Perception;
+use crate::types::MAX_JOINTS;
 use std::cell::Cell;
 use std::ffi::CStr;
 use tch::Tensor;
@@ -86,7 +87,7 @@ pub struct PlanReport {
     pub model_ns: u64,
 }
 
-pub struct Mppi {
+pub struct MppiPlanner {
     name: String,
     module: Module,
     obs: ObsBuilder,
@@ -144,7 +145,7 @@ fn call_timed(module: &Module, spent_ns: &Cell<u64>, method: &CStr, args: &[Arg]
     r
 }
 
-impl Mppi {
+impl MppiPlanner {
     /// Builds the planner from an opened world model and warms it up with the run-time shapes.
     pub fn new(opened: Opened, config: &Config, perception: Option<Reader<Perception>>) -> Result<Self, String> {
         let Opened { path, module, contract, optional, .. } = opened;
@@ -160,7 +161,7 @@ impl Mppi {
         let p = if optional.pi { s.prior_samples } else { 0 };
         let d = module.device();
         let e = |e: TorchError| e.to_string();
-        let mut planner = Mppi {
+        let mut planner = MppiPlanner {
             name: format!(
                 "mppi {} ({} rollout)",
                 path.file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned()),
@@ -465,7 +466,7 @@ impl Mppi {
     }
 }
 
-impl Policy for Mppi {
+impl Policy for MppiPlanner {
     fn name(&self) -> &str {
         &self.name
     }

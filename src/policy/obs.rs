@@ -11,7 +11,7 @@
 use super::contract::{Contract, DepthTerm, HeightScan, ObsTerm, Term};
 use crate::config::Config;
 use crate::control::messages::Snapshot;
-use crate::estimate::terrain::{ElevationMap, Perception};
+use crate::types::terrain::{ElevationMap, Perception};
 
 struct Slot {
     term: ObsTerm,
@@ -193,7 +193,7 @@ fn depth(d: &DepthTerm, index: &[usize], perception: Option<&Perception>, out: &
 mod tests {
     use super::*;
     use crate::control::messages::Snapshot;
-    use crate::estimate::terrain::{DepthZones, Perception};
+    use crate::types::terrain::{DepthZones, Perception};
     use serde_json::json;
 
     fn config() -> Config {

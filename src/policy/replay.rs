@@ -11,7 +11,8 @@
 use super::contract::ModelKind;
 use super::student::Student;
 use super::Policy;
-use crate::config::{Config, MAX_JOINTS};
+use crate::config::Config;
+use crate::types::MAX_JOINTS;
 use serde::Serialize;
 use std::path::Path;
 

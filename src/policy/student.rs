@@ -9,10 +9,11 @@ use super::load::{prepare_thread, Opened};
 use super::obs::ObsBuilder;
 use super::torch::{read_f32, Arg, HostBuf, InferenceMode, Module};
 use super::{Policy, PolicyError};
-use crate::config::{Config, MAX_JOINTS};
+use crate::config::Config;
 use crate::control::messages::{ControllerLevel, PlannerStats, PolicyAction, Snapshot};
-use crate::estimate::terrain::Perception;
 use crate::rt::triple::Reader;
+use crate::types::terrain::Perception;
+use crate::types::MAX_JOINTS;
 use tch::{Kind, Tensor};
 
 /// Forward passes run before the controller is handed over, so that TorchScript's profiling

@@ -1,8 +1,8 @@
 //! Lock-step mode: the daemon's own control loop (`control::ControlLoop`, unchanged) on simulated
 //! time. A `ManualClock` is the loop's clock and the simulation's: each control period the
 //! scheduler releases the loop, `read` advances the physics to the release time, `write` hands the
-//! commands to the simulated motors as the CAN frames the real robot gets (`io::motors` packs
-//! them, the simulated firmware decodes them and its replies are decoded by `io::motors` again).
+//! commands to the simulated motors as the CAN frames the real robot gets (`io::device::motors` packs
+//! them, the simulated firmware decodes them and its replies are decoded by `io::device::motors` again).
 //! The IMU arrives as the board measures it (noise, bias, latency, drop-outs). Nothing waits on a
 //! wall clock, so a run is deterministic and as fast as the physics.
 //!
@@ -15,15 +15,15 @@ use super::motors::SimMotors;
 use super::world::World;
 use super::{settings, FaultKind, ScheduledFault, SimError};
 use crate::config::Config;
+use crate::control::goal::{Goal, GoalSequencer};
 use crate::control::inputs::inbox;
-use crate::control::messages::{EventKind, Mode, ModeRequest};
+use crate::control::messages::{EventKind, Mode};
 use crate::control::ControlLoop;
-use crate::daemon::Goal;
-use crate::io::mit::Special;
-use crate::io::motors::Motor;
-use crate::io::{Hardware, HwFault, ImuSample, JointSample, MotorCommands, SensorFrame};
+use crate::io::device::motors::Motor;
+use crate::io::protocol::mit::Special;
 use crate::rt::clock::{Clock, ManualClock, NS_PER_S};
 use crate::rt::sched::Periodic;
+use crate::types::{Hardware, HwFault, ImuSample, JointSample, MotorCommands, SensorFrame};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -144,7 +144,7 @@ impl SimRobot {
         }
     }
 
-    fn exchange(&mut self, now_ns: u64, frame: Option<crate::io::can::CanFrame>, joint: usize) {
+    fn exchange(&mut self, now_ns: u64, frame: Option<crate::io::transport::can::CanFrame>, joint: usize) {
         let Some(frame) = frame else { return };
         if let Some(reply) = self.motors.receive(&frame, now_ns) {
             if let Some(s) = self.specs[joint].decode(&reply, now_ns) {
@@ -275,13 +275,11 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
     };
     let mut walk_start: Option<(f64, Option<[f64; 3]>)> = None;
     let mut stood = false;
-    let mut walk_requested = false;
+    let mut goals = GoalSequencer::new(opts.goal);
     let mut faults = opts.faults.clone();
     faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     let mut faults = faults.into_iter().peekable();
-    if opts.goal != Goal::Passive {
-        commander.request_mode(ModeRequest::StandUp);
-    }
+    goals.stand_up(&commander);
     while clock.now_ns() < end_ns {
         let t_s = (clock.now_ns() - T0_NS) as f64 * 1e-9;
         while let Some(f) = faults.next_if(|f| f.at_s <= t_s) {
@@ -305,10 +303,7 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
             report.events.push(Logged { t_s: et, event: e.kind.to_string() });
         }
         let snap = *snapshots.latest();
-        if opts.goal == Goal::Walk && !walk_requested && snap.mode == Mode::StandUp && snap.standing {
-            commander.request_mode(ModeRequest::Walk);
-            walk_requested = true;
-        }
+        goals.follow(&snap, &commander);
         stood |= snap.standing;
         let Ok(v) = view.lock() else { continue };
         if !v.held {
@@ -335,4 +330,18 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
     report.sim_seconds = (clock.now_ns() - T0_NS) as f64 * 1e-9;
     report.wall_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+impl std::fmt::Display for LockstepReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for e in &self.events {
+            writeln!(f, "{:8.3} s  {}", e.t_s, e.event)?;
+        }
+        writeln!(
+            f,
+            "lock-step: {:.1} s simulated in {:.2} s ({} ticks), final mode {:?}; max tilt {:.1} deg, lowest base {:.3} m; walked {:.2} m at {:.2} m/s",
+            self.sim_seconds, self.wall_seconds, self.ticks, self.final_mode, self.max_tilt_deg, self.min_base_height_m,
+            self.walk_displacement_m[0].hypot(self.walk_displacement_m[1]), self.walk_mean_speed_mps
+        )
+    }
 }

@@ -1,4 +1,4 @@
-//! The robot's motors in the simulator: each is the MIT-mode firmware of `io::motor_emulator`
+//! The robot's motors in the simulator: each is the MIT-mode firmware of `io::doubles::motor_emulator`
 //! (enable, disable, set-zero, the stored command, replies quantised by the wire format) driving a
 //! MuJoCo joint. Its PD law `tau = kp (q_des - q) + kd (qd_des - qd) + tau_ff` runs at every physics
 //! step on the motor-side angle, saturates at the motor's torque, and is scaled by the motor
@@ -6,13 +6,13 @@
 //!
 //! Not for: the bus transport (the runners move frames) or the joint physics (`world`).
 
-use super::noise::Rng;
+use super::noise::NoiseRng;
 use crate::config::sim::SimMotors as Settings;
 use crate::config::Config;
-use crate::io::can::CanFrame;
-use crate::io::mit::{JointState, MitCommand, MotorRequest, Special};
-use crate::io::motor_emulator::MitFirmware;
-use crate::io::motors::Motor;
+use crate::io::device::motors::Motor;
+use crate::io::doubles::motor_emulator::MitFirmware;
+use crate::io::protocol::mit::{JointState, MitCommand, MotorRequest, Special};
+use crate::io::transport::can::CanFrame;
 use std::collections::VecDeque;
 
 struct SimMotor {
@@ -34,7 +34,7 @@ pub struct SimMotors {
     strength: f64,
     encoder_noise_rad: f64,
     reply_dropout: f64,
-    rng: Rng,
+    rng: NoiseRng,
     /// Whether any leg joint has been commanded with a position gain (releases the gantry).
     commanded: bool,
     pub replies: u64,
@@ -61,7 +61,7 @@ impl SimMotors {
             strength,
             encoder_noise_rad: s.encoder_noise_rad,
             reply_dropout: s.reply_dropout,
-            rng: Rng::new(seed ^ 0x6d6f_746f_7273),
+            rng: NoiseRng::new(seed ^ 0x6d6f_746f_7273),
             commanded: false,
             replies: 0,
             dropped_replies: 0,
@@ -140,7 +140,7 @@ fn wrap(q_rad: f32, p_max_rad: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::MotorCommand;
+    use crate::types::MotorCommand;
 
     fn setup() -> (Config, SimMotors, Vec<Motor>) {
         let c = Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml"))).unwrap();

@@ -1,28 +1,27 @@
 //! The firmware-bridge link thread: the serial port to the sensor microcontroller, the
-//! handshake, time sync, and turning its frames into IMU samples and perception.
+//! handshake, time sync, and turning its frames into raw IMU and depth readings for a `SensorSink`.
 //!
 //! On every (re)connect the host sends `HelloRequest`; the board's `Hello` must carry our
 //! `PROTOCOL_VERSION`, otherwise the board is refused (one error that names both versions, its
 //! data ignored, the state in `BridgeStats`). While streaming, the host pings every
 //! `ping_interval_ms`; `TimeSync` maps MCU µs to CLOCK_MONOTONIC. Sample timestamps are that
 //! mapped acquisition time once the estimator has `CONVERGED_EXCHANGES` exchanges (never later
-//! than arrival), the arrival time before. IMU frames go through the mounting and the Mahony
-//! filter; depth frames become `DepthZones` of the configured sensor and a rebuilt elevation map.
+//! than arrival), the arrival time before. IMU frames become `RawImu` readings and depth frames
+//! `DepthZones`, delivered to the sink (the robot assembly composes it with the estimators).
 //! Bad bytes, lost frames and a vanished device are counted, never fatal. After start the loop
 //! allocates nothing (messages to people aside: handshakes and board faults).
 //!
-//! Not for: the wire format (`firmware_bridge`), geometry (`estimate::depth`).
+//! Not for: the wire format (`firmware_bridge`), mounting, filtering and geometry (`estimate`).
 
-use super::imu::{ImuFilter, ImuPublisher, POLL_TIMEOUT};
-use super::sensors::{BridgeStats, SensorStats};
-use super::serial::{LinkEvent, ReconnectingPort};
-use super::ImuSample;
+use super::stats::{BridgeStats, SensorStats};
+use super::witmotion_imu::POLL_TIMEOUT;
 use crate::config;
-use crate::estimate::depth::DepthMapper;
-use crate::estimate::terrain::{Perception, MAX_ZONES};
+use crate::io::transport::serial::{LinkEvent, ReconnectingPort};
 use crate::report;
 use crate::rt::clock::{monotonic_ns, NS_PER_MS};
-use crate::rt::triple::{Reader, Writer};
+use crate::rt::thread::{self, RtSpec, Setup, SpawnError};
+use crate::types::terrain::{DepthZones, MAX_ZONES};
+use crate::types::{Delivery, RawImu, SensorSink};
 use firmware_bridge::timesync::{Exchange, TimeSync, BUCKETS};
 use firmware_bridge::{
     encode_frame, DecodeError, Depth, Frame, FrameDecoder, Header, Hello, HostMessage, McuFrame, McuMessage,
@@ -73,17 +72,6 @@ impl LinkState {
     }
 }
 
-/// Where the link's data goes. Each part is optional: a robot may take only depth from the
-/// bridge (with the attitude from another IMU) or only the IMU.
-pub struct Outputs {
-    /// The bridge's IMU: filter and publisher.
-    pub imu: Option<(ImuFilter, ImuPublisher)>,
-    /// Depth: the mapper and the perception writer.
-    pub perception: Option<(DepthMapper, Writer<Perception>)>,
-    /// The attitude for depth when the IMU is elsewhere.
-    pub attitude: Option<Reader<ImuSample>>,
-}
-
 /// Timing of the newest IMU sample, for tests and diagnostics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImuTiming {
@@ -98,7 +86,7 @@ pub struct ImuTiming {
 }
 
 /// One link's state. `step` is the whole receive loop's body; `spawn` runs it on a thread.
-pub struct BridgeLink {
+pub struct BridgeLink<S: SensorSink> {
     port: ReconnectingPort,
     ping_interval_ns: u64,
     state: LinkState,
@@ -111,14 +99,16 @@ pub struct BridgeLink {
     last_imu_mcu_us: Option<u64>,
     last_imu: Option<ImuTiming>,
     last_exchange: Option<Exchange>,
-    outputs: Outputs,
-    perception: Box<Perception>,
+    sink: S,
+    /// The depth reading being decoded (kept here: 340 bytes, reused).
+    zones: DepthZones,
     stats: Arc<SensorStats>,
     rx: [u8; 1024],
 }
 
-impl BridgeLink {
-    pub fn new(config: &config::Bridge, outputs: Outputs, stats: Arc<SensorStats>) -> Self {
+impl<S: SensorSink> BridgeLink<S> {
+    /// A link whose readings go to `sink` (the robot assembly's estimators).
+    pub fn new(config: &config::Bridge, sink: S, stats: Arc<SensorStats>) -> Self {
         Self {
             port: ReconnectingPort::new(&config.port, config.baud),
             ping_interval_ns: (config.ping_interval_ms * NS_PER_MS as f64) as u64,
@@ -132,8 +122,8 @@ impl BridgeLink {
             last_imu_mcu_us: None,
             last_imu: None,
             last_exchange: None,
-            outputs,
-            perception: Box::default(),
+            sink,
+            zones: DepthZones::default(),
             stats,
             rx: [0; 1024],
         }
@@ -317,9 +307,7 @@ impl BridgeLink {
             self.timesync.reset();
             self.last_imu_mcu_us = None;
             b.timesync_converged.store(false, Relaxed);
-            if let Some((filter, _)) = &mut self.outputs.imu {
-                filter.reset();
-            }
+            self.sink.restart();
             self.set_state(LinkState::Streaming);
             self.next_ping_ns = 0;
             if was != LinkState::Streaming {
@@ -381,23 +369,23 @@ impl BridgeLink {
             _ => 0.0,
         };
         self.last_imu_mcu_us = Some(mcu_us);
-        let Some((filter, publisher)) = &mut self.outputs.imu else { return };
-        let device_quat = imu.quat_wxyz.map(|q| q.map(f64::from));
-        let sample =
-            filter.sample(imu.accel_mps2.map(f64::from), imu.gyro_radps.map(f64::from), device_quat, dt_s, t_ns);
-        publisher.publish(sample);
+        let raw = RawImu {
+            accel_imu_mps2: imu.accel_mps2.map(f64::from),
+            gyro_imu_radps: imu.gyro_radps.map(f64::from),
+            device_quat_wxyz: imu.quat_wxyz.map(|q| q.map(f64::from)),
+            dt_s,
+            t_ns,
+        };
+        if self.sink.imu(&raw) != Delivery::Used {
+            return;
+        }
         self.stats.imu.samples.fetch_add(1, Relaxed);
         self.last_imu = Some(ImuTiming { mcu_time_us: mcu_us, arrival_ns, t_ns, bound_ns });
     }
 
     fn on_depth(&mut self, depth: &Depth, mcu_us: u64, arrival_ns: u64) {
         let (t_ns, _) = self.sample_time(mcu_us, arrival_ns);
-        let Some((mapper, writer)) = &mut self.outputs.perception else { return };
-        let Some(index) = mapper.sensor_index(depth.sensor) else {
-            self.stats.bridge.unknown_sensor.fetch_add(1, Relaxed);
-            return;
-        };
-        let zones = &mut self.perception.depth[index];
+        let zones = &mut self.zones;
         zones.t_ns = t_ns;
         zones.zones = depth.zone_count() as u8;
         for i in 0..MAX_ZONES {
@@ -412,158 +400,23 @@ impl BridgeLink {
                 }
             }
         }
-        let quat_wxyz = match (&self.outputs.imu, &mut self.outputs.attitude) {
-            (Some((filter, _)), _) => filter.quat_wxyz(),
-            (None, Some(reader)) => reader.latest().quat_wxyz,
-            (None, None) => [1.0, 0.0, 0.0, 0.0],
-        };
-        mapper.rebuild(quat_wxyz, &mut self.perception);
-        writer.write(*self.perception);
+        if self.sink.depth(depth.sensor, &self.zones) == Delivery::UnknownSensor {
+            self.stats.bridge.unknown_sensor.fetch_add(1, Relaxed);
+        }
     }
 }
 
 /// Runs `link` on its own thread until `stop` is set.
-pub fn spawn(
-    mut link: BridgeLink,
+pub fn spawn<S: SensorSink + 'static>(
+    mut link: BridgeLink<S>,
     stop: Arc<AtomicBool>,
-    rt: crate::rt::thread::RtSpec,
-) -> Result<JoinHandle<()>, String> {
-    std::thread::Builder::new()
-        .name("locod-bridge".into())
-        .spawn(move || {
-            // Sensor arrivals are stamped here: run just below the control thread, like the CAN
-            // receive threads, so that ordinary load cannot make fresh samples look stale.
-            crate::rt::thread::apply(rt);
-            while !stop.load(Relaxed) {
-                link.step(POLL_TIMEOUT);
-            }
-        })
-        .map_err(|e| format!("cannot start the firmware-bridge thread: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Config, DepthSensor};
-    use crate::rt::triple::triple;
-    use firmware_bridge::{Heartbeat, Imu, Pong, RxCounters, MAX_DEPTH_ZONES};
-    use proptest::prelude::*;
-
-    fn link() -> (BridgeLink, Reader<ImuSample>, Reader<Perception>, Arc<SensorStats>) {
-        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel-hardware.toml"));
-        let mut config = Config::load(path).unwrap();
-        let bridge = config::Bridge { port: "/nonexistent/locod-bridge".into(), ..config.bridge.clone().unwrap() };
-        let depth = config.depth.as_mut().unwrap();
-        depth.sensors.push(DepthSensor { name: "rear".into(), bridge_sensor: 7, ..depth.sensors[0].clone() });
-        let (imu_w, imu_r) = triple(ImuSample::default());
-        let (p_w, p_r) = triple(Perception::default());
-        let outputs = Outputs {
-            imu: Some((ImuFilter::new(&config.imu), ImuPublisher::new(imu_w, None))),
-            perception: Some((DepthMapper::new(depth), p_w)),
-            attitude: None,
-        };
-        let stats = Arc::new(SensorStats::default());
-        (BridgeLink::new(&bridge, outputs, stats.clone()), imu_r, p_r, stats)
-    }
-
-    fn wire(seq: u16, time_us: u64, message: McuMessage) -> Vec<u8> {
-        let mut buf = [0u8; MAX_FRAME_LEN];
-        let n = encode_frame(&Frame { header: Header { seq, time_us }, message }, &mut buf).unwrap();
-        buf[..n].to_vec()
-    }
-
-    fn hello(version: u16) -> McuMessage {
-        McuMessage::Hello(Hello {
-            protocol_version: version,
-            firmware_version: [1, 2, 3],
-            device_id: 9,
-            device_name: Hello::name_bytes("test"),
-        })
-    }
-
-    fn any_message() -> impl Strategy<Value = McuMessage> {
-        let f = any::<u32>().prop_map(f32::from_bits);
-        prop_oneof![
-            (any::<[u32; 3]>(), any::<[u32; 3]>(), proptest::option::of(any::<[u32; 4]>())).prop_map(|(a, g, q)| {
-                McuMessage::Imu(Imu {
-                    accel_mps2: a.map(f32::from_bits),
-                    gyro_radps: g.map(f32::from_bits),
-                    quat_wxyz: q.map(|q| q.map(f32::from_bits)),
-                    temperature_c: 20.0,
-                })
-            }),
-            (0u8..10, any::<u8>(), any::<u8>(), proptest::collection::vec(any::<(u16, u8)>(), MAX_DEPTH_ZONES))
-                .prop_map(|(sensor, rows, cols, zones)| {
-                    let mut d = Depth::empty(sensor, rows % 10, cols % 10);
-                    for (i, (mm, status)) in zones.into_iter().enumerate() {
-                        d.distance_mm[i] = mm;
-                        d.status[i] = if status % 2 == 0 { 5 } else { status };
-                    }
-                    McuMessage::Depth(d)
-                }),
-            (any::<u64>(), any::<u64>())
-                .prop_map(|(h, m)| McuMessage::Pong(Pong { host_time_ns: h, mcu_rx_time_us: m })),
-            f.prop_map(|_| McuMessage::Heartbeat(Heartbeat {
-                uptime_ms: 1,
-                rx: RxCounters::default(),
-                tx_dropped: 0,
-                sensor_errors: 0
-            })),
-            any::<u16>().prop_map(hello),
-        ]
-    }
-
-    #[test]
-    fn a_matching_hello_streams_and_a_wrong_one_is_refused() {
-        let (mut link, mut imu, _, stats) = link();
-        let imu_frame = McuMessage::Imu(Imu {
-            accel_mps2: [0.0, 0.0, 9.8],
-            gyro_radps: [0.0; 3],
-            quat_wxyz: None,
-            temperature_c: 30.0,
-        });
-        link.handle_bytes(&wire(0, 10, imu_frame), 1_000);
-        assert_eq!(stats.bridge.ignored.load(Relaxed), 1, "no data before a Hello");
-        link.handle_bytes(&wire(0, 20, hello(PROTOCOL_VERSION)), 2_000);
-        assert_eq!(link.state(), LinkState::Streaming);
-        link.handle_bytes(&wire(3, 5_000, imu_frame), 3_000);
-        assert_eq!(stats.bridge.seq_dropped.load(Relaxed), 2);
-        assert_eq!(imu.latest().t_ns, 3_000, "arrival time before time sync converges");
-        link.handle_bytes(&wire(4, 6_000, hello(PROTOCOL_VERSION + 1)), 4_000);
-        assert_eq!(link.state(), LinkState::Refused);
-        link.handle_bytes(&wire(5, 7_000, imu_frame), 5_000);
-        assert_eq!(imu.latest().t_ns, 3_000, "a refused board's data is not used");
-        assert_eq!(stats.bridge.version_mismatches.load(Relaxed), 1);
-        assert_eq!(stats.bridge.board_protocol_version.load(Relaxed), u32::from(PROTOCOL_VERSION) + 1);
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(
-            std::env::var("LOCOD_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
-        ))]
-
-        /// Any messages (NaNs, nonsense grid sizes, unknown sensors, stray pongs and hellos),
-        /// interleaved with any garbage in any chunking: the link never panics, and what it
-        /// publishes is well-formed.
-        #[test]
-        fn any_stream_is_handled_without_panicking(
-            items in proptest::collection::vec((any_message(), proptest::collection::vec(any::<u8>(), 0..12)), 1..40),
-            chunk in 1usize..200,
-        ) {
-            let (mut link, mut imu, mut perception, stats) = link();
-            let mut bytes = wire(0, 1, hello(PROTOCOL_VERSION));
-            for (i, (message, garbage)) in items.iter().enumerate() {
-                bytes.extend(wire(i as u16 + 1, 1_000 * i as u64, *message));
-                bytes.extend(garbage);
-            }
-            for (i, c) in bytes.chunks(chunk).enumerate() {
-                link.handle_bytes(c, 1_000_000 + i as u64);
-            }
-            let q = imu.latest().quat_wxyz;
-            prop_assert!((q.iter().map(|c| c * c).sum::<f64>() - 1.0).abs() < 1e-6, "{:?}", q);
-            let p = perception.latest();
-            prop_assert!(p.depth.iter().all(|d| usize::from(d.zones) <= MAX_ZONES));
-            prop_assert!(stats.bridge.frames() >= 1);
+    rt: RtSpec,
+) -> Result<JoinHandle<()>, SpawnError> {
+    // Sensor arrivals are stamped here: run just below the control thread, like the CAN receive
+    // threads, so that ordinary load cannot make fresh samples look stale.
+    thread::spawn("locod-bridge", "firmware-bridge", Setup::Rt(rt), move |_| {
+        while !stop.load(Relaxed) {
+            link.step(POLL_TIMEOUT);
         }
-    }
+    })
 }

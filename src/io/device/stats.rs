@@ -1,21 +1,11 @@
-//! The sensor threads of a real robot, started from the configuration: the WitMotion IMU
-//! (`[imu] kind = "witmotion"`) and the firmware bridge (`[imu] kind = "bridge"`, and whenever
-//! `[bridge]` exists, for depth). They publish the IMU into a triple buffer the control loop
-//! reads, perception into one the policy side reads, and their health into shared atomics.
+//! Health of the sensor links, in atomics the receive threads write and anyone may read
+//! (`locod sensors`, the supervisor): per-device counters that only grow and gauges that hold the
+//! latest value.
 //!
-//! Not for: motors or CAN, and no decisions: a silent sensor shows as an old `t_ns`, which the
-//! safety monitor judges.
+//! Not for: the threads themselves (`imu`, `bridge`; started by `robot::sensors`).
 
-use super::bridge::{self, BridgeLink, LinkState};
-use super::imu::{self, ImuFilter, ImuPublisher, WitmotionReceiver};
-use super::ImuSample;
-use crate::config::{Config, ImuKind};
-use crate::estimate::depth::DepthMapper;
-use crate::estimate::terrain::Perception;
-use crate::rt::triple::{triple, Reader};
+use super::bridge::LinkState;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 /// Names of the board → host message kinds, in `McuMessage` variant order.
 pub const BRIDGE_MESSAGE_KINDS: [&str; 7] = ["hello", "imu", "depth", "encoders", "heartbeat", "pong", "fault"];
@@ -137,81 +127,4 @@ impl BridgeStats {
 pub struct SensorStats {
     pub imu: ImuStats,
     pub bridge: BridgeStats,
-}
-
-/// The running sensor threads and what they publish. Dropping it stops and joins the threads.
-pub struct Sensors {
-    /// The newest IMU sample, body frame, for the control loop (`t_ns` = 0 until the first).
-    pub imu: Reader<ImuSample>,
-    /// The newest elevation map and depth zones, when `[depth]` is configured.
-    pub perception: Option<Reader<Perception>>,
-    pub stats: Arc<SensorStats>,
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Sensors {
-    /// Starts the threads `config` asks for. Devices that are absent are looked for again
-    /// every `serial::RECONNECT_INTERVAL`, so a missing device is not an error here; a
-    /// configuration without a real IMU is.
-    pub fn start(config: &Config) -> Result<Sensors, String> {
-        let stats = Arc::new(SensorStats::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (imu_writer, imu_reader) = triple(ImuSample { t_ns: 0, ..Default::default() });
-        let (perception_writer, perception_reader) = match &config.depth {
-            Some(_) => {
-                let (w, r) = triple(Perception::default());
-                (Some(w), Some(r))
-            }
-            None => (None, None),
-        };
-        let mut sensors =
-            Sensors { imu: imu_reader, perception: perception_reader, stats: stats.clone(), stop, threads: Vec::new() };
-
-        // Depth needs the attitude; when the IMU is not on the bridge, the bridge reads it from a
-        // second IMU triple buffer.
-        let (attitude_writer, attitude_reader) = match (config.imu.kind, &config.depth) {
-            (ImuKind::Witmotion, Some(_)) => {
-                let (w, r) = triple(ImuSample::default());
-                (Some(w), Some(r))
-            }
-            _ => (None, None),
-        };
-        let mut imu_publisher = Some(ImuPublisher::new(imu_writer, attitude_writer));
-        match config.imu.kind {
-            ImuKind::Mem => return Err("the in-memory IMU has no sensor threads; use io::mem".into()),
-            ImuKind::Witmotion => {
-                let receiver = WitmotionReceiver::new(&config.imu, imu_publisher.take().expect("set"), stats.clone())?;
-                sensors.threads.push(imu::spawn_witmotion(receiver, sensors.stop.clone(), super::receive_rt(config))?);
-            }
-            ImuKind::Bridge => {}
-        }
-        if let Some(bridge_config) = &config.bridge {
-            let outputs = bridge::Outputs {
-                imu: imu_publisher.take().map(|p| (ImuFilter::new(&config.imu), p)),
-                perception: config.depth.as_ref().zip(perception_writer).map(|(d, w)| (DepthMapper::new(d), w)),
-                attitude: attitude_reader,
-            };
-            let link = BridgeLink::new(bridge_config, outputs, stats.clone());
-            sensors.threads.push(bridge::spawn(link, sensors.stop.clone(), super::receive_rt(config))?);
-        }
-        if imu_publisher.is_some() {
-            return Err("[imu] kind = \"bridge\" needs a [bridge] section".into());
-        }
-        Ok(sensors)
-    }
-
-    /// Stops the threads and waits for them (also done on drop).
-    pub fn stop(&mut self) {
-        self.stop.store(true, Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Sensors {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

@@ -11,7 +11,7 @@
 //!
 //! Only classic CAN is spoken: CAN FD lines (`d`, `D`, `b`, `B`) are reported as unexpected.
 
-use super::can::{CanFrame, MAX_EXTENDED_ID, MAX_STANDARD_ID};
+use crate::io::transport::can::{CanFrame, MAX_EXTENDED_ID, MAX_STANDARD_ID};
 use std::fmt;
 
 /// The longest encoding of a frame: `T`, 8 id digits, the length, 16 data digits, `\r`.
@@ -23,9 +23,6 @@ pub const MAX_LINE_LEN: usize = 30;
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 const BELL: u8 = 0x07;
-
-/// Bitrates the `Sn` command can select, in bit/s, indexed by `n`.
-const BITRATES_BPS: [u32; 9] = [10_000, 20_000, 50_000, 100_000, 125_000, 250_000, 500_000, 800_000, 1_000_000];
 
 /// Why a command could not be encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,11 +61,7 @@ fn put(out: &mut [u8], line: &[u8]) -> Result<usize, EncodeError> {
 
 /// The `n` of `Sn` for a bitrate in bit/s.
 pub fn bitrate_code(bitrate_bps: u32) -> Result<u8, EncodeError> {
-    BITRATES_BPS
-        .iter()
-        .position(|&b| b == bitrate_bps)
-        .map(|n| n as u8)
-        .ok_or(EncodeError::UnsupportedBitrate(bitrate_bps))
+    crate::types::bus::slcan_bitrate_code(bitrate_bps).ok_or(EncodeError::UnsupportedBitrate(bitrate_bps))
 }
 
 /// `Sn\r`: set the bitrate (only while the channel is closed). Returns the bytes written.
@@ -380,7 +373,7 @@ mod tests {
     #[test]
     fn bitrates_map_to_their_codes_and_others_are_refused() {
         let mut buf = [0u8; 3];
-        for (n, bps) in BITRATES_BPS.iter().enumerate() {
+        for (n, bps) in crate::types::bus::SLCAN_BITRATES_BPS.iter().enumerate() {
             assert_eq!(encode_bitrate(*bps, &mut buf), Ok(3));
             assert_eq!(buf, [b'S', b'0' + n as u8, b'\r']);
         }

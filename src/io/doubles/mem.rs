@@ -5,9 +5,10 @@
 //! For tests, benchmarks and development without hardware. Not a physics simulation of the
 //! robot: the MuJoCo simulator is that.
 
-use super::{HwFault, ImuSample, MotorCommands, SensorFrame};
-use crate::config::{Config, JointMode, MAX_JOINTS};
+use crate::config::{Config, JointMode};
 use crate::rt::clock::NS_PER_S;
+use crate::types::MAX_JOINTS;
+use crate::types::{HwFault, ImuSample, MotorCommands, SensorFrame};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -120,7 +121,7 @@ impl MemRobot {
     }
 }
 
-impl super::Hardware for MemRobot {
+impl crate::types::Hardware for MemRobot {
     fn start(&mut self) -> Result<(), String> {
         self.enabled = true;
         Ok(())
@@ -184,7 +185,7 @@ impl super::Hardware for MemRobot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::{Hardware, MotorCommand};
+    use crate::types::{Hardware, MotorCommand};
 
     fn config() -> Config {
         Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"))).unwrap()

@@ -1,18 +1,19 @@
-//! The robot on real buses: MIT-mode motors on CAN (SocketCAN, slcan or the in-memory cable) and
-//! an IMU, behind the `Hardware` trait.
+//! The motors on real buses: MIT-mode motors on CAN (SocketCAN, slcan or the in-memory cable).
 //!
 //! One receive thread per bus routes replies into per-joint latest-value slots and reports the
-//! bus state; the control thread's `read` copies the slots, its `write` packs one command per
-//! motor and sends it without blocking. Not for: sensors' own threads (see `sensors`).
+//! bus state; the control thread's `read_joints` copies the slots, its `write` packs one command
+//! per motor and sends it without blocking. Not for: sensors (the robot assembly,
+//! `robot::RealRobot`, puts these motors and the sensor threads behind `Hardware`).
 
-use super::bus::{self, BusPair, BusRx, BusState, BusTx, RxItem, SharedBusState};
-use super::mit::Special;
 use super::motors::{Motor, ReplyRouter};
-use super::{Hardware, HwFault, ImuSample, JointSample, MotorCommand, MotorCommands, SensorFrame};
 use crate::config::Config;
+use crate::io::protocol::mit::Special;
+use crate::io::transport::bus::{self, BusPair, BusRx, BusState, BusTx, RxItem, SharedBusState};
+use crate::io::OpenError;
 use crate::report;
-use crate::rt::thread::{self, RtSpec};
+use crate::rt::thread::{self, Setup};
 use crate::rt::triple::{triple, Reader};
+use crate::types::{HwFault, JointSample, MotorCommand, MotorCommands, SensorFrame};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,28 +23,19 @@ use std::time::{Duration, Instant};
 const START_WAIT: Duration = Duration::from_millis(500);
 const RX_POLL: Duration = Duration::from_millis(50);
 
-pub struct CanRobot {
+/// The configured motors on their buses, with one receive thread per bus.
+pub struct CanMotors {
     motors: Vec<Motor>,
     names: Vec<String>,
     bus_names: Vec<String>,
     txs: Vec<Box<dyn BusTx>>,
     states: Vec<Arc<SharedBusState>>,
     joints: Vec<Reader<JointSample>>,
-    imu: Reader<ImuSample>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
-    /// Whatever else must live as long as the robot (the sensor threads).
-    _keep: Option<Box<dyn Send>>,
 }
 
-fn rx_thread(
-    mut rx: Box<dyn BusRx>,
-    mut router: ReplyRouter,
-    state: Arc<SharedBusState>,
-    stop: Arc<AtomicBool>,
-    spec: RtSpec,
-) {
-    thread::apply(spec);
+fn rx_thread(mut rx: Box<dyn BusRx>, mut router: ReplyRouter, state: Arc<SharedBusState>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         match rx.recv(RX_POLL) {
             RxItem::Frame(frame, t_ns) => {
@@ -55,24 +47,18 @@ fn rx_thread(
     }
 }
 
-impl CanRobot {
-    /// Opens every configured bus. `imu` is the IMU's latest-value slot; `keep` holds whatever
-    /// produces it.
-    pub fn open(config: &Config, imu: Reader<ImuSample>, keep: Option<Box<dyn Send>>) -> Result<Self, String> {
+impl CanMotors {
+    /// Opens every configured bus.
+    pub fn open(config: &Config) -> Result<Self, OpenError> {
         let buses = config.buses.iter().map(bus::open).collect::<Result<Vec<_>, _>>()?;
-        Self::with_buses(config, buses, imu, keep)
+        Self::with_buses(config, buses)
     }
 
-    /// A robot over already opened buses (in configuration order).
-    pub fn with_buses(
-        config: &Config,
-        buses: Vec<BusPair>,
-        imu: Reader<ImuSample>,
-        keep: Option<Box<dyn Send>>,
-    ) -> Result<Self, String> {
-        let motors = Motor::all(config)?;
+    /// The motors over already opened buses (in configuration order).
+    pub fn with_buses(config: &Config, buses: Vec<BusPair>) -> Result<Self, OpenError> {
+        let motors = Motor::all(config).map_err(OpenError::Config)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let spec = super::receive_rt(config);
+        let spec = crate::io::receive_rt(config);
         let mut joints = Vec::new();
         let mut writers: Vec<Vec<_>> = (0..buses.len()).map(|_| Vec::new()).collect();
         for m in &motors {
@@ -88,12 +74,8 @@ impl CanRobot {
             let (s, st) = (state.clone(), stop.clone());
             let router = ReplyRouter::new(w);
             let name = format!("locod-rx-{}", config.buses[i].name);
-            threads.push(
-                std::thread::Builder::new()
-                    .name(name)
-                    .spawn(move || rx_thread(rx, router, s, st, spec))
-                    .map_err(|e| e.to_string())?,
-            );
+            let what = format!("bus {} receive", config.buses[i].name);
+            threads.push(thread::spawn(&name, &what, Setup::Rt(spec), move |_| rx_thread(rx, router, s, st))?);
             txs.push(tx);
             states.push(state);
         }
@@ -104,10 +86,8 @@ impl CanRobot {
             txs,
             states,
             joints,
-            imu,
             stop,
             threads,
-            _keep: keep,
         })
     }
 
@@ -152,8 +132,10 @@ impl CanRobot {
     }
 }
 
-impl Hardware for CanRobot {
-    fn start(&mut self) -> Result<(), String> {
+impl CanMotors {
+    /// Enables the motors and waits up to `START_WAIT` for each one's first reply (a silent motor
+    /// is reported, not an error: the safety monitor judges it).
+    pub fn start(&mut self) -> Result<(), String> {
         self.send_all(Special::Enable);
         // Motors reply to commands: ask with zero gains (no torque) until each has answered.
         let zero = MotorCommand::default();
@@ -184,14 +166,16 @@ impl Hardware for CanRobot {
         Ok(())
     }
 
-    fn read(&mut self, _now_ns: u64, out: &mut SensorFrame) {
+    /// Copies every joint's newest reply into `out`. Never blocks.
+    pub fn read_joints(&mut self, out: &mut SensorFrame) {
         for (o, j) in out.joints.iter_mut().zip(self.joints.iter_mut()) {
             *o = *j.latest();
         }
-        out.imu = *self.imu.latest();
     }
 
-    fn write(&mut self, _now_ns: u64, commands: &MotorCommands) -> Result<(), HwFault> {
+    /// Sends one command per motor, never blocking; reports the first bus that is off or down,
+    /// or whose queue is full.
+    pub fn write(&mut self, commands: &MotorCommands) -> Result<(), HwFault> {
         let mut result = Ok(());
         for (i, state) in self.states.iter().enumerate() {
             match state.get() {
@@ -213,7 +197,8 @@ impl Hardware for CanRobot {
         result
     }
 
-    fn stop(&mut self) {
+    /// Disables the motors and stops the receive threads.
+    pub fn stop(&mut self) {
         self.send_all(Special::Disable);
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
@@ -222,7 +207,7 @@ impl Hardware for CanRobot {
     }
 }
 
-impl Drop for CanRobot {
+impl Drop for CanMotors {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
