@@ -18,7 +18,7 @@ pub fn dir() -> PathBuf {
 static BUILD: Mutex<()> = Mutex::new(());
 
 /// The path of test model `name` (e.g. "student.pt"), building all of them first if it is
-/// missing (`make models` does the same; this makes `cargo test` work on its own).
+/// missing (`make test-models` does the same; this makes `cargo test` work on its own).
 pub fn path(name: &str) -> Result<PathBuf, String> {
     let p = dir().join(name);
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
@@ -37,7 +37,7 @@ pub fn path(name: &str) -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
     if !out.status.success() || !p.is_file() {
         return Err(format!(
-            "models/make_test_models.py failed (run `make models`): {}",
+            "models/make_test_models.py failed (run `make test-models`): {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
