@@ -292,4 +292,55 @@ mod tests {
         // front: 3.0 capped at max_range, the invalid zone reads max_range.
         close(&obs[39..43], &[0.5, 2.0, 2.0, 0.7]);
     }
+
+    /// The training environment's observations (models/locod_train/golden.py wrote them, with the
+    /// raw values they came from: simulated states of the stairs scene, a reset, `last_action`
+    /// and both ToF sensors' zones) rebuilt by this builder: order, scales, history, resets and
+    /// depth handling agree between training and the daemon.
+    #[test]
+    fn golden_observations_match_the_training_environment() {
+        use serde_json::Value;
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden_obs.json");
+        let g: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let contract = Contract::parse(&g["spec"].to_string()).unwrap();
+        let config =
+            Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml"))).unwrap();
+        let names: Vec<String> = config.depth.as_ref().unwrap().sensors.iter().map(|s| s.name.clone()).collect();
+        let mut b = ObsBuilder::new(&contract, &config, &names).unwrap();
+        let floats = |v: &Value| -> Vec<f64> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect() };
+        let three = |v: &Value| -> [f64; 3] { floats(v).try_into().unwrap() };
+        let steps = g["steps"].as_array().unwrap();
+        assert!(steps.len() > 20);
+        for (t, step) in steps.iter().enumerate() {
+            if step["reset"].as_bool().unwrap() {
+                b.reset();
+            } else {
+                let last: Vec<f32> = floats(&step["last_action"]).iter().map(|&x| x as f32).collect();
+                b.set_last_action(&last);
+            }
+            let mut s = Snapshot::default();
+            s.state.ang_vel_body_radps = three(&step["ang_vel_body_radps"]);
+            s.state.projected_gravity_body = three(&step["projected_gravity_body"]);
+            s.command = three(&step["command"]);
+            for (j, (q, qd)) in floats(&step["q_rad"]).iter().zip(floats(&step["qd_radps"])).enumerate() {
+                s.state.joints[j].q_rad = *q;
+                s.state.joints[j].qd_radps = qd;
+            }
+            let mut p = Perception::default();
+            for (k, zones) in floats(&step["depth_m"]).chunks(64).enumerate() {
+                let mut z = DepthZones { t_ns: 1, zones: 64, ..Default::default() };
+                for (i, &d) in zones.iter().enumerate() {
+                    z.distance_m[i] = d as f32;
+                    z.valid[i] = d >= 0.0;
+                }
+                p.depth[k] = z;
+            }
+            let want: Vec<f32> = floats(&step["obs"]).iter().map(|&x| x as f32).collect();
+            let got = b.build(&s, Some(&p)).to_vec();
+            assert_eq!(got.len(), want.len(), "step {t}");
+            for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+                assert!((x - y).abs() < 1e-4, "step {t}, value {i}: locod {x}, training {y}");
+            }
+        }
+    }
 }
