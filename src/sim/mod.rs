@@ -4,17 +4,20 @@
 //! its motors as MIT-mode motors behind an emulated slcan USB-CAN adapter on one pseudo-terminal,
 //! its IMU and ToF sensors behind a firmware-bridge board on another, each linked at the path the
 //! configuration gives the daemon. The daemon cannot tell it from the robot. `lockstep` runs the
-//! daemon's own control loop in-process on simulated time instead, for fast deterministic tests and
-//! data generation. The pieces: `world` (MuJoCo), `motors` (MIT firmware on the joints), `board`
-//! (the sensor microcontroller), `noise`.
+//! daemon's own control loop and its configured controller in-process on simulated time instead,
+//! for fast deterministic tests and data generation; `eval` measures a controller over seeded
+//! lock-step episodes under command `profile`s (`locod eval`). The pieces: `world` (MuJoCo),
+//! `motors` (MIT firmware on the joints), `board` (the sensor microcontroller), `noise`.
 //!
 //! Not for: anything the daemon runs on a robot; the daemon never sees the simulator's privileged
 //! state (base pose, velocities), only what crosses the wire.
 
 pub mod board;
+pub mod eval;
 pub mod lockstep;
 pub mod motors;
 pub mod noise;
+pub mod profile;
 pub mod realtime;
 pub mod world;
 
