@@ -84,6 +84,45 @@ enum Command {
         /// Lock-step: yaw-rate command once walking, rad/s.
         #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
         yaw_rate: f64,
+        /// Lock-step: a learned controller's action takes effect this long after its snapshot
+        /// (rounded up to control ticks) instead of after its measured compute time.
+        #[arg(long, value_name = "MS")]
+        policy_latency: Option<f64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate the configured controller: seeded episodes in lock-step (the daemon's control loop
+    /// and controller on simulated time), measured with the simulator's ground truth.
+    #[cfg(feature = "sim")]
+    Eval {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The scene models/robots/<robot>/scene_<SCENE>.xml beside [sim] model (default: [sim] model).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(locod::sim::eval::SCENES))]
+        scene: Option<String>,
+        /// Simulate the configuration's [sim.real_world] instead of the nominal robot.
+        #[arg(long)]
+        real_world: bool,
+        #[arg(long, default_value_t = 20)]
+        episodes: u32,
+        /// Seconds of Walk per episode (simulated).
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Episode i uses seed K + i (simulator noise, planner sampling, random commands).
+        #[arg(long, value_name = "K", default_value_t = 1000)]
+        seed: u64,
+        /// random, forward, or a file of `t_s, vx, yaw_rate` lines (default: forward on step,
+        /// stairs and slope, random elsewhere).
+        #[arg(long, value_name = "random|forward|FILE")]
+        commands: Option<String>,
+        /// An action takes effect this long after its snapshot (rounded up to control ticks)
+        /// instead of after its measured compute time; a planner then plans without its budget.
+        #[arg(long, value_name = "MS")]
+        policy_latency: Option<f64>,
+        /// Write the episodes' MCAP transition logs into DIR, as the daemon does.
+        #[arg(long, value_name = "DIR")]
+        log: Option<PathBuf>,
+        /// Print one JSON document on stdout.
         #[arg(long)]
         json: bool,
     },
@@ -303,6 +342,44 @@ fn replay_logs(logs: &Path, model: &Path, config: &Config) -> Result<policy::rep
     )
 }
 
+#[cfg(feature = "sim")]
+fn print_eval(r: &locod::sim::eval::EvalReport) {
+    use locod::sim::eval::Spread;
+    println!(
+        "{} on {} ({}{} commands, {} s per episode, seeds {}..{}):",
+        r.controller,
+        r.scene,
+        if r.real_world { "real world, " } else { "" },
+        r.commands,
+        r.seconds,
+        r.seed,
+        r.seed + u64::from(r.episodes)
+    );
+    println!("  episodes {}  falls {}  success rate {:.2}", r.episodes, r.falls, r.success_rate);
+    let rows: [(&str, &Option<Spread>); 12] = [
+        ("tracking_rms_mps", &r.tracking_rms_mps),
+        ("yaw_tracking_rms_radps", &r.yaw_tracking_rms_radps),
+        ("jerk_mean", &r.jerk_mean),
+        ("jerk_max", &r.jerk_max),
+        ("torque_rms_nm", &r.torque_rms_nm),
+        ("plan_p50_ms", &r.plan_p50_ms),
+        ("plan_p99_ms", &r.plan_p99_ms),
+        ("progress_m", &r.progress_m),
+        ("primary_share", &r.primary_share),
+        ("prior_share", &r.prior_share),
+        ("stand_share", &r.stand_share),
+        ("damp_share", &r.damp_share),
+    ];
+    println!("  {:<24} {:>10} {:>10} {:>10}", "", "mean", "min", "max");
+    for (name, s) in rows {
+        match s {
+            Some(s) => println!("  {name:<24} {:>10.4} {:>10.4} {:>10.4}", s.mean, s.min, s.max),
+            None => println!("  {name:<24} {:>10}", "-"),
+        }
+    }
+    println!("  {:.1} s simulated in {:.1} s", r.sim_seconds, r.wall_seconds);
+}
+
 fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         report::error(e);
@@ -415,7 +492,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
             locod::teleop::client::run(&c).map_err(fail)
         }
         #[cfg(feature = "sim")]
-        Command::Sim { config, duration, real_world, faults, lockstep, goal, vx, yaw_rate, json } => {
+        Command::Sim { config, duration, real_world, faults, lockstep, goal, vx, yaw_rate, policy_latency, json } => {
             let c = load(&config)?;
             if let Some(d) = duration {
                 if !(d.is_finite() && d > 0.0) {
@@ -435,6 +512,7 @@ fn run(command: Command) -> Result<(), ExitCode> {
                     command: |_| *COMMAND.get().unwrap_or(&[0.0; 3]),
                     real_world,
                     faults,
+                    policy_latency_ms: policy_latency,
                 };
                 let r = locod::sim::lockstep::run(&c, &opts).map_err(failed)?;
                 if json {
@@ -467,6 +545,29 @@ fn run(command: Command) -> Result<(), ExitCode> {
                     ));
                 }
             }
+            Ok(())
+        }
+        #[cfg(feature = "sim")]
+        Command::Eval { config, scene, real_world, episodes, seconds, seed, commands, policy_latency, log, json } => {
+            let c = load(&config)?;
+            let usage = |m: String| {
+                report::error(m);
+                ExitCode::from(2)
+            };
+            let commands = commands.map(|a| locod::sim::profile::Commands::parse(&a)).transpose().map_err(usage)?;
+            let opts = locod::sim::eval::EvalOptions {
+                scene,
+                real_world,
+                episodes,
+                seconds,
+                seed,
+                commands,
+                policy_latency_ms: policy_latency,
+                log_dir: log,
+                progress: true,
+            };
+            let r = locod::sim::eval::run(&c, &opts).map_err(fail)?;
+            print_json_or(json, &r, print_eval);
             Ok(())
         }
         Command::Sensors { config, seconds } => {
