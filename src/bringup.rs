@@ -5,8 +5,8 @@
 //! action touches one motor at a time and leaves it disabled. Not for: running the robot.
 
 use crate::config::{calibration, Config, JointMode};
-use crate::io::can_motors::CanMotors;
-use crate::io::mit::Special;
+use crate::io::device::can_motors::CanMotors;
+use crate::io::protocol::mit::Special;
 use crate::rt::clock::monotonic_ns;
 use crate::types::{JointSample, MotorCommand};
 use std::io::{BufRead, Write};

@@ -57,75 +57,14 @@ enum Command {
         config: PathBuf,
     },
     /// The MuJoCo simulator of the robot, behind its real protocols (pseudo-terminals at the
-    /// configured ports), in real time; or, with --lockstep, the daemon's control loop on
-    /// simulated time in this process (deterministic, as fast as the physics).
+    /// configured ports), in real time; or, with --lockstep, the daemon's control loop and its
+    /// controller on simulated time in this process (deterministic, as fast as the physics).
     #[cfg(feature = "sim")]
-    Sim {
-        #[arg(long, short, default_value = "config/sim.toml")]
-        config: PathBuf,
-        /// Stop after this many seconds of simulated time (default: until Ctrl-C; 10 with --lockstep).
-        #[arg(long)]
-        duration: Option<f64>,
-        /// Simulate the configuration's [sim.real_world] instead of the nominal robot.
-        #[arg(long)]
-        real_world: bool,
-        /// Inject a fault: imu-stop@S, motor-silent:JOINT@S, bridge-garbage@S, exit@S (repeatable).
-        #[arg(long = "fault", value_name = "KIND@SECONDS")]
-        faults: Vec<locod::sim::ScheduledFault>,
-        /// Run the daemon's control loop in lock-step with the simulation (no ports, no threads).
-        #[arg(long)]
-        lockstep: bool,
-        /// Lock-step: where the daemon takes the robot.
-        #[arg(long, value_enum, default_value_t = Goal::Walk)]
-        goal: Goal,
-        /// Lock-step: forward speed command once walking, m/s.
-        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
-        vx: f64,
-        /// Lock-step: yaw-rate command once walking, rad/s.
-        #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
-        yaw_rate: f64,
-        /// Lock-step: a learned controller's action takes effect this long after its snapshot
-        /// (rounded up to control ticks) instead of after its measured compute time.
-        #[arg(long, value_name = "MS")]
-        policy_latency: Option<f64>,
-        #[arg(long)]
-        json: bool,
-    },
+    Sim(SimArgs),
     /// Evaluate the configured controller: seeded episodes in lock-step (the daemon's control loop
     /// and controller on simulated time), measured with the simulator's ground truth.
     #[cfg(feature = "sim")]
-    Eval {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// The scene models/robots/<robot>/scene_<SCENE>.xml beside [sim] model (default: [sim] model).
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(locod::sim::eval::SCENES))]
-        scene: Option<String>,
-        /// Simulate the configuration's [sim.real_world] instead of the nominal robot.
-        #[arg(long)]
-        real_world: bool,
-        #[arg(long, default_value_t = 20)]
-        episodes: u32,
-        /// Seconds of Walk per episode (simulated).
-        #[arg(long, default_value_t = 60.0)]
-        seconds: f64,
-        /// Episode i uses seed K + i (simulator noise, planner sampling, random commands).
-        #[arg(long, value_name = "K", default_value_t = 1000)]
-        seed: u64,
-        /// random, forward, or a file of `t_s, vx, yaw_rate` lines (default: forward on step,
-        /// stairs and slope, random elsewhere).
-        #[arg(long, value_name = "random|forward|FILE")]
-        commands: Option<String>,
-        /// An action takes effect this long after its snapshot (rounded up to control ticks)
-        /// instead of after its measured compute time; a planner then plans without its budget.
-        #[arg(long, value_name = "MS")]
-        policy_latency: Option<f64>,
-        /// Write the episodes' MCAP transition logs into DIR, as the daemon does.
-        #[arg(long, value_name = "DIR")]
-        log: Option<PathBuf>,
-        /// Print one JSON document on stdout.
-        #[arg(long)]
-        json: bool,
-    },
+    Eval(EvalArgs),
     /// Live view of the IMU, depth zones and firmware-bridge link health (bring-up).
     Sensors {
         #[arg(long, short)]
@@ -175,6 +114,77 @@ enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+}
+
+// The `sim` command's arguments (its help text is the `Command::Sim` doc comment).
+#[cfg(feature = "sim")]
+#[derive(clap::Args)]
+struct SimArgs {
+    #[arg(long, short, default_value = "config/sim.toml")]
+    config: PathBuf,
+    /// Stop after this many seconds of simulated time (default: until Ctrl-C; 10 with --lockstep).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Simulate the configuration's [sim.real_world] instead of the nominal robot.
+    #[arg(long)]
+    real_world: bool,
+    /// Inject a fault: imu-stop@S, motor-silent:JOINT@S, bridge-garbage@S, exit@S (repeatable).
+    #[arg(long = "fault", value_name = "KIND@SECONDS")]
+    faults: Vec<locod::sim::ScheduledFault>,
+    /// Run the daemon's control loop in lock-step with the simulation (no ports, no threads).
+    #[arg(long)]
+    lockstep: bool,
+    /// Lock-step: where the daemon takes the robot.
+    #[arg(long, value_enum, default_value_t = Goal::Walk)]
+    goal: Goal,
+    /// Lock-step: forward speed command once walking, m/s.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    vx: f64,
+    /// Lock-step: yaw-rate command once walking, rad/s.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    yaw_rate: f64,
+    /// Lock-step: a learned controller's action takes effect this long after its snapshot
+    /// (rounded up to control ticks) instead of after its measured compute time; a planner then
+    /// plans without its time budget.
+    #[arg(long, value_name = "MS")]
+    policy_latency: Option<f64>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[cfg(feature = "sim")]
+#[derive(clap::Args)]
+struct EvalArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The scene scene_<SCENE>.xml beside [sim] model (default: [sim] model itself).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(locod::sim::eval::SCENES))]
+    scene: Option<String>,
+    /// Simulate the configuration's [sim.real_world] instead of the nominal robot.
+    #[arg(long)]
+    real_world: bool,
+    #[arg(long, default_value_t = 20)]
+    episodes: u32,
+    /// Seconds of Walk per episode (simulated).
+    #[arg(long, default_value_t = 60.0)]
+    seconds: f64,
+    /// Episode i uses seed K + i (simulator noise, planner sampling, random commands).
+    #[arg(long, value_name = "K", default_value_t = 1000)]
+    seed: u64,
+    /// random, forward, or a file of `t_s, vx, yaw_rate` lines (default: forward on step, stairs
+    /// and slope, random elsewhere).
+    #[arg(long, value_name = "random|forward|FILE")]
+    commands: Option<String>,
+    /// An action takes effect this long after its snapshot (rounded up to control ticks) instead
+    /// of after its measured compute time; a planner then plans without its time budget.
+    #[arg(long, value_name = "MS")]
+    policy_latency: Option<f64>,
+    /// Write the episodes' MCAP transition logs into DIR, as the daemon does.
+    #[arg(long, value_name = "DIR")]
+    log: Option<PathBuf>,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -302,11 +312,23 @@ fn libtorch_line() -> String {
     format!("libtorch: {} intra-op threads, cuda {cuda}", t.intra_op_threads)
 }
 
-fn print_json_or<T: serde::Serialize>(json: bool, r: &T, text: impl FnOnce(&T)) {
+/// Where a report's text goes without `--json`.
+enum Text {
+    /// Standard output; the report's text ends each line with a newline.
+    Stdout,
+    /// The journal (`report::info`), one line.
+    Journal,
+}
+
+/// Prints a report: pretty JSON on stdout with `--json`, else its text.
+fn emit<R: serde::Serialize + std::fmt::Display>(json: bool, r: &R, text: Text) {
     if json {
         println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
-    } else {
-        text(r);
+        return;
+    }
+    match text {
+        Text::Stdout => print!("{r}"),
+        Text::Journal => report::info(r),
     }
 }
 
@@ -342,44 +364,6 @@ fn replay_logs(logs: &Path, model: &Path, config: &Config) -> Result<policy::rep
     )
 }
 
-#[cfg(feature = "sim")]
-fn print_eval(r: &locod::sim::eval::EvalReport) {
-    use locod::sim::eval::Spread;
-    println!(
-        "{} on {} ({}{} commands, {} s per episode, seeds {}..{}):",
-        r.controller,
-        r.scene,
-        if r.real_world { "real world, " } else { "" },
-        r.commands,
-        r.seconds,
-        r.seed,
-        r.seed + u64::from(r.episodes)
-    );
-    println!("  episodes {}  falls {}  success rate {:.2}", r.episodes, r.falls, r.success_rate);
-    let rows: [(&str, &Option<Spread>); 12] = [
-        ("tracking_rms_mps", &r.tracking_rms_mps),
-        ("yaw_tracking_rms_radps", &r.yaw_tracking_rms_radps),
-        ("jerk_mean", &r.jerk_mean),
-        ("jerk_max", &r.jerk_max),
-        ("torque_rms_nm", &r.torque_rms_nm),
-        ("plan_p50_ms", &r.plan_p50_ms),
-        ("plan_p99_ms", &r.plan_p99_ms),
-        ("progress_m", &r.progress_m),
-        ("primary_share", &r.primary_share),
-        ("prior_share", &r.prior_share),
-        ("stand_share", &r.stand_share),
-        ("damp_share", &r.damp_share),
-    ];
-    println!("  {:<24} {:>10} {:>10} {:>10}", "", "mean", "min", "max");
-    for (name, s) in rows {
-        match s {
-            Some(s) => println!("  {name:<24} {:>10.4} {:>10.4} {:>10.4}", s.mean, s.min, s.max),
-            None => println!("  {name:<24} {:>10}", "-"),
-        }
-    }
-    println!("  {:.1} s simulated in {:.1} s", r.sim_seconds, r.wall_seconds);
-}
-
 fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         report::error(e);
@@ -391,6 +375,17 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 fn fail(e: impl std::fmt::Display) -> ExitCode {
     report::error(e);
     ExitCode::FAILURE
+}
+
+/// A `--duration`/`--seconds` value that is not a positive number: a usage error (status 2).
+fn positive_seconds(flag: &str, value: Option<f64>) -> Result<(), ExitCode> {
+    match value {
+        Some(d) if !(d.is_finite() && d > 0.0) => {
+            report::error(format!("{flag}: expected a positive number of seconds, got {d}"));
+            Err(ExitCode::from(2))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The lock-step run's constant velocity command (a plain `fn` cannot capture it).
@@ -407,367 +402,259 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<(), ExitCode> {
     match command {
-        Command::Check { config, model, quiet } => {
-            let c = load(&config)?;
-            if !quiet {
-                print!("{}", c.to_toml());
-            }
-            let opened = policy::check(&c, model.as_deref()).map_err(|e| {
-                report::error(e);
-                ExitCode::from(2)
-            })?;
-            if let Some(m) = &opened {
-                for w in &m.warnings {
-                    report::warn(w);
-                }
-                let k = &m.contract;
-                println!(
-                    "# model ok: {}: {} for {:?}, {} observation values in {} terms, {} actions{}{}",
-                    m.path.display(),
-                    k.kind.as_str(),
-                    k.robot,
-                    k.obs_dim(),
-                    k.obs.len(),
-                    k.action_dim,
-                    if k.recurrent_state.is_some() { ", recurrent" } else { "" },
-                    match (m.optional.pi, m.optional.rollout) {
-                        (false, false) if k.latent_dim.is_some() => ", no prior, stepped rollout",
-                        (true, false) => ", prior pi, stepped rollout",
-                        (false, true) => ", no prior, fused rollout",
-                        (true, true) => ", prior pi, fused rollout",
-                        _ => "",
-                    }
-                );
-            }
-            println!(
-                "# ok: {} joints on {} bus(es), control {} Hz, policy {} Hz; {}",
-                c.joints.len(),
-                c.buses.len(),
-                c.rate.control_hz,
-                c.rate.policy_hz,
-                libtorch_line()
-            );
-            Ok(())
-        }
-        Command::Run { config, duration, goal, json } => {
-            let c = load(&config)?;
-            if let Some(d) = duration {
-                if !(d.is_finite() && d > 0.0) {
-                    report::error(format!("--duration: expected a positive number of seconds, got {d}"));
-                    return Err(ExitCode::from(2));
-                }
-            }
-            report::info(format!(
-                "{} from {}: {} joints, {} Hz; Ctrl-C stops (damping first)",
-                c.robot.name,
-                config.display(),
-                c.joints.len(),
-                c.rate.control_hz
-            ));
-            let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, ..Default::default() };
-            let summary = daemon::run(&c, opts).map_err(fail)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&summary).unwrap_or_default());
-            } else {
-                report::info(&summary);
-            }
-            Ok(())
-        }
-        Command::Motors { config, action } => {
-            let c = load(&config)?;
-            let mut out = std::io::stdout();
-            let result = match action.unwrap_or(MotorsAction::Scan) {
-                MotorsAction::Scan => bringup::scan(&c, &mut out).map(|_| ()),
-                MotorsAction::Enable { joint } => bringup::set_enabled(&c, &joint, true, &mut out),
-                MotorsAction::Disable { joint } => bringup::set_enabled(&c, &joint, false, &mut out),
-                MotorsAction::Jog { joint, step_rad } => bringup::jog(&c, &joint, step_rad, &mut out),
-                MotorsAction::Zero { joint, pose_rad, yes } => {
-                    bringup::zero(&c, &joint, pose_rad, yes, &mut std::io::stdin().lock(), &mut out)
-                }
-            };
-            result.map_err(fail)
-        }
-        Command::Teleop { config } => {
-            let c = load(&config)?;
-            locod::teleop::client::run(&c).map_err(fail)
-        }
+        Command::Run { config, duration, goal, json } => run_daemon(&config, duration, goal, json),
+        Command::Check { config, model, quiet } => check(&config, model.as_deref(), quiet),
+        Command::Motors { config, action } => motors(&config, action.unwrap_or(MotorsAction::Scan)),
+        Command::Teleop { config } => locod::teleop::client::run(&load(&config)?).map_err(fail),
         #[cfg(feature = "sim")]
-        Command::Sim { config, duration, real_world, faults, lockstep, goal, vx, yaw_rate, policy_latency, json } => {
-            let c = load(&config)?;
-            if let Some(d) = duration {
-                if !(d.is_finite() && d > 0.0) {
-                    report::error(format!("--duration: expected a positive number of seconds, got {d}"));
-                    return Err(ExitCode::from(2));
-                }
-            }
-            let failed = |e: locod::sim::SimError| {
-                report::error(e);
-                ExitCode::FAILURE
-            };
-            if lockstep {
-                COMMAND.set([vx, 0.0, yaw_rate]).ok();
-                let opts = locod::sim::lockstep::LockstepOptions {
-                    duration_s: duration.unwrap_or(10.0),
-                    goal,
-                    command: |_| *COMMAND.get().unwrap_or(&[0.0; 3]),
-                    real_world,
-                    faults,
-                    policy_latency_ms: policy_latency,
-                };
-                let r = locod::sim::lockstep::run(&c, &opts).map_err(failed)?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-                } else {
-                    for e in &r.events {
-                        println!("{:8.3} s  {}", e.t_s, e.event);
-                    }
-                    println!(
-                        "lock-step: {:.1} s simulated in {:.2} s ({} ticks), final mode {:?}; max tilt {:.1} deg, lowest base {:.3} m; walked {:.2} m at {:.2} m/s",
-                        r.sim_seconds, r.wall_seconds, r.ticks, r.final_mode, r.max_tilt_deg, r.min_base_height_m,
-                        r.walk_displacement_m[0].hypot(r.walk_displacement_m[1]), r.walk_mean_speed_mps
-                    );
-                }
-            } else {
-                let opts = locod::sim::realtime::RealtimeOptions {
-                    duration_s: duration,
-                    real_world,
-                    faults,
-                    status_interval_s: c.rate.status_interval_s,
-                };
-                let r = locod::sim::realtime::run(&c, &opts).map_err(failed)?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-                } else {
-                    report::info(format!(
-                        "sim: stopped ({}) after {:.1} s simulated in {:.1} s; {} steps ({} late), CAN {} in / {} replies, bridge {} frames ({} bytes dropped)",
-                        r.stopped_by, r.sim_seconds, r.wall_seconds, r.steps, r.late_steps, r.can_frames_in,
-                        r.can_replies, r.bridge_frames_out, r.bridge_bytes_dropped
-                    ));
-                }
-            }
-            Ok(())
-        }
+        Command::Sim(args) => sim(args),
         #[cfg(feature = "sim")]
-        Command::Eval { config, scene, real_world, episodes, seconds, seed, commands, policy_latency, log, json } => {
-            let c = load(&config)?;
-            let usage = |m: String| {
-                report::error(m);
-                ExitCode::from(2)
-            };
-            let commands = commands.map(|a| locod::sim::profile::Commands::parse(&a)).transpose().map_err(usage)?;
-            let opts = locod::sim::eval::EvalOptions {
-                scene,
-                real_world,
-                episodes,
-                seconds,
-                seed,
-                commands,
-                policy_latency_ms: policy_latency,
-                log_dir: log,
-                progress: true,
-            };
-            let r = locod::sim::eval::run(&c, &opts).map_err(fail)?;
-            print_json_or(json, &r, print_eval);
-            Ok(())
+        Command::Eval(args) => eval(args),
+        Command::Sensors { config, seconds } => sensors(&config, seconds),
+        Command::Export { logs, out, format, walk_only } => export_logs(&logs, &out, format, walk_only),
+        Command::Log { what: LogCommand::Recover { path } } => recover(&path),
+        Command::Report { log, out } => plot_report(&log, &out),
+        Command::Replay { logs, config, model, json } => replay(&logs, &config, model, json),
+        Command::Bench { what } => bench(what),
+    }
+}
+
+fn bench(what: BenchCommand) -> Result<(), ExitCode> {
+    match what {
+        BenchCommand::E2e { config, seconds, json } => {
+            emit(json, &bench::e2e::run(&load(&config)?, &config, seconds).map_err(fail)?, Text::Stdout)
         }
-        Command::Sensors { config, seconds } => {
-            let c = load(&config)?;
-            if let Some(s) = seconds {
-                if !(s.is_finite() && s > 0.0) {
-                    report::error(format!("--seconds: expected a positive number of seconds, got {s}"));
-                    return Err(ExitCode::from(2));
-                }
-            }
-            sensors_view::run(&c, seconds).map_err(fail)
+        BenchCommand::Io { config, samples, json } => {
+            emit(json, &bench::io::run(&load(&config)?, samples).map_err(fail)?, Text::Stdout)
         }
-        Command::Bench { what: BenchCommand::Teleop { config, seconds, json } } => {
-            let c = load(&config)?;
-            let r = bench::teleop::run(&c, seconds.max(2)).map_err(fail)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                let l = &r.latency;
-                println!(
-                    "teleop publish -> applied: p50 {:.0} us p99 {:.0} us ({} of {} sent); zenoh alone p50 {:.0} us p99 {:.0} us; ratio {:.2}",
-                    l.publish_to_applied_us.p50, l.publish_to_applied_us.p99, l.applied, l.sent, l.reference_us.p50, l.reference_us.p99, l.ratio
-                );
-                let t = &r.telemetry;
-                println!(
-                    "loop with state at {} Hz: wake p99 {:.1} us, compute p99 {:.1} us; without teleop: wake p99 {:.1} us, compute p99 {:.1} us; ratios {:.2} / {:.2}",
-                    t.state_hz, t.with_telemetry.wake_us.p99, t.with_telemetry.compute_us.p99, t.reference.wake_us.p99, t.reference.compute_us.p99, t.ratio_wake_p99, t.ratio_compute_p99
-                );
-            }
-            Ok(())
+        BenchCommand::Loop { config, seconds, cpu, json } => {
+            emit(json, &bench::loop_timing::run(&load(&config)?, seconds, cpu).map_err(fail)?, Text::Stdout)
         }
-        Command::Bench { what: BenchCommand::Io { config, samples, json } } => {
-            let c = load(&config)?;
-            let r = bench::io::run(&c, samples).map_err(fail)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                let k = &r.codecs_ns_per_op;
-                println!("codecs (ns/op): MIT pack {:.1}, MIT decode {:.1}, slcan encode {:.1}, slcan decode {:.1}, WitMotion {:.1}", k.mit_pack_command, k.mit_decode_reply, k.slcan_encode_frame, k.slcan_decode_line, k.witmotion_decode_frame);
-                for (name, p) in [("in-memory cable", &r.latency.membus), ("slcan on a pty", &r.latency.slcan_pty)] {
-                    println!(
-                        "{name}: reply -> slot p50 {:.1} us p99 {:.1} us; {} p50 {:.1} us p99 {:.1} us; ratio {:.2}",
-                        p.locod_us.p50, p.locod_us.p99, p.reference, p.reference_us.p50, p.reference_us.p99, p.ratio
-                    );
-                }
-            }
-            Ok(())
+        BenchCommand::Teleop { config, seconds, json } => {
+            emit(json, &bench::teleop::run(&load(&config)?, seconds.max(2)).map_err(fail)?, Text::Stdout)
         }
-        Command::Export { logs, out, format, walk_only } => {
-            let s = export::export(&logs, &out, format, walk_only).map_err(fail)?;
-            report::info(format!(
-                "exported {} episodes, {} frames ({} valid transitions) at {} Hz to {}",
-                s.episodes,
-                s.frames,
-                s.valid_pairs,
-                s.fps,
-                s.out.display()
-            ));
-            Ok(())
+        BenchCommand::Policy { config, model, iterations, json } => {
+            let r = bench::policy::policy(&load(&config)?, model.as_deref(), iterations).map_err(fail)?;
+            emit(json, &r, Text::Stdout)
         }
-        Command::Log { what: LogCommand::Recover { path } } => {
-            let done = if path.is_dir() {
-                read::recover_dir(&path).map_err(fail)?
-            } else {
-                vec![read::recover(&path).map_err(fail)?]
-            };
-            if done.is_empty() {
-                report::info(format!("{}: nothing to recover (no .mcap.part files)", path.display()));
-            }
-            for r in done {
-                report::info(format!("recovered {r}"));
-            }
-            Ok(())
+        BenchCommand::Mppi { config, model, plans, json } => {
+            emit(json, &bench::policy::mppi(&load(&config)?, model.as_deref(), plans).map_err(fail)?, Text::Stdout)
         }
-        Command::Report { log, out } => {
-            let files = plot::report(&log, &out).map_err(fail)?;
-            for f in files {
-                println!("{}", f.display());
-            }
-            Ok(())
-        }
-        Command::Bench { what: BenchCommand::Log { config, seconds, cpu, json } } => {
-            let c = load(&config)?;
-            let r = bench::log::run(&c, seconds, cpu).map_err(fail)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                let o = &r.overhead_us;
-                println!("logging at {} Hz ({}), record {} bytes:", o.rate_hz, r.control_thread, r.record_bytes);
-                println!(
-                    "  overhead        p50 {:.2} us  p99 {:.2} us (target p99 < {} us)",
-                    o.p50, o.p99, o.target_p99
-                );
-                println!("  push alone      p50 {:.2} us  p99 {:.2} us", o.push_us.p50, o.push_us.p99);
-                for s in &r.sustained {
-                    println!(
-                        "  {:>5} Hz       {} written, {} dropped, {} lost, {:.0} bytes/step",
-                        s.rate_hz, s.records_written, s.records_dropped, s.records_lost, s.bytes_per_step
-                    );
-                }
-                for c in &r.compression {
-                    println!(
-                        "  {:<15} {:.0} bytes/step, {:.1} us/record",
-                        format!("{:?}", c.compression),
-                        c.bytes_per_step,
-                        c.write_us_per_record
-                    );
-                }
-            }
-            Ok(())
-        }
-        Command::Bench { what: BenchCommand::Policy { config, model, iterations, json } } => {
-            let c = load(&config)?;
-            let r = bench::policy::policy(&c, model.as_deref(), iterations).map_err(fail)?;
-            print_json_or(json, &r, |r| {
-                println!("student {} ({} thread(s)):", r.model, r.threads);
-                println!("  locod forward  p50 {:.1} us  p99 {:.1} us", r.forward_us.p50, r.forward_us.p99);
-                println!("  locod tick     p50 {:.1} us  p99 {:.1} us", r.tick_us.p50, r.tick_us.p99);
-                let p = &r.reference.latency_us;
-                println!("  python         p50 {:.1} us  p99 {:.1} us", p.p50, p.p99);
-                println!("  ratio (p50)    {:.2} (target <= {})", r.ratio, r.target_ratio);
-            });
-            Ok(())
-        }
-        Command::Bench { what: BenchCommand::Mppi { config, model, plans, json } } => {
-            let c = load(&config)?;
-            let r = bench::policy::mppi(&c, model.as_deref(), plans).map_err(fail)?;
-            print_json_or(json, &r, |r| {
-                println!(
-                    "mppi {} ({} rollout, {} samples, horizon {}, {} iterations, {} prior):",
-                    r.model, r.rollout, r.samples, r.horizon, r.iterations, r.prior_samples
-                );
-                println!("  locod plan     p50 {:.0} us  p99 {:.0} us", r.plan_us.p50, r.plan_us.p99);
-                let p = &r.reference.latency_us;
-                println!("  python plan    p50 {:.0} us  p99 {:.0} us", p.p50, p.p99);
-                println!(
-                    "  {:.0} model steps/s, {:.1} GFLOP/s of {:.1} (matmul floor {:.0} us, {:.0}% of it)",
-                    r.model_steps_per_s,
-                    r.achieved_gflops,
-                    r.matmul_limit_gflops,
-                    r.matmul_floor_us,
-                    100.0 * r.fraction_of_floor
-                );
-                println!("  ratio (p50)    {:.2} (target <= {})", r.ratio, r.target_ratio);
-            });
-            Ok(())
-        }
-        Command::Replay { logs, config, model, json } => {
-            let c = load(&config)?;
-            let model =
-                model.or_else(|| c.model_path()).ok_or_else(|| fail("--model: no model given or configured"))?;
-            let r = replay_logs(&logs, &model, &c).map_err(fail)?;
-            print_json_or(json, &r, |r| {
-                println!(
-                    "{} policy steps replayed through {}: largest action difference {:.3e} (step {}, action {}: logged {}, replayed {})",
-                    r.steps,
-                    model.display(),
-                    r.max_abs_diff,
-                    r.at_step,
-                    r.at_action,
-                    r.logged,
-                    r.replayed
-                );
-            });
-            Ok(())
-        }
-        Command::Bench { what: BenchCommand::E2e { config, seconds, json } } => {
-            let c = load(&config)?;
-            let r = bench::e2e::run(&c, &config, seconds).map_err(fail)?;
-            print_json_or(json, &r, |r| {
-                let (l, f) = (&r.locod_us, &r.reference_us);
-                println!("sensor frame -> command back at {} Hz: p50 {:.0} us p99 {:.0} us max {:.0} us (a reply answers the previous tick: one period is {:.0} us)", r.control_hz, l.p50, l.p99, l.max, r.control_period_us);
-                println!("{}: p50 {:.0} us p99 {:.0} us; ratio {:.1}", r.reference, f.p50, f.p99, r.ratio);
-            });
-            Ok(())
-        }
-        Command::Bench { what: BenchCommand::Loop { config, seconds, cpu, json } } => {
-            let c = load(&config)?;
-            let r = bench::loop_timing::run(&c, seconds, cpu).map_err(fail)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                println!("control loop at {} Hz for {} s ({}):", r.rate_hz, r.seconds, r.control_thread);
-                let w = &r.locod.wake_us;
-                let f = &r.reference.wake_us;
-                println!(
-                    "  locod wake-up   p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us",
-                    w.p50, w.p99, w.p999, w.max
-                );
-                println!(
-                    "  {:<15} p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us",
-                    r.reference.tool, f.p50, f.p99, f.p999, f.max
-                );
-                println!(
-                    "  compute         p50 {:.1} us  p99 {:.1} us  max {:.1} us",
-                    r.locod.compute_us.p50, r.locod.compute_us.p99, r.locod.compute_us.max
-                );
-                println!("  ratio (p99.9)   {:.2} (target <= {})", r.ratio, r.target_ratio);
-            }
-            Ok(())
+        BenchCommand::Log { config, seconds, cpu, json } => {
+            emit(json, &bench::log::run(&load(&config)?, seconds, cpu).map_err(fail)?, Text::Stdout)
         }
     }
+    Ok(())
+}
+
+/// `locod run`: the daemon in the foreground.
+fn run_daemon(config: &Path, duration: Option<f64>, goal: Goal, json: bool) -> Result<(), ExitCode> {
+    let c = load(config)?;
+    positive_seconds("--duration", duration)?;
+    report::info(format!(
+        "{} from {}: {} joints, {} Hz; Ctrl-C stops (damping first)",
+        c.robot.name,
+        config.display(),
+        c.joints.len(),
+        c.rate.control_hz
+    ));
+    let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, ..Default::default() };
+    let summary = daemon::run(&c, opts).map_err(fail)?;
+    emit(json, &summary, Text::Journal);
+    Ok(())
+}
+
+/// `locod check`: the configuration resolved, and the model's contract against it.
+fn check(config: &Path, model: Option<&Path>, quiet: bool) -> Result<(), ExitCode> {
+    let c = load(config)?;
+    if !quiet {
+        print!("{}", c.to_toml());
+    }
+    let opened = policy::check(&c, model).map_err(|e| {
+        report::error(e);
+        ExitCode::from(2)
+    })?;
+    if let Some(m) = &opened {
+        for w in &m.warnings {
+            report::warn(w);
+        }
+        let k = &m.contract;
+        println!(
+            "# model ok: {}: {} for {:?}, {} observation values in {} terms, {} actions{}{}",
+            m.path.display(),
+            k.kind.as_str(),
+            k.robot,
+            k.obs_dim(),
+            k.obs.len(),
+            k.action_dim,
+            if k.recurrent_state.is_some() { ", recurrent" } else { "" },
+            match (m.optional.pi, m.optional.rollout) {
+                (false, false) if k.latent_dim.is_some() => ", no prior, stepped rollout",
+                (true, false) => ", prior pi, stepped rollout",
+                (false, true) => ", no prior, fused rollout",
+                (true, true) => ", prior pi, fused rollout",
+                _ => "",
+            }
+        );
+    }
+    println!(
+        "# ok: {} joints on {} bus(es), control {} Hz, policy {} Hz; {}",
+        c.joints.len(),
+        c.buses.len(),
+        c.rate.control_hz,
+        c.rate.policy_hz,
+        libtorch_line()
+    );
+    Ok(())
+}
+
+/// `locod motors`: bring-up, one motor at a time.
+fn motors(config: &Path, action: MotorsAction) -> Result<(), ExitCode> {
+    let c = load(config)?;
+    let mut out = std::io::stdout();
+    let result = match action {
+        MotorsAction::Scan => bringup::scan(&c, &mut out).map(|_| ()),
+        MotorsAction::Enable { joint } => bringup::set_enabled(&c, &joint, true, &mut out),
+        MotorsAction::Disable { joint } => bringup::set_enabled(&c, &joint, false, &mut out),
+        MotorsAction::Jog { joint, step_rad } => bringup::jog(&c, &joint, step_rad, &mut out),
+        MotorsAction::Zero { joint, pose_rad, yes } => {
+            bringup::zero(&c, &joint, pose_rad, yes, &mut std::io::stdin().lock(), &mut out)
+        }
+    };
+    result.map_err(fail)
+}
+
+/// `locod sim`: the simulator in real time behind the robot's protocols, or lock-step.
+#[cfg(feature = "sim")]
+fn sim(a: SimArgs) -> Result<(), ExitCode> {
+    let c = load(&a.config)?;
+    positive_seconds("--duration", a.duration)?;
+    let failed = |e: locod::sim::SimError| {
+        report::error(e);
+        ExitCode::FAILURE
+    };
+    if a.lockstep {
+        COMMAND.set([a.vx, 0.0, a.yaw_rate]).ok();
+        let opts = locod::sim::lockstep::LockstepOptions {
+            duration_s: a.duration.unwrap_or(10.0),
+            goal: a.goal,
+            command: |_| *COMMAND.get().unwrap_or(&[0.0; 3]),
+            real_world: a.real_world,
+            faults: a.faults,
+            policy_latency_ms: a.policy_latency,
+        };
+        emit(a.json, &locod::sim::lockstep::run(&c, &opts).map_err(failed)?, Text::Stdout);
+    } else {
+        let opts = locod::sim::realtime::RealtimeOptions {
+            duration_s: a.duration,
+            real_world: a.real_world,
+            faults: a.faults,
+            status_interval_s: c.rate.status_interval_s,
+        };
+        emit(a.json, &locod::sim::realtime::run(&c, &opts).map_err(failed)?, Text::Journal);
+    }
+    Ok(())
+}
+
+/// `locod eval`: seeded lock-step episodes of the configured controller.
+#[cfg(feature = "sim")]
+fn eval(a: EvalArgs) -> Result<(), ExitCode> {
+    let c = load(&a.config)?;
+    let commands = a.commands.map(|s| locod::sim::profile::Commands::parse(&s)).transpose().map_err(|e| {
+        report::error(e);
+        ExitCode::from(2)
+    })?;
+    let opts = locod::sim::eval::EvalOptions {
+        scene: a.scene,
+        real_world: a.real_world,
+        episodes: a.episodes,
+        seconds: a.seconds,
+        seed: a.seed,
+        commands,
+        policy_latency_ms: a.policy_latency,
+        log_dir: a.log,
+        progress: true,
+    };
+    emit(a.json, &locod::sim::eval::run(&c, &opts).map_err(fail)?, Text::Stdout);
+    Ok(())
+}
+
+/// `locod sensors`: the live sensor view.
+fn sensors(config: &Path, seconds: Option<f64>) -> Result<(), ExitCode> {
+    let c = load(config)?;
+    positive_seconds("--seconds", seconds)?;
+    sensors_view::run(&c, seconds).map_err(fail)
+}
+
+/// `locod export`: logs into a training dataset.
+fn export_logs(logs: &Path, out: &Path, format: export::Format, walk_only: bool) -> Result<(), ExitCode> {
+    let s = export::export(logs, out, format, walk_only).map_err(fail)?;
+    report::info(format!(
+        "exported {} episodes, {} frames ({} valid transitions) at {} Hz to {}",
+        s.episodes,
+        s.frames,
+        s.valid_pairs,
+        s.fps,
+        s.out.display()
+    ));
+    Ok(())
+}
+
+/// `locod log recover`: finish the files a crash left open.
+fn recover(path: &Path) -> Result<(), ExitCode> {
+    let done =
+        if path.is_dir() { read::recover_dir(path).map_err(fail)? } else { vec![read::recover(path).map_err(fail)?] };
+    if done.is_empty() {
+        report::info(format!("{}: nothing to recover (no .mcap.part files)", path.display()));
+    }
+    for r in done {
+        report::info(format!("recovered {r}"));
+    }
+    Ok(())
+}
+
+/// `locod report`: PNG plots of a log.
+fn plot_report(log: &Path, out: &Path) -> Result<(), ExitCode> {
+    for f in plot::report(log, out).map_err(fail)? {
+        println!("{}", f.display());
+    }
+    Ok(())
+}
+
+/// A replay's report with the model it replayed through, as `locod replay` prints it.
+struct Replayed<'a> {
+    model: &'a Path,
+    report: policy::replay::ReplayReport,
+}
+
+impl serde::Serialize for Replayed<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.report.serialize(s)
+    }
+}
+
+impl std::fmt::Display for Replayed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.report;
+        writeln!(
+            f,
+            "{} policy steps replayed through {}: largest action difference {:.3e} (step {}, action {}: logged {}, replayed {})",
+            r.steps,
+            self.model.display(),
+            r.max_abs_diff,
+            r.at_step,
+            r.at_action,
+            r.logged,
+            r.replayed
+        )
+    }
+}
+
+/// `locod replay`: a log's observations through a model, against the logged actions.
+fn replay(logs: &Path, config: &Path, model: Option<PathBuf>, json: bool) -> Result<(), ExitCode> {
+    let c = load(config)?;
+    let model = model.or_else(|| c.model_path()).ok_or_else(|| fail("--model: no model given or configured"))?;
+    let report = replay_logs(logs, &model, &c).map_err(fail)?;
+    emit(json, &Replayed { model: &model, report }, Text::Stdout);
+    Ok(())
 }

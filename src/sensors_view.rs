@@ -6,8 +6,8 @@
 
 use crate::config::{Config, ImuKind};
 use crate::estimate::mahony::rpy_from_wxyz;
-use crate::io::bridge::LinkState;
-use crate::io::stats::{BRIDGE_MESSAGE_KINDS, NO_VERSION};
+use crate::io::device::bridge::LinkState;
+use crate::io::device::stats::{BRIDGE_MESSAGE_KINDS, NO_VERSION};
 use crate::robot::sensors::Sensors;
 use crate::rt::clock::{monotonic_ns, NS_PER_S};
 use crate::types::terrain::Perception;

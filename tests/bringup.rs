@@ -2,8 +2,8 @@
 //! pseudo-terminal: the same binary, configuration path and serial code as on the robot.
 
 use locod::config::Config;
-use locod::io::motor_emulator::{EmulatorFaults, MotorEmulator};
-use locod::io::serial::Port;
+use locod::io::doubles::motor_emulator::{EmulatorFaults, MotorEmulator};
+use locod::io::transport::serial::Port;
 use serialport::SerialPort as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};

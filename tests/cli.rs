@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+#[allow(dead_code)] // each test crate uses part of it
+mod test_models;
 
 const LOCOD: &str = env!("CARGO_BIN_EXE_locod");
 
@@ -104,7 +106,7 @@ fn data(name: &str) -> String {
 
 #[test]
 fn check_with_a_model_runs_the_contract_checks() {
-    let student = locod::policy::test_models::path("student.pt").unwrap();
+    let student = test_models::path("student.pt").unwrap();
     let out = Command::new(LOCOD).args(["check", "-q", "--config", &data("student.toml")]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -113,7 +115,7 @@ fn check_with_a_model_runs_the_contract_checks() {
         "{stdout}"
     );
     // A world model where a student is configured: refused, naming the field, exit code 2.
-    let wm = locod::policy::test_models::path("world_model.pt").unwrap();
+    let wm = test_models::path("world_model.pt").unwrap();
     let out = Command::new(LOCOD)
         .args(["check", "-q", "--config", &data("student.toml"), "--model"])
         .arg(&wm)
@@ -130,7 +132,7 @@ fn check_with_a_model_runs_the_contract_checks() {
 
 #[test]
 fn run_with_the_student_walks_on_the_primary_controller() {
-    locod::policy::test_models::path("student.pt").unwrap();
+    test_models::path("student.pt").unwrap();
     let out = Command::new(LOCOD)
         .args(["run", "--config", &data("student.toml"), "--duration", "3", "--goal", "walk", "--json"])
         .output()

@@ -6,7 +6,7 @@ use locod::config::Config;
 use locod::control::inputs::inbox;
 use locod::control::messages::{ControllerLevel, Mode, ModeRequest};
 use locod::control::ControlLoop;
-use locod::io::mem::MemRobot;
+use locod::io::doubles::mem::MemRobot;
 use locod::rt::clock::{Clock, ManualClock};
 use locod::rt::sched::Periodic;
 use std::sync::atomic::Ordering;

@@ -1,8 +1,8 @@
 //! The codecs run on real-time threads: their encode and decode paths must not allocate. A counting
 //! global allocator checks that, counting only on the thread that runs the codec.
 
-use locod::io::can::CanFrame;
-use locod::io::{mit, slcan, witmotion};
+use locod::io::protocol::{mit, slcan, witmotion};
+use locod::io::transport::can::CanFrame;
 
 mod common;
 
@@ -80,8 +80,8 @@ fn the_bridge_receive_path_does_not_allocate_per_frame() {
         encode_frame, Depth, Frame, Header, Heartbeat, Hello, Imu, McuMessage, Pong, PROTOCOL_VERSION,
     };
     use locod::estimate::{depth::DepthMapper, imu::ImuFilter};
-    use locod::io::bridge::BridgeLink;
-    use locod::io::stats::SensorStats;
+    use locod::io::device::bridge::BridgeLink;
+    use locod::io::device::stats::SensorStats;
     use locod::robot::pipeline::{BridgePipeline, DepthPipeline, FilteredImu, ImuPublisher};
     use locod::rt::triple::triple;
     use locod::types::terrain::Perception;

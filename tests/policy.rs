@@ -9,9 +9,11 @@ use locod::policy::mppi::Mppi;
 use locod::policy::replay::{self, ReplayStep};
 use locod::policy::student::Student;
 use locod::policy::torch::Module;
-use locod::policy::{test_models, Policy};
+use locod::policy::Policy;
 use std::path::PathBuf;
 use tch::{Device, Tensor};
+#[allow(dead_code)] // each test crate uses part of it
+mod test_models;
 
 fn config(name: &str) -> Config {
     Config::load(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data")).join(name)).unwrap()

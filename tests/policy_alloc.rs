@@ -7,11 +7,13 @@ use locod::control::messages::{PolicyAction, Snapshot};
 use locod::policy::load;
 use locod::policy::mppi::Mppi;
 use locod::policy::student::Student;
-use locod::policy::{test_models, Policy};
+use locod::policy::Policy;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 mod common;
+#[allow(dead_code)] // each test crate uses part of it
+mod test_models;
 
 #[global_allocator]
 static ALLOC: common::alloc::Counting = common::alloc::Counting;

@@ -7,9 +7,9 @@ use firmware_bridge::PROTOCOL_VERSION;
 use locod::config::{Config, ImuKind, OrientationSource};
 use locod::estimate::imu::ImuFilter;
 use locod::estimate::mahony::{quat_from_wxyz, rpy_from_wxyz};
-use locod::io::bridge::{self, BridgeLink, LinkState};
-use locod::io::stats::SensorStats;
-use locod::io::witmotion::{self, WitMessage};
+use locod::io::device::bridge::{self, BridgeLink, LinkState};
+use locod::io::device::stats::SensorStats;
+use locod::io::protocol::witmotion::{self, WitMessage};
 use locod::robot::pipeline::{BridgePipeline, FilteredImu, ImuPublisher};
 use locod::robot::sensors::Sensors;
 use locod::rt::clock::monotonic_ns;
@@ -66,7 +66,7 @@ fn wait_for(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
 fn a_witmotion_stream_through_a_pty_arrives_as_body_frame_samples() {
     let (master, slave) = serialport::TTYPort::pair().unwrap();
     let slave_path = slave.name().unwrap();
-    let master = locod::io::serial::Port::from_tty(master).unwrap();
+    let master = locod::io::transport::serial::Port::from_tty(master).unwrap();
     let mut config = hardware_config(Path::new("/dev/null"));
     config.bridge = None;
     config.depth = None;

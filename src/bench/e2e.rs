@@ -8,10 +8,10 @@
 
 use super::Percentiles;
 use crate::config::{BusKind, Config};
-use crate::io::mit::{self, MotorReply, MotorRequest};
-use crate::io::motors::Motor;
-use crate::io::serial::Port;
-use crate::io::slcan::{self, SlcanDecoder, SlcanEvent};
+use crate::io::device::motors::Motor;
+use crate::io::protocol::mit::{self, MotorReply, MotorRequest};
+use crate::io::protocol::slcan::{self, SlcanDecoder, SlcanEvent};
+use crate::io::transport::serial::Port;
 use crate::rt::clock::monotonic_ns;
 use crate::rt::hist::Histogram;
 use serde::Serialize;
@@ -124,7 +124,7 @@ pub fn run(config: &Config, config_path: &std::path::Path, seconds: f64) -> Resu
             }
         };
         let now = monotonic_ns();
-        let mut replies: Vec<crate::io::can::CanFrame> = Vec::new();
+        let mut replies: Vec<crate::io::transport::can::CanFrame> = Vec::new();
         for event in decoder.decode(&buf[..n]) {
             let Ok(SlcanEvent::Frame(f)) = event else { continue };
             let Some(m) = motors.iter().find(|m| m.can_id == f.id()) else { continue };
@@ -184,4 +184,12 @@ pub fn run(config: &Config, config_path: &std::path::Path, seconds: f64) -> Resu
         reference_us: r,
         ratio: l.p50 / r.p50.max(1e-3),
     })
+}
+
+impl std::fmt::Display for E2eReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (l, r) = (&self.locod_us, &self.reference_us);
+        writeln!(f, "sensor frame -> command back at {} Hz: p50 {:.0} us p99 {:.0} us max {:.0} us (a reply answers the previous tick: one period is {:.0} us)", self.control_hz, l.p50, l.p99, l.max, self.control_period_us)?;
+        writeln!(f, "{}: p50 {:.0} us p99 {:.0} us; ratio {:.1}", self.reference, r.p50, r.p99, self.ratio)
+    }
 }

@@ -5,15 +5,15 @@
 
 use super::Percentiles;
 use crate::config::Config;
-use crate::io::bus::{BusPair, BusTx};
-use crate::io::can::CanFrame;
-use crate::io::can_motors::CanMotors;
-use crate::io::membus::cable;
-use crate::io::mit::{self, MitCommand, MotorReply, ReplyFormat};
-use crate::io::motors::Motor;
-use crate::io::serial::Port;
-use crate::io::slcan::{self, SlcanDecoder};
-use crate::io::witmotion::{self, WitParser};
+use crate::io::device::can_motors::CanMotors;
+use crate::io::device::motors::Motor;
+use crate::io::protocol::mit::{self, MitCommand, MotorReply, ReplyFormat};
+use crate::io::protocol::slcan::{self, SlcanDecoder};
+use crate::io::protocol::witmotion::{self, WitParser};
+use crate::io::transport::bus::{BusPair, BusTx};
+use crate::io::transport::can::CanFrame;
+use crate::io::transport::membus::cable;
+use crate::io::transport::serial::Port;
 use crate::rt::clock::monotonic_ns;
 use crate::rt::hist::Histogram;
 use crate::types::SensorFrame;
@@ -267,7 +267,8 @@ pub fn run(config: &Config, samples: usize) -> Result<IoReport, String> {
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(&slave_name, &link).map_err(|e| e.to_string())?;
     let master = Port::from_tty(master).map_err(|e| e.to_string())?;
-    let (tx, rx) = crate::io::slcan_bus::open(link.to_str().unwrap_or_default(), 1_000_000, Duration::from_millis(1))?;
+    let (tx, rx) =
+        crate::io::transport::slcan_bus::open(link.to_str().unwrap_or_default(), 1_000_000, Duration::from_millis(1))?;
     let slcan_pty = measure_path(&config, vec![(Box::new(tx), Box::new(rx))], samples, move |f| {
         let mut line = [0u8; slcan::MAX_ENCODED_LEN];
         if let Ok(n) = slcan::encode_frame(f, &mut line) {
@@ -297,4 +298,23 @@ pub fn run(config: &Config, samples: usize) -> Result<IoReport, String> {
             slcan_pty: path(&slcan_pty, "pty read wake-up", &pty_floor),
         },
     })
+}
+
+impl std::fmt::Display for IoReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let k = &self.codecs_ns_per_op;
+        writeln!(
+            f,
+            "codecs (ns/op): MIT pack {:.1}, MIT decode {:.1}, slcan encode {:.1}, slcan decode {:.1}, WitMotion {:.1}",
+            k.mit_pack_command, k.mit_decode_reply, k.slcan_encode_frame, k.slcan_decode_line, k.witmotion_decode_frame
+        )?;
+        for (name, p) in [("in-memory cable", &self.latency.membus), ("slcan on a pty", &self.latency.slcan_pty)] {
+            writeln!(
+                f,
+                "{name}: reply -> slot p50 {:.1} us p99 {:.1} us; {} p50 {:.1} us p99 {:.1} us; ratio {:.2}",
+                p.locod_us.p50, p.locod_us.p99, p.reference, p.reference_us.p50, p.reference_us.p99, p.ratio
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -362,3 +362,29 @@ fn tempfile_dir() -> Result<std::path::PathBuf, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok(dir)
 }
+
+impl std::fmt::Display for LogBenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let o = &self.overhead_us;
+        writeln!(f, "logging at {} Hz ({}), record {} bytes:", o.rate_hz, self.control_thread, self.record_bytes)?;
+        writeln!(f, "  overhead        p50 {:.2} us  p99 {:.2} us (target p99 < {} us)", o.p50, o.p99, o.target_p99)?;
+        writeln!(f, "  push alone      p50 {:.2} us  p99 {:.2} us", o.push_us.p50, o.push_us.p99)?;
+        for s in &self.sustained {
+            writeln!(
+                f,
+                "  {:>5} Hz       {} written, {} dropped, {} lost, {:.0} bytes/step",
+                s.rate_hz, s.records_written, s.records_dropped, s.records_lost, s.bytes_per_step
+            )?;
+        }
+        for c in &self.compression {
+            writeln!(
+                f,
+                "  {:<15} {:.0} bytes/step, {:.1} us/record",
+                format!("{:?}", c.compression),
+                c.bytes_per_step,
+                c.write_us_per_record
+            )?;
+        }
+        Ok(())
+    }
+}

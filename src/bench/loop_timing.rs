@@ -116,3 +116,27 @@ pub fn run(config: &Config, seconds: u64, cpu: Option<usize>) -> Result<LoopRepo
         target_ratio: 1.5,
     })
 }
+
+impl std::fmt::Display for LoopReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "control loop at {} Hz for {} s ({}):", self.rate_hz, self.seconds, self.control_thread)?;
+        let w = &self.locod.wake_us;
+        let r = &self.reference.wake_us;
+        writeln!(
+            f,
+            "  locod wake-up   p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us",
+            w.p50, w.p99, w.p999, w.max
+        )?;
+        writeln!(
+            f,
+            "  {:<15} p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us  max {:.1} us",
+            self.reference.tool, r.p50, r.p99, r.p999, r.max
+        )?;
+        writeln!(
+            f,
+            "  compute         p50 {:.1} us  p99 {:.1} us  max {:.1} us",
+            self.locod.compute_us.p50, self.locod.compute_us.p99, self.locod.compute_us.max
+        )?;
+        writeln!(f, "  ratio (p99.9)   {:.2} (target <= {})", self.ratio, self.target_ratio)
+    }
+}

@@ -415,3 +415,37 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         target_p99_us: 10_000.0,
     })
 }
+
+impl std::fmt::Display for PolicyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "student {} ({} thread(s)):", self.model, self.threads)?;
+        writeln!(f, "  locod forward  p50 {:.1} us  p99 {:.1} us", self.forward_us.p50, self.forward_us.p99)?;
+        writeln!(f, "  locod tick     p50 {:.1} us  p99 {:.1} us", self.tick_us.p50, self.tick_us.p99)?;
+        let p = &self.reference.latency_us;
+        writeln!(f, "  python         p50 {:.1} us  p99 {:.1} us", p.p50, p.p99)?;
+        writeln!(f, "  ratio (p50)    {:.2} (target <= {})", self.ratio, self.target_ratio)
+    }
+}
+
+impl std::fmt::Display for MppiReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "mppi {} ({} rollout, {} samples, horizon {}, {} iterations, {} prior):",
+            self.model, self.rollout, self.samples, self.horizon, self.iterations, self.prior_samples
+        )?;
+        writeln!(f, "  locod plan     p50 {:.0} us  p99 {:.0} us", self.plan_us.p50, self.plan_us.p99)?;
+        let p = &self.reference.latency_us;
+        writeln!(f, "  python plan    p50 {:.0} us  p99 {:.0} us", p.p50, p.p99)?;
+        writeln!(
+            f,
+            "  {:.0} model steps/s, {:.1} GFLOP/s of {:.1} (matmul floor {:.0} us, {:.0}% of it)",
+            self.model_steps_per_s,
+            self.achieved_gflops,
+            self.matmul_limit_gflops,
+            self.matmul_floor_us,
+            100.0 * self.fraction_of_floor
+        )?;
+        writeln!(f, "  ratio (p50)    {:.2} (target <= {})", self.ratio, self.target_ratio)
+    }
+}

@@ -312,3 +312,20 @@ fn measure_latency(config: &Config, seconds: u64, spec: RtSpec) -> Result<Latenc
         ratio: a.p50.max(1.0) / r.p50.max(1.0),
     })
 }
+
+impl std::fmt::Display for TeleopReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = &self.latency;
+        writeln!(
+            f,
+            "teleop publish -> applied: p50 {:.0} us p99 {:.0} us ({} of {} sent); zenoh alone p50 {:.0} us p99 {:.0} us; ratio {:.2}",
+            l.publish_to_applied_us.p50, l.publish_to_applied_us.p99, l.applied, l.sent, l.reference_us.p50, l.reference_us.p99, l.ratio
+        )?;
+        let t = &self.telemetry;
+        writeln!(
+            f,
+            "loop with state at {} Hz: wake p99 {:.1} us, compute p99 {:.1} us; without teleop: wake p99 {:.1} us, compute p99 {:.1} us; ratios {:.2} / {:.2}",
+            t.state_hz, t.with_telemetry.wake_us.p99, t.with_telemetry.compute_us.p99, t.reference.wake_us.p99, t.reference.compute_us.p99, t.ratio_wake_p99, t.ratio_compute_p99
+        )
+    }
+}

@@ -164,7 +164,7 @@ pub enum JointMode {
     Velocity,
 }
 
-/// The motor family of a joint; ranges per model are in `io::mit`.
+/// The motor family of a joint; ranges per model are in `io::protocol::mit`.
 pub use crate::types::motor::MotorModel;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -204,7 +204,7 @@ pub struct Joint {
     pub stand_kd: f64,
     /// Damping gain of Passive / EStop / faults.
     pub damping_kd: f64,
-    /// The motor firmware's ranges when they differ from the model's table (see `io::mit`).
+    /// The motor firmware's ranges when they differ from the model's table (see `io::protocol::mit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ranges: Option<MotorRanges>,
 }

@@ -1,7 +1,8 @@
 //! The control loop: one `tick` per control period, on the real-time thread.
 //!
-//! read → estimate → safety → e-stop, requests and modes → command arbitration → motion or
-//! policy targets → limits → write → publish. The loop owns the hardware; it talks to other
+//! `tick` is its stages, each a method: account (timing) → sense (read, estimate) → judge
+//! (safety, e-stop, requests and modes) → arbitrate (velocity command) → targets (motion or
+//! policy) → limit → write → publish → close (compute time). The loop owns the hardware; it talks to other
 //! threads only through lock-free handoffs (`inputs` in; events and snapshots out). After
 //! construction it allocates nothing.
 //!
@@ -24,7 +25,7 @@ use crate::rt::sched::Release;
 use crate::rt::spsc::{self, Consumer, Producer};
 use crate::rt::triple::{self, Reader, Writer};
 use crate::types::{Hardware, HwFault, MotorCommands, SensorFrame};
-use arbiter::Arbiter;
+use arbiter::{Arbiter, Arbitrated};
 use inputs::Inputs;
 use messages::*;
 use mode::{Conditions, ModeMachine};
@@ -288,8 +289,23 @@ impl ControlLoop {
         self.hw.stop();
     }
 
-    /// One control cycle for `release`.
+    /// One control cycle for `release`: the stages in order, each reading what the one before
+    /// left in `self`.
     pub fn tick(&mut self, release: &Release, clock: &dyn Clock) {
+        let now = release.woke_ns;
+        self.account(release);
+        self.sense(now);
+        let fresh = self.judge(now);
+        let arb = self.arbitrate(now);
+        self.targets(now, fresh, &arb);
+        self.limit(now);
+        self.last_write = self.hw.write(now, &self.cmds);
+        self.publish(now, release, clock, &arb, fresh);
+        self.close(now, release, clock);
+    }
+
+    /// Timing of the release: wake-up latency, period, skipped cycles, the previous overrun.
+    fn account(&mut self, release: &Release) {
         let now = release.woke_ns;
         self.tick += 1;
         let t = &mut self.timing;
@@ -301,12 +317,17 @@ impl ControlLoop {
         }
         self.prev_woke_ns = Some(now);
         self.monitor.cycle_overran(self.last_overran || release.skipped > 0);
+    }
 
-        // Sensors → state.
+    /// Sensors → state.
+    fn sense(&mut self, now: u64) {
         self.hw.read(now, &mut self.frame);
         self.estimator.update(now, &self.frame, &mut self.state);
+    }
 
-        // Safety first: faults force their transitions before any request is considered.
+    /// Faults, e-stop, the newest policy action and one mode request, in that order: faults force
+    /// their transitions before any request is considered. Returns whether the action is fresh.
+    fn judge(&mut self, now: u64) -> bool {
         let hw_fault = self.monitor.write_outcome(self.last_write);
         let fault = self.monitor.check(&self.state).or(hw_fault);
         self.set_fault(now, fault);
@@ -329,7 +350,11 @@ impl ControlLoop {
                 }
             }
         }
+        fresh
+    }
 
+    /// The velocity command: teleop, autonomy or none, validated and rate-limited.
+    fn arbitrate(&mut self, now: u64) -> Arbitrated {
         let estopped = self.modes.mode() == Mode::EStop;
         let teleop = *self.inputs.teleop.latest();
         let autonomy = *self.inputs.autonomy.latest();
@@ -337,8 +362,11 @@ impl ControlLoop {
         if let Some(source) = arb.rejected {
             self.emit(now, EventKind::CommandRejected { source });
         }
+        arb
+    }
 
-        // Targets for the mode.
+    /// Targets for the mode, and the level in charge.
+    fn targets(&mut self, now: u64, fresh: bool, arb: &Arbitrated) {
         match self.modes.mode() {
             Mode::Passive | Mode::EStop => {
                 self.motion.damping(&mut self.cmds);
@@ -374,17 +402,20 @@ impl ControlLoop {
                 }
             }
         }
+    }
 
-        // Limits last, always.
+    /// Limits last, always; damping modes damp whatever the targets were.
+    fn limit(&mut self, now: u64) {
         if let Some(f) = self.limiter.apply(&self.state, &mut self.cmds) {
             self.set_fault(now, Some(f));
         }
         if safety::damps(self.modes.mode()) {
             self.limiter.damping(&self.state, &mut self.cmds);
         }
-        self.last_write = self.hw.write(now, &self.cmds);
+    }
 
-        // Publish.
+    /// The snapshot to every reader, the timing summary now and then, the heartbeat, the log record.
+    fn publish(&mut self, now: u64, release: &Release, clock: &dyn Clock, arb: &Arbitrated, fresh: bool) {
         let snapshot = Snapshot {
             tick: self.tick,
             state: self.state,
@@ -438,7 +469,10 @@ impl ControlLoop {
                 flags: flag_bits,
             });
         }
+    }
 
+    /// Compute time, and whether this tick ran into the next period.
+    fn close(&mut self, now: u64, release: &Release, clock: &dyn Clock) {
         let end = clock.now_ns();
         self.timing.compute.record(end.saturating_sub(now));
         self.last_overran = end > release.deadline_ns + self.period_ns;

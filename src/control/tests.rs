@@ -2,7 +2,7 @@
 
 use super::inputs::{inbox, ActionWriter, Commander};
 use super::*;
-use crate::io::mem::{MemFaults, MemRobot};
+use crate::io::doubles::mem::{MemFaults, MemRobot};
 use crate::rt::clock::ManualClock;
 use crate::rt::sched::Periodic;
 use std::path::Path;

@@ -14,7 +14,7 @@
 //! latest valid returns of every sensor, the highest point per cell; cells nobody measured are
 //! NaN. Returns with an invalid status or beyond the sensor's `max_range_m` are ignored.
 //!
-//! Not for: reading the wire (io::bridge converts frames to `DepthZones`) or filtering over time.
+//! Not for: reading the wire (io::device::bridge converts frames to `DepthZones`) or filtering over time.
 
 use super::mahony::quat_from_wxyz;
 use crate::config::{Depth, DepthSensor};

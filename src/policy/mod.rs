@@ -17,7 +17,6 @@ pub mod obs;
 pub mod replay;
 pub mod rng;
 pub mod student;
-pub mod test_models;
 pub mod torch;
 
 use crate::config::{Config, ControllerKind};

@@ -12,8 +12,8 @@ pub mod sensors;
 mod tests;
 
 use crate::config::{BusKind, Config};
-use crate::io::can_motors::CanMotors;
-use crate::io::mem::MemRobot;
+use crate::io::device::can_motors::CanMotors;
+use crate::io::doubles::mem::MemRobot;
 use crate::rt::triple::Reader;
 use crate::types::terrain::Perception;
 use crate::types::{Hardware, HwFault, MotorCommands, SensorFrame};

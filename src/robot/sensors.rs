@@ -2,7 +2,7 @@
 //! with the estimators it feeds: the WitMotion IMU (`[imu] kind = "witmotion"`) and the firmware
 //! bridge (`[imu] kind = "bridge"`, and whenever `[bridge]` exists, for depth). They publish the
 //! IMU into a triple buffer the control loop reads, perception into one the policy side reads,
-//! and their health into shared atomics (`io::stats`).
+//! and their health into shared atomics (`io::device::stats`).
 //!
 //! Not for: motors or CAN, and no decisions: a silent sensor shows as an old `t_ns`, which the
 //! safety monitor judges.
@@ -11,10 +11,10 @@ use super::pipeline::{BridgePipeline, DepthPipeline, FilteredImu, ImuPublisher};
 use crate::config::{Config, ImuKind};
 use crate::estimate::depth::DepthMapper;
 use crate::estimate::imu::ImuFilter;
-use crate::io::bridge::{self, BridgeLink};
-use crate::io::imu::{self, WitmotionReceiver};
+use crate::io::device::bridge::{self, BridgeLink};
+use crate::io::device::stats::SensorStats;
+use crate::io::device::witmotion_imu::{spawn_witmotion, WitmotionReceiver};
 use crate::io::receive_rt;
-use crate::io::stats::SensorStats;
 use crate::rt::triple::{triple, Reader};
 use crate::types::terrain::Perception;
 use crate::types::ImuSample;
@@ -67,7 +67,7 @@ impl Sensors {
                 let publisher = imu_publisher.take().expect("set");
                 let sink = FilteredImu::new(ImuFilter::new(&config.imu), publisher);
                 let receiver = WitmotionReceiver::new(&config.imu, sink, stats.clone())?;
-                sensors.threads.push(imu::spawn_witmotion(receiver, sensors.stop.clone(), receive_rt(config))?);
+                sensors.threads.push(spawn_witmotion(receiver, sensors.stop.clone(), receive_rt(config))?);
             }
             ImuKind::Bridge => {}
         }

@@ -4,7 +4,7 @@
 //! since the simulator started), adds the configured noise, bias, latency and drop-outs, and can be
 //! told to go silent or to emit garbage (fault injection).
 //!
-//! Not for: the host side (that is the daemon's `io::bridge`) or the physics (`world`).
+//! Not for: the host side (that is the daemon's `io::device::bridge`) or the physics (`world`).
 
 use super::noise::Rng;
 use super::world::{World, TOF_ZONES};

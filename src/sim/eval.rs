@@ -524,3 +524,45 @@ fn episode(
         t_end,
     ))
 }
+
+impl std::fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} on {} ({}{} commands, {} s of Walk per episode, seeds {}..={}):",
+            self.controller,
+            self.scene,
+            if self.real_world { "real world, " } else { "" },
+            self.commands,
+            self.seconds,
+            self.seed,
+            self.seed + u64::from(self.episodes.max(1) - 1)
+        )?;
+        writeln!(f, "  episodes {}  falls {}  success rate {:.2}", self.episodes, self.falls, self.success_rate)?;
+        let rows: [(&str, &Option<Spread>); 12] = [
+            ("tracking_rms_mps", &self.tracking_rms_mps),
+            ("yaw_tracking_rms_radps", &self.yaw_tracking_rms_radps),
+            ("jerk_mean", &self.jerk_mean),
+            ("jerk_max", &self.jerk_max),
+            ("torque_rms_nm", &self.torque_rms_nm),
+            ("plan_p50_ms", &self.plan_p50_ms),
+            ("plan_p99_ms", &self.plan_p99_ms),
+            ("progress_m", &self.progress_m),
+            ("primary_share", &self.primary_share),
+            ("prior_share", &self.prior_share),
+            ("stand_share", &self.stand_share),
+            ("damp_share", &self.damp_share),
+        ];
+        writeln!(f, "  {:<24} {:>10} {:>10} {:>10}", "", "mean", "min", "max")?;
+        for (name, s) in rows {
+            match s {
+                Some(s) => writeln!(f, "  {name:<24} {:>10.4} {:>10.4} {:>10.4}", s.mean, s.min, s.max)?,
+                None => writeln!(f, "  {name:<24} {:>10}", "-")?,
+            }
+        }
+        if let Some(d) = &self.log_dir {
+            writeln!(f, "  logs in {d}")?;
+        }
+        writeln!(f, "  {:.1} s simulated in {:.1} s", self.sim_seconds, self.wall_seconds)
+    }
+}

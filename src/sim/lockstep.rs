@@ -2,8 +2,9 @@
 //! configured controller (`policy::Policy`, through the policy thread's own `policy::Cycle`) on
 //! simulated time. A `ManualClock` is the loop's clock and the simulation's: each control period
 //! the scheduler releases the loop, `read` advances the physics to the release time, `write` hands
-//! the commands to the simulated motors as the CAN frames the real robot gets (`io::motors` packs
-//! them, the simulated firmware decodes them and its replies are decoded by `io::motors` again).
+//! the commands to the simulated motors as the CAN frames the real robot gets (`io::device::motors`
+//! packs them, the simulated firmware decodes them and its replies are decoded by
+//! `io::device::motors` again).
 //! The IMU arrives as the board measures it (noise, bias, latency, drop-outs); the ToF sensors'
 //! readings go through the real depth pipeline (`robot::pipeline`) into the `Perception` the
 //! policy reads. Nothing waits on a wall clock, so a run is deterministic and as fast as the
@@ -31,9 +32,9 @@ use crate::control::record::LogTap;
 use crate::control::{ControlLoop, LoopOutputs};
 use crate::daemon::Goal;
 use crate::estimate::depth::DepthMapper;
-use crate::io::bridge::depth_zones;
-use crate::io::mit::Special;
-use crate::io::motors::Motor;
+use crate::io::device::bridge::depth_zones;
+use crate::io::device::motors::Motor;
+use crate::io::protocol::mit::Special;
 use crate::policy::{self, Cycle, Policy};
 use crate::robot::pipeline::{BridgePipeline, DepthPipeline};
 use crate::rt::clock::{monotonic_ns, Clock, ManualClock, NS_PER_S};
@@ -265,7 +266,7 @@ impl SimRobot {
         }
     }
 
-    fn exchange(&mut self, now_ns: u64, frame: Option<crate::io::can::CanFrame>, joint: usize) {
+    fn exchange(&mut self, now_ns: u64, frame: Option<crate::io::transport::can::CanFrame>, joint: usize) {
         let Some(frame) = frame else { return };
         if let Some(reply) = self.motors.receive(&frame, now_ns) {
             if let Some(s) = self.specs[joint].decode(&reply, now_ns) {
@@ -696,4 +697,26 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
     report.events.extend(events.iter().map(logged));
     report.wall_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+impl std::fmt::Display for LockstepReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for e in &self.events {
+            writeln!(f, "{:8.3} s  {}", e.t_s, e.event)?;
+        }
+        writeln!(
+            f,
+            "lock-step: {:.1} s simulated in {:.2} s ({} ticks), final mode {:?}; max tilt {:.1} deg, lowest base {:.3} m; walked {:.2} m at {:.2} m/s",
+            self.sim_seconds, self.wall_seconds, self.ticks, self.final_mode, self.max_tilt_deg, self.min_base_height_m,
+            self.walk_displacement_m[0].hypot(self.walk_displacement_m[1]), self.walk_mean_speed_mps
+        )?;
+        if let Some(c) = &self.controller {
+            writeln!(
+                f,
+                "controller {}: {} actions, {} errors; compute p50 {:.2} ms p99 {:.2} ms; at most {} ticks from snapshot to use",
+                c.name, c.actions, c.errors, c.compute_p50_ms, c.compute_p99_ms, c.delay_ticks_max
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -1,4 +1,4 @@
-//! The robot's motors in the simulator: each is the MIT-mode firmware of `io::motor_emulator`
+//! The robot's motors in the simulator: each is the MIT-mode firmware of `io::doubles::motor_emulator`
 //! (enable, disable, set-zero, the stored command, replies quantised by the wire format) driving a
 //! MuJoCo joint. Its PD law `tau = kp (q_des - q) + kd (qd_des - qd) + tau_ff` runs at every physics
 //! step on the motor-side angle, saturates at the motor's torque, and is scaled by the motor
@@ -9,10 +9,10 @@
 use super::noise::Rng;
 use crate::config::sim::SimMotors as Settings;
 use crate::config::Config;
-use crate::io::can::CanFrame;
-use crate::io::mit::{JointState, MitCommand, MotorRequest, Special};
-use crate::io::motor_emulator::MitFirmware;
-use crate::io::motors::Motor;
+use crate::io::device::motors::Motor;
+use crate::io::doubles::motor_emulator::MitFirmware;
+use crate::io::protocol::mit::{JointState, MitCommand, MotorRequest, Special};
+use crate::io::transport::can::CanFrame;
 use std::collections::VecDeque;
 
 struct SimMotor {

@@ -14,8 +14,8 @@ use super::motors::SimMotors;
 use super::world::World;
 use super::{settings, FaultKind, ScheduledFault, SimError};
 use crate::config::{BusKind, Config};
-use crate::io::serial::Port;
-use crate::io::slcan::{self, SlcanDecoder, SlcanEvent};
+use crate::io::protocol::slcan::{self, SlcanDecoder, SlcanEvent};
+use crate::io::transport::serial::Port;
 use crate::report;
 use crate::rt::clock::{monotonic_ns, NS_PER_S};
 use serde::Serialize;
@@ -295,4 +295,15 @@ pub fn run(config: &Config, opts: &RealtimeOptions) -> Result<RealtimeSummary, S
     summary.wall_seconds = (monotonic_ns() - start_ns) as f64 * 1e-9;
     summary.bridge_frames_out = board.frames_sent;
     Ok(summary)
+}
+
+impl std::fmt::Display for RealtimeSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sim: stopped ({}) after {:.1} s simulated in {:.1} s; {} steps ({} late), CAN {} in / {} replies, bridge {} frames ({} bytes dropped)",
+            self.stopped_by, self.sim_seconds, self.wall_seconds, self.steps, self.late_steps, self.can_frames_in,
+            self.can_replies, self.bridge_frames_out, self.bridge_bytes_dropped
+        )
+    }
 }

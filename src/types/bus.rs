@@ -1,7 +1,7 @@
 //! Bus constants the configuration checks and the transports use: the bitrates an slcan adapter
 //! can select.
 //!
-//! Not for: encoding commands (`io::slcan`).
+//! Not for: encoding commands (`io::protocol::slcan`).
 
 /// Bitrates the slcan `Sn` command can select, in bit/s, indexed by `n`.
 pub const SLCAN_BITRATES_BPS: [u32; 9] =

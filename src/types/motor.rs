@@ -1,8 +1,8 @@
 //! The motor table: the MIT-mode motor models locod knows, the ranges their firmware scales
 //! command and reply fields to, and which reply form each sends. Below both `config` (which names a
-//! model per joint and validates overrides) and `io::mit` (whose codecs scale by the ranges).
+//! model per joint and validates overrides) and `io::protocol::mit` (whose codecs scale by the ranges).
 //!
-//! Not for: packing or decoding frames (`io::mit`).
+//! Not for: packing or decoding frames (`io::protocol::mit`).
 
 use std::fmt;
 use std::str::FromStr;

@@ -70,7 +70,7 @@ impl Drop for Emu {
 
 /// Emulated MIT-mode motors behind an emulated slcan adapter whose tty is reachable at `link`.
 pub struct SlcanMotors {
-    pub faults: std::sync::Arc<locod::io::motor_emulator::EmulatorFaults>,
+    pub faults: std::sync::Arc<locod::io::doubles::motor_emulator::EmulatorFaults>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -84,8 +84,8 @@ impl SlcanMotors {
         std::os::unix::fs::symlink(&name, link).unwrap();
         // A plain handle (no lock) keeps the pty's slave side open between the daemon's opens.
         std::mem::forget(std::fs::File::open(&name).unwrap());
-        let (emu, faults) = locod::io::motor_emulator::MotorEmulator::new(config, 0).unwrap();
-        let thread = emu.serve_slcan(locod::io::serial::Port::from_tty(master).unwrap());
+        let (emu, faults) = locod::io::doubles::motor_emulator::MotorEmulator::new(config, 0).unwrap();
+        let thread = emu.serve_slcan(locod::io::transport::serial::Port::from_tty(master).unwrap());
         SlcanMotors { faults, thread: Some(thread) }
     }
 }

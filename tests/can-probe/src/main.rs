@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 // library (whose binaries link libtorch), so that the guest gets a small binary. `rt` re-exports
 // the clock so that the transport's `crate::rt::clock` resolves here as it does in locod.
 #[allow(dead_code)] // the probe uses part of the frame API
-#[path = "../../../src/io/can.rs"]
+#[path = "../../../src/io/transport/can.rs"]
 mod can;
 #[allow(dead_code)]
 #[path = "../../../src/rt/clock.rs"]
@@ -21,7 +21,7 @@ mod rt {
     pub use super::clock;
 }
 #[allow(dead_code)] // and part of the transport's
-#[path = "../../../src/io/socketcan.rs"]
+#[path = "../../../src/io/transport/socketcan.rs"]
 mod socketcan;
 
 use can::CanFrame;

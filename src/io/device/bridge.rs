@@ -13,10 +13,10 @@
 //!
 //! Not for: the wire format (`firmware_bridge`), mounting, filtering and geometry (`estimate`).
 
-use super::imu::POLL_TIMEOUT;
-use super::serial::{LinkEvent, ReconnectingPort};
 use super::stats::{BridgeStats, SensorStats};
+use super::witmotion_imu::POLL_TIMEOUT;
 use crate::config;
+use crate::io::transport::serial::{LinkEvent, ReconnectingPort};
 use crate::report;
 use crate::rt::clock::{monotonic_ns, NS_PER_MS};
 use crate::types::terrain::{DepthZones, MAX_ZONES};

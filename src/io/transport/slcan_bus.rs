@@ -10,7 +10,7 @@
 use super::bus::{BusRx, BusState, BusTx, RxItem, TxCounters, TxFault};
 use super::can::CanFrame;
 use super::serial::{self, LinkEvent, Port, ReconnectingPort};
-use super::slcan::{self, SlcanDecoder, SlcanEvent};
+use crate::io::protocol::slcan::{self, SlcanDecoder, SlcanEvent};
 use crate::rt::clock::monotonic_ns;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};

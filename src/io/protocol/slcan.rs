@@ -11,7 +11,7 @@
 //!
 //! Only classic CAN is spoken: CAN FD lines (`d`, `D`, `b`, `B`) are reported as unexpected.
 
-use super::can::{CanFrame, MAX_EXTENDED_ID, MAX_STANDARD_ID};
+use crate::io::transport::can::{CanFrame, MAX_EXTENDED_ID, MAX_STANDARD_ID};
 use std::fmt;
 
 /// The longest encoding of a frame: `T`, 8 id digits, the length, 16 data digits, `\r`.

@@ -1,8 +1,8 @@
 //! A CAN bus as the motors see it, whatever carries the frames: a transmit handle that the control
 //! thread calls (never blocks), and a receive handle that the bus's receive thread blocks on.
 //!
-//! Implementations: SocketCAN (`socketcan`), an slcan adapter on a serial port (`slcan_bus`), and an
-//! in-memory cable for tests and the simulator (`membus`). Not for: what the frames mean.
+//! Implementations: SocketCAN (`socketcan_bus` over `socketcan`), an slcan adapter on a serial port
+//! (`slcan_bus`), and an in-memory cable for tests and the simulator (`membus`). Not for: what the frames mean.
 
 use super::can::CanFrame;
 use crate::config::{Bus, BusKind};
@@ -104,42 +104,5 @@ pub fn open(bus: &Bus) -> Result<BusPair, String> {
             Ok((Box::new(tx), Box::new(rx)))
         }
         BusKind::Mem => Err(format!("bus {}: kind \"mem\" is the in-memory robot, not a bus", bus.name)),
-    }
-}
-
-impl BusTx for super::socketcan::CanTx {
-    fn send(&mut self, frame: &CanFrame) -> Result<(), TxFault> {
-        use super::socketcan::TxError;
-        super::socketcan::CanTx::send(self, frame).map_err(|e| match e {
-            TxError::QueueFull => TxFault::QueueFull,
-            TxError::BackingOff => TxFault::BackingOff,
-            TxError::InterfaceDown { .. } | TxError::InterfaceGone { .. } | TxError::Io { .. } => TxFault::Down,
-        })
-    }
-
-    fn counters(&self) -> TxCounters {
-        let s = self.stats();
-        TxCounters { sent: s.sent, dropped: s.dropped_queue_full + s.dropped_backoff + s.errors }
-    }
-}
-
-impl BusRx for super::socketcan::CanRx {
-    fn recv(&mut self, timeout: Duration) -> RxItem {
-        use super::socketcan::{BusError, RxError, RxEvent};
-        match super::socketcan::CanRx::recv(self, timeout) {
-            Ok(RxEvent::Frame { frame, t_ns }) => RxItem::Frame(frame, t_ns),
-            Ok(RxEvent::BusError { error, .. }) => match error {
-                BusError::BusOff => RxItem::State(BusState::BusOff),
-                BusError::ErrorPassive => RxItem::State(BusState::Passive),
-                BusError::ErrorWarning => RxItem::State(BusState::Warning),
-                BusError::Restarted | BusError::BackToErrorActive => RxItem::State(BusState::Active),
-                _ => RxItem::Idle,
-            },
-            Ok(RxEvent::Timeout) | Err(RxError::Malformed(_)) => RxItem::Idle,
-            Err(RxError::InterfaceDown { .. } | RxError::InterfaceGone { .. } | RxError::Io { .. }) => {
-                std::thread::sleep(timeout); // nothing to read until the interface returns
-                RxItem::State(BusState::Down)
-            }
-        }
     }
 }

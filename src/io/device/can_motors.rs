@@ -5,10 +5,10 @@
 //! per motor and sends it without blocking. Not for: sensors (the robot assembly,
 //! `robot::RealRobot`, puts these motors and the sensor threads behind `Hardware`).
 
-use super::bus::{self, BusPair, BusRx, BusState, BusTx, RxItem, SharedBusState};
-use super::mit::Special;
 use super::motors::{Motor, ReplyRouter};
 use crate::config::Config;
+use crate::io::protocol::mit::Special;
+use crate::io::transport::bus::{self, BusPair, BusRx, BusState, BusTx, RxItem, SharedBusState};
 use crate::report;
 use crate::rt::thread::{self, RtSpec};
 use crate::rt::triple::{triple, Reader};
@@ -64,7 +64,7 @@ impl CanMotors {
     pub fn with_buses(config: &Config, buses: Vec<BusPair>) -> Result<Self, String> {
         let motors = Motor::all(config)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let spec = super::receive_rt(config);
+        let spec = crate::io::receive_rt(config);
         let mut joints = Vec::new();
         let mut writers: Vec<Vec<_>> = (0..buses.len()).map(|_| Vec::new()).collect();
         for m in &motors {

@@ -1,5 +1,5 @@
-//! The small contract-conforming models of `models/make_test_models.py`, for tests and
-//! benchmarks: where they are, built with the project's Python environment if they are missing.
+//! The small contract-conforming models of `models/make_test_models.py`, for the integration tests
+//! (`mod test_models;`): where they are, built with the project's Python environment if missing.
 //!
 //! Not for: real models (those are configured with `[controller] model`).
 

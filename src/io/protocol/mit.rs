@@ -7,7 +7,7 @@
 //! own ranges, or deciding what to command. Everything here is pure, allocation-free and total:
 //! bad bytes come back as typed errors, never as panics.
 
-use super::can::CanFrame;
+use crate::io::transport::can::CanFrame;
 pub use crate::types::motor::{MotorModel, MotorRanges, RangesError, ReplyFormat, UnknownMotorModel};
 use std::fmt;
 

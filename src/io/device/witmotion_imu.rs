@@ -6,10 +6,10 @@
 //! nothing. Not for: parsing (`witmotion`), the bridge link (`bridge`), mounting and filtering
 //! (`estimate::imu`), judging staleness.
 
-use super::serial::{LinkEvent, ReconnectingPort};
 use super::stats::SensorStats;
-use super::witmotion::{self, WitAccumulator, WitParser};
 use crate::config;
+use crate::io::protocol::witmotion::{self, WitAccumulator, WitParser};
+use crate::io::transport::serial::{LinkEvent, ReconnectingPort};
 use crate::rt::clock::monotonic_ns;
 use crate::types::{Delivery, RawImu, SensorSink};
 use nalgebra::UnitQuaternion;

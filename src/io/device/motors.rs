@@ -7,9 +7,9 @@
 //! reply with their id in byte 0, from the master id when one is configured. Not for: deciding
 //! what to command.
 
-use super::can::CanFrame;
-use super::mit::{self, JointMap, MitCommand, MotorModel, MotorRanges, ReplyFormat};
 use crate::config::Config;
+use crate::io::protocol::mit::{self, JointMap, MitCommand, MotorModel, MotorRanges, ReplyFormat};
+use crate::io::transport::can::CanFrame;
 use crate::rt::triple::Writer;
 use crate::types::{JointSample, MotorCommand};
 
@@ -144,7 +144,7 @@ impl ReplyRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::mit::{encode_reply, MotorError, MotorReply};
+    use crate::io::protocol::mit::{encode_reply, MotorError, MotorReply};
     use crate::rt::triple::triple;
 
     fn config() -> Config {

@@ -5,13 +5,13 @@
 //!
 //! For tests and benchmarks. Not a physics simulation: each rotor is an inertia with friction.
 
-use super::bus::{BusRx, BusTx, RxItem};
-use super::can::CanFrame;
-use super::mit::{self, MitCommand, MotorError, MotorReply, MotorRequest, Special};
-use super::motors::Motor;
-use super::serial::Port;
-use super::slcan::{self, SlcanDecoder, SlcanEvent};
 use crate::config::Config;
+use crate::io::device::motors::Motor;
+use crate::io::protocol::mit::{self, MitCommand, MotorError, MotorReply, MotorRequest, Special};
+use crate::io::protocol::slcan::{self, SlcanDecoder, SlcanEvent};
+use crate::io::transport::bus::{BusRx, BusTx, RxItem};
+use crate::io::transport::can::CanFrame;
+use crate::io::transport::serial::Port;
 use crate::rt::clock::monotonic_ns;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
