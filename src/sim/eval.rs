@@ -48,6 +48,8 @@ pub const SCENES: [&str; 5] = ["flat", "step", "stairs", "slope", "soft"];
 pub const TOP_X: [(&str, f64); 3] = [("step", 1.3), ("stairs", 2.4), ("slope", 2.0)];
 /// Walk must begin this long after StandUp's nominal duration.
 const WALK_GRACE_S: f64 = 10.0;
+/// A refused Walk request is repeated this often.
+const WALK_RETRY_S: f64 = 0.5;
 
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
@@ -101,6 +103,8 @@ pub struct Episode {
     pub success: bool,
     /// When Walk began, s since the episode's start.
     pub walk_began_s: Option<f64>,
+    /// Why the control loop last refused a request (Walk while the controller had no fresh action).
+    pub refused: Option<String>,
     /// Time measured in Walk (until the end or the fall), s.
     pub walk_s: f64,
     pub tracking_rms_mps: Option<f64>,
@@ -308,7 +312,7 @@ impl Progress {
         }
         let how = match (&e.fall, e.fell_at_s, e.walk_began_s) {
             (Some(why), Some(t), _) => format!("fell ({why}) at {t:.2} s"),
-            (_, _, None) => "never walked".to_string(),
+            (_, _, None) => format!("never walked ({})", e.refused.as_deref().unwrap_or("no refusal")),
             _ => format!("walked {:.1} s", e.walk_s),
         };
         eprintln!(
@@ -424,7 +428,8 @@ fn episode(
     let mut meter = Meter::default();
     let mut events = Vec::new();
     let mut walk_began: Option<f64> = None;
-    let mut walk_requested = false;
+    let mut walk_requested_s: Option<f64> = None;
+    let mut refused: Option<String> = None;
     let mut fall: Option<(&'static str, f64)> = None;
     let mut last = start;
     ls.commander().request_mode(ModeRequest::StandUp);
@@ -444,6 +449,7 @@ fn episode(
             match e.kind {
                 EventKind::ModeChanged { to: Mode::Walk, .. } if walk_began.is_none() => walk_began = Some(et),
                 EventKind::FaultRaised(Fault::Tilt { .. }) if fall.is_none() => fall = Some(("tilt fault", et)),
+                EventKind::Refused { refusal, .. } => refused = Some(refusal.to_string()),
                 _ => {}
             }
         }
@@ -454,9 +460,13 @@ fn episode(
             l.logger.poll(ls.now_ns());
         }
         let snap = *ls.snapshot();
-        if !walk_requested && snap.mode == Mode::StandUp && snap.standing {
+        // Asked again while refused (a controller whose actions are not fresh yet, say).
+        if snap.mode == Mode::StandUp
+            && snap.standing
+            && walk_requested_s.is_none_or(|t0| ls.t_s() - t0 >= WALK_RETRY_S)
+        {
             ls.commander().request_mode(ModeRequest::Walk);
-            walk_requested = true;
+            walk_requested_s = Some(ls.t_s());
         }
         let truth = ls.truth();
         last = truth;
@@ -503,6 +513,7 @@ fn episode(
             fell_at_s: fall.map(|(_, t)| t),
             success,
             walk_began_s: walk_began,
+            refused,
             walk_s,
             tracking_rms_mps: meter.rms(meter.vx_err2),
             yaw_tracking_rms_radps: meter.rms(meter.yaw_err2),
