@@ -23,7 +23,7 @@ fn open(config: &Config) -> Result<CanMotors, String> {
         return Err("the in-memory robot has no motors to bring up: configure socketcan or slcan buses".into());
     }
     // Bring-up needs no IMU.
-    CanMotors::open(config)
+    CanMotors::open(config).map_err(|e| crate::report::chain(&e))
 }
 
 fn joint(config: &Config, name: &str) -> Result<usize, String> {

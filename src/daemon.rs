@@ -12,26 +12,85 @@ use crate::config::Config;
 use crate::control::inputs::{inbox, Commander};
 use crate::control::messages::{EventKind, Mode, ModeRequest, Snapshot};
 use crate::control::{ControlLoop, LoopTiming, TimingSummary};
+use crate::io::OpenError;
 use crate::log::writer::{self as log_writer, LogStats, Logger};
-use crate::policy::{self, Policy, PolicyStats};
+use crate::policy::{self, BuildError, Policy, PolicyStats};
 use crate::report;
-use crate::rt::clock::{monotonic_ns, Clock, MonotonicClock, NS_PER_MS, NS_PER_S};
+use crate::rt::clock::{monotonic_ns, MonotonicClock, NS_PER_MS, NS_PER_S};
 use crate::rt::hist::Summary;
-use crate::rt::sched::Periodic;
+use crate::rt::sched::run_periodic;
 use crate::rt::systemd::{self, Notifier};
-use crate::rt::thread::{self, RtOutcome, RtSpec};
+use crate::rt::thread::{self, RtOutcome, Setup, SpawnError};
 use crate::rt::triple::Reader;
-use crate::teleop::{self, TelemetryFeed};
+use crate::teleop::{self, TelemetryFeed, TeleopError};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Stack of the real-time threads, and how much of it is touched before the first cycle.
-const RT_STACK_BYTES: usize = 8 << 20;
-const RT_PREFAULT_BYTES: usize = 512 << 10;
 /// How long `--goal` waits quietly for faults (sensors still connecting) to clear.
 const GOAL_PATIENCE_NS: u64 = 2 * NS_PER_S;
+
+/// Why the daemon could not run. Each variant names the step that failed; `source()` leads to the
+/// leaf error, and `report::chain` shows the whole chain in the journal.
+#[derive(Debug)]
+pub enum DaemonError {
+    /// The robot's hardware would not open.
+    Open(OpenError),
+    /// The configured controller could not be checked or built.
+    Policy(BuildError),
+    /// Teleop could not start listening.
+    Teleop(TeleopError),
+    /// `Hardware::start` failed.
+    HardwareStart(String),
+    /// A thread could not be started.
+    Thread(SpawnError),
+    /// A thread panicked (which one).
+    Panicked(&'static str),
+}
+
+impl std::fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DaemonError::Open(e) => e.fmt(f),
+            DaemonError::Policy(e) => e.fmt(f),
+            DaemonError::Teleop(_) => f.write_str("teleop"),
+            DaemonError::HardwareStart(e) => write!(f, "hardware did not start: {e}"),
+            DaemonError::Thread(e) => e.fmt(f),
+            DaemonError::Panicked(which) => write!(f, "the {which} thread panicked"),
+        }
+    }
+}
+
+impl std::error::Error for DaemonError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DaemonError::Open(e) => e.source(),
+            DaemonError::Policy(e) => e.source(),
+            DaemonError::Teleop(e) => Some(e),
+            DaemonError::Thread(e) => e.source(),
+            DaemonError::HardwareStart(_) | DaemonError::Panicked(_) => None,
+        }
+    }
+}
+
+impl From<OpenError> for DaemonError {
+    fn from(e: OpenError) -> Self {
+        DaemonError::Open(e)
+    }
+}
+
+impl From<BuildError> for DaemonError {
+    fn from(e: BuildError) -> Self {
+        DaemonError::Policy(e)
+    }
+}
+
+impl From<SpawnError> for DaemonError {
+    fn from(e: SpawnError) -> Self {
+        DaemonError::Thread(e)
+    }
+}
 
 /// Where the daemon should take the robot once it runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -147,22 +206,20 @@ struct ControlResult {
     log_dropped: u64,
 }
 
+/// The control thread's body (after its real-time set-up, `rt`): ticks until stopped, then
+/// `shutdown_ns` more of damping.
 fn control_thread(
     mut lp: ControlLoop,
-    spec: RtSpec,
+    rt: RtOutcome,
     period_ns: u64,
     shutdown_ns: u64,
     stop_at_ns: Option<u64>,
     stop: Arc<AtomicBool>,
 ) -> ControlResult {
-    let rt = thread::apply(spec);
-    thread::prefault_stack(RT_PREFAULT_BYTES);
     let clock = MonotonicClock;
-    let mut sched = Periodic::new(clock.now_ns() + period_ns, period_ns);
     let mut exit_at: Option<u64> = None;
-    loop {
-        let release = sched.wait(&clock);
-        lp.tick(&release, &clock);
+    run_periodic(&clock, period_ns, |release| {
+        lp.tick(release, &clock);
         let now = release.woke_ns;
         match exit_at {
             None => {
@@ -171,11 +228,11 @@ fn control_thread(
                     stop.store(true, Ordering::Relaxed);
                     exit_at = Some(now + shutdown_ns);
                 }
+                true
             }
-            Some(t) if now >= t => break,
-            Some(_) => {}
+            Some(t) => now < t,
         }
-    }
+    });
     lp.finish();
     ControlResult {
         timing: lp.timing().clone(),
@@ -186,19 +243,8 @@ fn control_thread(
     }
 }
 
-fn spawn_rt<T: Send + 'static>(
-    name: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<std::thread::JoinHandle<T>, String> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .stack_size(RT_STACK_BYTES)
-        .spawn(f)
-        .map_err(|e| format!("cannot start the {name} thread: {e}"))
-}
-
 /// Runs the daemon in the foreground until SIGINT/SIGTERM or `duration`.
-pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
+pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError> {
     let started_ns = monotonic_ns();
     let signals = Signals::block();
     let stop = opts.stop.clone().unwrap_or_default();
@@ -206,17 +252,14 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
     let done = Arc::new(AtomicBool::new(false));
     let signal_thread = {
         let (stop, caught, done) = (stop.clone(), caught.clone(), done.clone());
-        std::thread::Builder::new()
-            .name("locod-signals".into())
-            .spawn(move || {
-                while !done.load(Ordering::Relaxed) {
-                    if let Some(sig) = signals.wait(Duration::from_millis(100)) {
-                        caught.store(sig, Ordering::Relaxed);
-                        stop.store(true, Ordering::Relaxed);
-                    }
+        thread::spawn("locod-signals", "signal", Setup::Plain, move |_| {
+            while !done.load(Ordering::Relaxed) {
+                if let Some(sig) = signals.wait(Duration::from_millis(100)) {
+                    caught.store(sig, Ordering::Relaxed);
+                    stop.store(true, Ordering::Relaxed);
                 }
-            })
-            .map_err(|e| e.to_string())?
+            }
+        })?
     };
 
     if config.rate.lock_memory {
@@ -251,13 +294,13 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
         Some(_) => {
             let reader = snapshot_readers.pop().expect("a reader for teleop");
             let (server, feed) =
-                teleop::Server::start(config, commander.clone(), reader).map_err(|e| format!("teleop: {e}"))?;
+                teleop::Server::start(config, commander.clone(), reader).map_err(DaemonError::Teleop)?;
             report::info(format!("teleop: listening for {}/cmd/**", config.teleop_prefix()));
             Some((server, feed))
         }
         None => None,
     };
-    lp.start().map_err(|e| format!("hardware did not start: {e}"))?;
+    lp.start().map_err(DaemonError::HardwareStart)?;
     let log_stop = Arc::new(AtomicBool::new(false));
     let logger = if config.log.enabled {
         let (tap, ring) = crate::control::record::ring(config.log.ring_records, config.joints.len());
@@ -274,7 +317,9 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
     let control_spec = config.rate.control_rt();
     let control = {
         let stop = stop.clone();
-        spawn_rt("locod-control", move || control_thread(lp, control_spec, period_ns, shutdown_ns, stop_at_ns, stop))?
+        thread::spawn("locod-control", "control", Setup::RtPrefaulted(control_spec), move |rt| {
+            control_thread(lp, rt, period_ns, shutdown_ns, stop_at_ns, stop)
+        })?
     };
 
     let policy_thread = match (policy.take(), action_writer) {
@@ -283,12 +328,10 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
             let spec = config.rate.policy_rt();
             let policy_period = config.rate.policy_period_ns();
             let stop = stop.clone();
-            Some(spawn_rt("locod-policy", move || {
-                let rt = thread::apply(spec);
+            Some(thread::spawn("locod-policy", "policy", Setup::RtPrefaulted(spec), move |rt| {
                 if !rt.all_granted() {
                     report::warn(format!("policy thread: {rt}"));
                 }
-                thread::prefault_stack(RT_PREFAULT_BYTES);
                 policy::run(p.as_mut(), &mut snapshots, &mut writer, &MonotonicClock, policy_period, &stop)
             })?)
         }
@@ -299,18 +342,18 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, String> {
     let feed = teleop.as_ref().map(|(_, f)| f);
     let supervised = supervise(config, &commander, &mut outputs, status, opts.goal, &control, feed);
 
-    let result = control.join().map_err(|_| "the control thread panicked".to_string())?;
+    let result = control.join().map_err(|_| DaemonError::Panicked("control"))?;
     stop.store(true, Ordering::Relaxed);
     log_stop.store(true, Ordering::Release);
     let log = match logger {
         Some(h) => Some(LogSummary {
-            stats: h.join().map_err(|_| "the logger thread panicked".to_string())?,
+            stats: h.join().map_err(|_| DaemonError::Panicked("logger"))?,
             records_dropped: result.log_dropped,
         }),
         None => None,
     };
     let policy_stats: Option<PolicyStats> = match policy_thread {
-        Some(h) => Some(h.join().map_err(|_| "the policy thread panicked".to_string())?),
+        Some(h) => Some(h.join().map_err(|_| DaemonError::Panicked("policy"))?),
         None => None,
     };
     // Events emitted during shutdown.

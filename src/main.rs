@@ -459,7 +459,7 @@ fn run_daemon(config: &Path, duration: Option<f64>, goal: Goal, json: bool) -> R
         c.rate.control_hz
     ));
     let opts = RunOptions { duration: duration.map(Duration::from_secs_f64), goal, ..Default::default() };
-    let summary = daemon::run(&c, opts).map_err(fail)?;
+    let summary = daemon::run(&c, opts).map_err(|e| fail(report::chain(&e)))?;
     emit(json, &summary, Text::Journal);
     Ok(())
 }
@@ -471,7 +471,7 @@ fn check(config: &Path, model: Option<&Path>, quiet: bool) -> Result<(), ExitCod
         print!("{}", c.to_toml());
     }
     let opened = policy::check(&c, model).map_err(|e| {
-        report::error(e);
+        report::error(report::chain(&e));
         ExitCode::from(2)
     })?;
     if let Some(m) = &opened {

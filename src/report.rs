@@ -41,3 +41,16 @@ pub fn warn(message: impl Display) {
 pub fn error(message: impl Display) {
     log(Level::Error, message)
 }
+
+/// An error and its sources, outermost first, joined by ": ": what the journal shows of an error
+/// that crossed module boundaries (each boundary's error names its step, the leaf says why).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -47,7 +47,7 @@ fn rate(now: u64, before: u64, dt_ns: u64) -> f64 {
 /// Starts the sensors of `config` and prints their state every half second, for `seconds` or until
 /// interrupted.
 pub fn run(config: &Config, seconds: Option<f64>) -> Result<(), String> {
-    let mut sensors = Sensors::start(config)?;
+    let mut sensors = Sensors::start(config).map_err(|e| crate::report::chain(&e))?;
     let tty = std::io::stdout().is_terminal();
     let start = monotonic_ns();
     let end = seconds.map(|s| start + (s * NS_PER_S as f64) as u64);

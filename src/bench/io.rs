@@ -133,7 +133,7 @@ fn measure_path(
     samples: usize,
     mut send: impl FnMut(&CanFrame) + Send + 'static,
 ) -> Result<Histogram, String> {
-    let mut robot = CanMotors::with_buses(config, robot_buses)?;
+    let mut robot = CanMotors::with_buses(config, robot_buses).map_err(|e| crate::report::chain(&e))?;
     let motor = Motor::all(config)?[0];
     let sent_ns: Arc<Vec<AtomicU64>> = Arc::new((0..samples).map(|_| AtomicU64::new(0)).collect());
     let done = Arc::new(AtomicBool::new(false));

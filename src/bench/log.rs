@@ -17,8 +17,8 @@ use crate::log::schema::{self, Tick};
 use crate::log::writer::{self, LogStats, Logger};
 use crate::rt::clock::{Clock, ManualClock, MonotonicClock, NS_PER_S};
 use crate::rt::hist::Histogram;
-use crate::rt::sched::{Periodic, Release};
-use crate::rt::thread::{self, RtSpec};
+use crate::rt::sched::{run_periodic, Periodic, Release};
+use crate::rt::thread::{self, RtSpec, Setup};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,7 +101,7 @@ fn publish_action(writer: &mut ActionWriter, lp: &ControlLoop, now_ns: u64) {
 
 /// A loop on the in-memory robot, standing up, with a synthetic policy writer.
 fn standing_loop(config: &Config) -> Result<(ControlLoop, ActionWriter), String> {
-    let hw = crate::robot::open(config)?.hardware;
+    let hw = crate::robot::open(config).map_err(|e| crate::report::chain(&e))?.hardware;
     let (commander, mut inputs) = inbox();
     let writer = inputs.connect_policy();
     let (mut lp, _outputs, _) = ControlLoop::new(config, hw, inputs, 0);
@@ -120,7 +120,8 @@ fn logger_thread(
     cfg.compression = compression;
     let (tap, ring) = record::ring(cfg.ring_records, config.joints.len());
     let stop = Arc::new(AtomicBool::new(false));
-    let h = writer::spawn(Logger::new(&cfg, writer::metadata(config, &[])), ring, stop.clone())?;
+    let h = writer::spawn(Logger::new(&cfg, writer::metadata(config, &[])), ring, stop.clone())
+        .map_err(|e| crate::report::chain(&e))?;
     Ok((tap, stop, h))
 }
 
@@ -135,58 +136,52 @@ fn overhead(config: &Config, seconds: f64, spec: RtSpec, dir: &Path) -> Result<(
     logged.attach_log(tap);
     let (mut push_tap, mut push_ring) = record::ring(1024, config.joints.len());
     let period_ns = config.rate.control_period_ns();
-    let h = std::thread::Builder::new()
-        .name("locod-control".into())
-        .spawn(move || {
-            let rt = thread::apply(spec);
-            thread::prefault_stack(512 << 10);
-            let clock = MonotonicClock;
-            let start = clock.now_ns() + period_ns;
-            let end = start + (seconds * NS_PER_S as f64) as u64;
-            let mut sched = Periodic::new(start, period_ns);
-            let mut push = Histogram::new();
-            let record = TickRecord {
-                tick: 0,
-                t_ns: 0,
-                deadline_ns: 0,
-                compute_ns: 0,
-                skipped_cycles: 0,
-                records_dropped: 0,
-                n_joints: push_tap.n_joints(),
-                sensors: Default::default(),
-                estimate: (&crate::estimate::RobotState::default()).into(),
-                policy: Default::default(),
-                commands: Default::default(),
-                command_vel: [0.0; 3],
-                source: crate::control::messages::CommandSource::None,
-                mode: crate::control::messages::Mode::Walk,
-                level: ControllerLevel::Primary,
-                fault: None,
-                flags: 0,
-            };
-            while clock.now_ns() < end {
-                let r = sched.wait(&clock);
-                if r.index % 10 == 0 {
-                    publish_action(&mut plain_policy, &plain, r.woke_ns);
-                    publish_action(&mut logged_policy, &logged, r.woke_ns);
-                }
-                // Alternate which loop goes first so neither always finds the caches warm.
-                let order: [&mut ControlLoop; 2] =
-                    if r.index % 2 == 0 { [&mut plain, &mut logged] } else { [&mut logged, &mut plain] };
-                for lp in order {
-                    let release = Release { woke_ns: clock.now_ns(), ..r };
-                    lp.tick(&release, &clock);
-                }
-                let t0 = clock.now_ns();
-                let mut rec = record;
-                rec.tick = r.index;
-                push_tap.push(rec);
-                push.record(clock.now_ns() - t0);
-                while push_ring.pop().is_some() {}
+    let h = thread::spawn("locod-control", "control", Setup::RtPrefaulted(spec), move |rt| {
+        let clock = MonotonicClock;
+        let end = clock.now_ns() + period_ns + (seconds * NS_PER_S as f64) as u64;
+        let mut push = Histogram::new();
+        let record = TickRecord {
+            tick: 0,
+            t_ns: 0,
+            deadline_ns: 0,
+            compute_ns: 0,
+            skipped_cycles: 0,
+            records_dropped: 0,
+            n_joints: push_tap.n_joints(),
+            sensors: Default::default(),
+            estimate: (&crate::estimate::RobotState::default()).into(),
+            policy: Default::default(),
+            commands: Default::default(),
+            command_vel: [0.0; 3],
+            source: crate::control::messages::CommandSource::None,
+            mode: crate::control::messages::Mode::Walk,
+            level: ControllerLevel::Primary,
+            fault: None,
+            flags: 0,
+        };
+        run_periodic(&clock, period_ns, |r| {
+            if r.index % 10 == 0 {
+                publish_action(&mut plain_policy, &plain, r.woke_ns);
+                publish_action(&mut logged_policy, &logged, r.woke_ns);
             }
-            (plain.timing().clone(), logged.timing().clone(), push, rt)
-        })
-        .map_err(|e| e.to_string())?;
+            // Alternate which loop goes first so neither always finds the caches warm.
+            let order: [&mut ControlLoop; 2] =
+                if r.index % 2 == 0 { [&mut plain, &mut logged] } else { [&mut logged, &mut plain] };
+            for lp in order {
+                let release = Release { woke_ns: clock.now_ns(), ..*r };
+                lp.tick(&release, &clock);
+            }
+            let t0 = clock.now_ns();
+            let mut rec = record;
+            rec.tick = r.index;
+            push_tap.push(rec);
+            push.record(clock.now_ns() - t0);
+            while push_ring.pop().is_some() {}
+            clock.now_ns() < end
+        });
+        (plain.timing().clone(), logged.timing().clone(), push, rt)
+    })
+    .map_err(|e| crate::report::chain(&e))?;
     let (without, with, push, rt) = h.join().map_err(|_| "the control thread panicked".to_string())?;
     stop.store(true, Ordering::Release);
     logger.join().map_err(|_| "the logger thread panicked".to_string())?;
@@ -214,24 +209,19 @@ fn sustained(config: &Config, rate_hz: u32, seconds: f64, spec: RtSpec, dir: &Pa
     lp.attach_log(tap);
     let period_ns = config.rate.control_period_ns();
     let every = (rate_hz / config.rate.policy_hz).max(1) as u64;
-    let h = std::thread::Builder::new()
-        .name("locod-control".into())
-        .spawn(move || {
-            thread::apply(spec);
-            let clock = MonotonicClock;
-            let start = clock.now_ns() + period_ns;
-            let end = start + (seconds * NS_PER_S as f64) as u64;
-            let mut sched = Periodic::new(start, period_ns);
-            while clock.now_ns() < end {
-                let r = sched.wait(&clock);
-                if r.index % every == 0 {
-                    publish_action(&mut policy, &lp, r.woke_ns);
-                }
-                lp.tick(&r, &clock);
+    let h = thread::spawn("locod-control", "control", Setup::Rt(spec), move |_| {
+        let clock = MonotonicClock;
+        let end = clock.now_ns() + period_ns + (seconds * NS_PER_S as f64) as u64;
+        run_periodic(&clock, period_ns, |r| {
+            if r.index % every == 0 {
+                publish_action(&mut policy, &lp, r.woke_ns);
             }
-            (lp.timing().ticks, lp.log_dropped())
-        })
-        .map_err(|e| e.to_string())?;
+            lp.tick(r, &clock);
+            clock.now_ns() < end
+        });
+        (lp.timing().ticks, lp.log_dropped())
+    })
+    .map_err(|e| crate::report::chain(&e))?;
     let (ticks, dropped) = h.join().map_err(|_| "the control thread panicked".to_string())?;
     stop.store(true, Ordering::Release);
     let stats = logger.join().map_err(|_| "the logger thread panicked".to_string())?;

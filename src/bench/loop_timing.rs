@@ -66,7 +66,7 @@ pub fn run(config: &Config, seconds: u64, cpu: Option<usize>) -> Result<LoopRepo
     let spec = RtSpec { fifo_priority: (config.rate.priority > 0).then_some(config.rate.priority), cpu };
     let _ = thread::lock_memory();
 
-    let hw = crate::robot::open(config)?.hardware;
+    let hw = crate::robot::open(config).map_err(|e| crate::report::chain(&e))?.hardware;
     let (commander, inputs) = inbox();
     let (mut lp, _outputs, _) = ControlLoop::new(config, hw, inputs, 1);
     lp.start()?;

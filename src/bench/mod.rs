@@ -14,8 +14,8 @@ pub mod teleop;
 use crate::control::{ControlLoop, LoopTiming};
 use crate::rt::clock::{Clock, MonotonicClock, NS_PER_S};
 use crate::rt::hist::Summary;
-use crate::rt::sched::Periodic;
-use crate::rt::thread::{self, RtOutcome, RtSpec};
+use crate::rt::sched::run_periodic;
+use crate::rt::thread::{self, RtOutcome, RtSpec, Setup};
 use serde::Serialize;
 use std::thread::JoinHandle;
 
@@ -43,20 +43,15 @@ pub fn run_control_thread(
     period_ns: u64,
     seconds: u64,
 ) -> Result<JoinHandle<(LoopTiming, RtOutcome)>, String> {
-    std::thread::Builder::new()
-        .name("locod-control".into())
-        .spawn(move || {
-            let rt = thread::apply(spec);
-            thread::prefault_stack(512 << 10);
-            let clock = MonotonicClock;
-            let start = clock.now_ns() + period_ns;
-            let mut sched = Periodic::new(start, period_ns);
-            while clock.now_ns() < start + seconds * NS_PER_S {
-                let r = sched.wait(&clock);
-                lp.tick(&r, &clock);
-            }
-            lp.finish();
-            (lp.timing().clone(), rt)
-        })
-        .map_err(|e| e.to_string())
+    thread::spawn("locod-control", "control", Setup::RtPrefaulted(spec), move |rt| {
+        let clock = MonotonicClock;
+        let end = clock.now_ns() + period_ns + seconds * NS_PER_S;
+        run_periodic(&clock, period_ns, |r| {
+            lp.tick(r, &clock);
+            clock.now_ns() < end
+        });
+        lp.finish();
+        (lp.timing().clone(), rt)
+    })
+    .map_err(|e| crate::report::chain(&e))
 }

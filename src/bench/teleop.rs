@@ -100,7 +100,7 @@ struct Rig {
 impl Rig {
     /// The loop standing on the in-memory robot for `seconds`, with teleop when `teleop`.
     fn start(config: &Config, seconds: u64, spec: RtSpec, teleop: bool) -> Result<Rig, String> {
-        let hw = crate::robot::open(config)?.hardware;
+        let hw = crate::robot::open(config).map_err(|e| crate::report::chain(&e))?.hardware;
         let (commander, inputs) = inbox();
         let (mut lp, outputs, mut readers) = ControlLoop::new(config, hw, inputs, 2);
         let observer = readers.pop().ok_or("no snapshot reader")?;

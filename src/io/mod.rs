@@ -16,3 +16,42 @@ pub mod transport;
 pub(crate) fn receive_rt(config: &crate::config::Config) -> crate::rt::thread::RtSpec {
     crate::rt::thread::RtSpec { fifo_priority: (config.rate.priority > 1).then(|| config.rate.priority - 1), cpu: None }
 }
+
+/// Why the robot's I/O could not be opened. `source()` is the leaf error where there is one, so
+/// the journal (`report::chain`) shows the whole chain.
+#[derive(Debug)]
+pub enum OpenError {
+    /// A configured bus would not open.
+    Bus { bus: String, source: Box<dyn std::error::Error + Send + Sync> },
+    /// The configuration asks for something this I/O cannot do (a missing port, a motor without
+    /// its table, an IMU kind without a device).
+    Config(String),
+    /// A receive thread could not be started.
+    Thread(crate::rt::thread::SpawnError),
+}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::Bus { bus, .. } => write!(f, "bus {bus}"),
+            OpenError::Config(message) => f.write_str(message),
+            OpenError::Thread(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OpenError::Bus { source, .. } => Some(source.as_ref()),
+            OpenError::Config(_) => None,
+            OpenError::Thread(e) => e.source(),
+        }
+    }
+}
+
+impl From<crate::rt::thread::SpawnError> for OpenError {
+    fn from(e: crate::rt::thread::SpawnError) -> Self {
+        OpenError::Thread(e)
+    }
+}

@@ -19,6 +19,7 @@ use crate::control::record::TickRecord;
 use crate::report;
 use crate::rt::clock::{monotonic_ns, NS_PER_MS, NS_PER_S};
 use crate::rt::spsc::Consumer;
+use crate::rt::thread::{self, Setup, SpawnError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -432,11 +433,8 @@ pub fn spawn(
     logger: Logger,
     ring: Consumer<TickRecord>,
     stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<LogStats>, String> {
-    std::thread::Builder::new()
-        .name("locod-logger".into())
-        .spawn(move || run(logger, ring, &stop))
-        .map_err(|e| format!("cannot start the logger thread: {e}"))
+) -> Result<std::thread::JoinHandle<LogStats>, SpawnError> {
+    thread::spawn("locod-logger", "logger", Setup::Plain, move |_| run(logger, ring, &stop))
 }
 
 /// The names of the mode codes, for messages.

@@ -159,17 +159,51 @@ pub fn model_kind(kind: ControllerKind) -> Option<ModelKind> {
     }
 }
 
+/// Why the configured controller could not be checked or built. Each variant says the step;
+/// `report::chain` shows it with its source.
+#[derive(Debug)]
+pub enum BuildError {
+    /// `[controller] device` names no device this libtorch has.
+    Device(String),
+    /// The model would not load, or its contract does not fit the configuration.
+    Model(load::LoadError),
+    /// A learned controller without `[controller] model`.
+    NoModel,
+    /// The controller could not be built around its model.
+    Controller(String),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Device(message) | BuildError::Controller(message) => f.write_str(message),
+            BuildError::Model(e) => e.fmt(f),
+            BuildError::NoModel => f.write_str("controller.model: no model configured"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // The load error is shown as this error (its text names the model and the field).
+            BuildError::Model(e) => e.source(),
+            _ => None,
+        }
+    }
+}
+
 /// Opens and checks `model` (or the configured model) without building a controller: every
 /// contract check, the probes, nothing started. What `locod check --model` runs.
-pub fn check(config: &Config, model: Option<&Path>) -> Result<Option<load::Opened>, String> {
+pub fn check(config: &Config, model: Option<&Path>) -> Result<Option<load::Opened>, BuildError> {
     let Some(path) = model.map(Path::to_path_buf).or_else(|| config.model_path()) else {
         return Ok(None);
     };
-    let device = torch::parse_device(&config.controller.device)?;
+    let device = torch::parse_device(&config.controller.device).map_err(BuildError::Device)?;
     torch::set_threads(config.controller.threads, config.controller.interop_threads);
     load::open(&path, config, model_kind(config.controller.kind), &config.depth_sensor_names(), device)
         .map(Some)
-        .map_err(|e| e.to_string())
+        .map_err(BuildError::Model)
 }
 
 /// A built controller and the warnings its model's contract raised.
@@ -177,18 +211,20 @@ pub type Built = (Box<dyn Policy>, Vec<String>);
 
 /// The configured controller, checked, built and warmed up (before the daemon reports READY);
 /// `None` when `[controller] kind = "none"`. `perception` feeds height and depth terms.
-pub fn build(config: &Config, perception: Option<Reader<Perception>>) -> Result<Option<Built>, String> {
+pub fn build(config: &Config, perception: Option<Reader<Perception>>) -> Result<Option<Built>, BuildError> {
     // The built-in balance controller runs inside the control loop, not on the policy thread.
     if matches!(config.controller.kind, ControllerKind::None | ControllerKind::Balance) {
         return Ok(None);
     }
     let Some(opened) = check(config, None)? else {
-        return Err("controller.model: no model configured".into());
+        return Err(BuildError::NoModel);
     };
     let warnings = opened.warnings.clone();
     let policy: Box<dyn Policy> = match config.controller.kind {
-        ControllerKind::Student => Box::new(student::Student::new(opened, config, perception)?),
-        ControllerKind::Mppi => Box::new(mppi::Mppi::new(opened, config, perception)?),
+        ControllerKind::Student => {
+            Box::new(student::Student::new(opened, config, perception).map_err(BuildError::Controller)?)
+        }
+        ControllerKind::Mppi => Box::new(mppi::Mppi::new(opened, config, perception).map_err(BuildError::Controller)?),
         ControllerKind::None | ControllerKind::Balance => unreachable!("handled above"),
     };
     Ok(Some((policy, warnings)))

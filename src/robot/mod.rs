@@ -14,6 +14,7 @@ mod tests;
 use crate::config::{BusKind, Config};
 use crate::io::device::can_motors::CanMotors;
 use crate::io::doubles::mem::MemRobot;
+use crate::io::OpenError;
 use crate::rt::triple::Reader;
 use crate::types::terrain::Perception;
 use crate::types::{Hardware, HwFault, MotorCommands, SensorFrame};
@@ -64,7 +65,7 @@ pub struct Opened {
 
 /// Opens the hardware the configuration describes: the in-memory robot, or the motors on their
 /// buses with the IMU (and depth) read by the sensor threads.
-pub fn open(config: &Config) -> Result<Opened, String> {
+pub fn open(config: &Config) -> Result<Opened, OpenError> {
     if config.buses.iter().all(|b| b.kind == BusKind::Mem) {
         let (robot, _faults) = MemRobot::new(config);
         return Ok(Opened { hardware: Box::new(robot), perception: None });

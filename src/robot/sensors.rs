@@ -14,7 +14,7 @@ use crate::estimate::imu::ImuFilter;
 use crate::io::device::bridge::{self, BridgeLink};
 use crate::io::device::stats::SensorStats;
 use crate::io::device::witmotion_imu::{spawn_witmotion, WitmotionReceiver};
-use crate::io::receive_rt;
+use crate::io::{receive_rt, OpenError};
 use crate::rt::triple::{triple, Reader};
 use crate::types::terrain::Perception;
 use crate::types::ImuSample;
@@ -37,7 +37,7 @@ impl Sensors {
     /// Starts the threads `config` asks for. Devices that are absent are looked for again
     /// every `serial::RECONNECT_INTERVAL`, so a missing device is not an error here; a
     /// configuration without a real IMU is.
-    pub fn start(config: &Config) -> Result<Sensors, String> {
+    pub fn start(config: &Config) -> Result<Sensors, OpenError> {
         let stats = Arc::new(SensorStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (imu_writer, imu_reader) = triple(ImuSample { t_ns: 0, ..Default::default() });
@@ -62,11 +62,13 @@ impl Sensors {
         };
         let mut imu_publisher = Some(ImuPublisher::new(imu_writer, attitude_writer));
         match config.imu.kind {
-            ImuKind::Mem => return Err("the in-memory IMU has no sensor threads; use io::mem".into()),
+            ImuKind::Mem => {
+                return Err(OpenError::Config("the in-memory IMU has no sensor threads; use io::mem".into()))
+            }
             ImuKind::Witmotion => {
                 let publisher = imu_publisher.take().expect("set");
                 let sink = FilteredImu::new(ImuFilter::new(&config.imu), publisher);
-                let receiver = WitmotionReceiver::new(&config.imu, sink, stats.clone())?;
+                let receiver = WitmotionReceiver::new(&config.imu, sink, stats.clone()).map_err(OpenError::Config)?;
                 sensors.threads.push(spawn_witmotion(receiver, sensors.stop.clone(), receive_rt(config))?);
             }
             ImuKind::Bridge => {}
@@ -85,7 +87,7 @@ impl Sensors {
             sensors.threads.push(bridge::spawn(link, sensors.stop.clone(), receive_rt(config))?);
         }
         if imu_publisher.is_some() {
-            return Err("[imu] kind = \"bridge\" needs a [bridge] section".into());
+            return Err(OpenError::Config("[imu] kind = \"bridge\" needs a [bridge] section".into()));
         }
         Ok(sensors)
     }

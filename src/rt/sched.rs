@@ -74,6 +74,19 @@ impl Periodic {
     }
 }
 
+/// Calls `step` on every release of a schedule with period `period_ns`, the first release one
+/// period from now, until `step` returns false. The one periodic runner: the daemon's control
+/// thread and the benchmarks' control threads run their loops here.
+pub fn run_periodic(clock: &dyn Clock, period_ns: u64, mut step: impl FnMut(&Release) -> bool) {
+    let mut sched = Periodic::new(clock.now_ns() + period_ns, period_ns);
+    loop {
+        let release = sched.wait(clock);
+        if !step(&release) {
+            break;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,6 +123,69 @@ pub fn prefault_stack(bytes: usize) {
     touch(bytes / CHUNK);
 }
 
+/// Stack of the control and policy threads, and how much of it is touched before the first cycle.
+pub const RT_STACK_BYTES: usize = 8 << 20;
+pub const RT_PREFAULT_BYTES: usize = 512 << 10;
+
+/// A thread that could not be started. Its source is the operating system's error.
+#[derive(Debug)]
+pub struct SpawnError {
+    /// What the thread is, for people ("control", "IMU", "logger").
+    pub what: String,
+    pub source: std::io::Error,
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot start the {} thread", self.what)
+    }
+}
+
+impl std::error::Error for SpawnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// How a named thread is set up before its body runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setup {
+    /// Nothing: an ordinary thread.
+    Plain,
+    /// `apply(spec)` first (receive threads: one step below the control thread).
+    Rt(RtSpec),
+    /// `apply(spec)` on a large stack, `RT_PREFAULT_BYTES` of it touched first (control, policy).
+    RtPrefaulted(RtSpec),
+}
+
+/// Starts the thread `name` (`what` names it in errors) with `setup` applied before `body`, which
+/// gets what the set-up achieved. Every named thread of locod starts here.
+pub fn spawn<T: Send + 'static>(
+    name: &str,
+    what: &str,
+    setup: Setup,
+    body: impl FnOnce(RtOutcome) -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>, SpawnError> {
+    let mut builder = std::thread::Builder::new().name(name.into());
+    if let Setup::RtPrefaulted(_) = setup {
+        builder = builder.stack_size(RT_STACK_BYTES);
+    }
+    builder
+        .spawn(move || {
+            let outcome = match setup {
+                Setup::Plain => RtOutcome::default(),
+                Setup::Rt(spec) => apply(spec),
+                Setup::RtPrefaulted(spec) => {
+                    let outcome = apply(spec);
+                    prefault_stack(RT_PREFAULT_BYTES);
+                    outcome
+                }
+            };
+            body(outcome)
+        })
+        .map_err(|source| SpawnError { what: what.into(), source })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ pub fn loopback_config() -> Config {
 
 pub struct Daemon {
     stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Result<RunSummary, String>>>,
+    handle: Option<JoinHandle<Result<RunSummary, locod::daemon::DaemonError>>>,
 }
 
 impl Daemon {

@@ -19,6 +19,7 @@ use crate::config;
 use crate::io::transport::serial::{LinkEvent, ReconnectingPort};
 use crate::report;
 use crate::rt::clock::{monotonic_ns, NS_PER_MS};
+use crate::rt::thread::{self, RtSpec, Setup, SpawnError};
 use crate::types::terrain::{DepthZones, MAX_ZONES};
 use crate::types::{Delivery, RawImu, SensorSink};
 use firmware_bridge::timesync::{Exchange, TimeSync, BUCKETS};
@@ -414,17 +415,13 @@ pub fn depth_zones(depth: &Depth, t_ns: u64, zones: &mut DepthZones) {
 pub fn spawn<S: SensorSink + 'static>(
     mut link: BridgeLink<S>,
     stop: Arc<AtomicBool>,
-    rt: crate::rt::thread::RtSpec,
-) -> Result<JoinHandle<()>, String> {
-    std::thread::Builder::new()
-        .name("locod-bridge".into())
-        .spawn(move || {
-            // Sensor arrivals are stamped here: run just below the control thread, like the CAN
-            // receive threads, so that ordinary load cannot make fresh samples look stale.
-            crate::rt::thread::apply(rt);
-            while !stop.load(Relaxed) {
-                link.step(POLL_TIMEOUT);
-            }
-        })
-        .map_err(|e| format!("cannot start the firmware-bridge thread: {e}"))
+    rt: RtSpec,
+) -> Result<JoinHandle<()>, SpawnError> {
+    // Sensor arrivals are stamped here: run just below the control thread, like the CAN receive
+    // threads, so that ordinary load cannot make fresh samples look stale.
+    thread::spawn("locod-bridge", "firmware-bridge", Setup::Rt(rt), move |_| {
+        while !stop.load(Relaxed) {
+            link.step(POLL_TIMEOUT);
+        }
+    })
 }

@@ -9,8 +9,9 @@ use super::motors::{Motor, ReplyRouter};
 use crate::config::Config;
 use crate::io::protocol::mit::Special;
 use crate::io::transport::bus::{self, BusPair, BusRx, BusState, BusTx, RxItem, SharedBusState};
+use crate::io::OpenError;
 use crate::report;
-use crate::rt::thread::{self, RtSpec};
+use crate::rt::thread::{self, Setup};
 use crate::rt::triple::{triple, Reader};
 use crate::types::{HwFault, JointSample, MotorCommand, MotorCommands, SensorFrame};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,14 +35,7 @@ pub struct CanMotors {
     threads: Vec<JoinHandle<()>>,
 }
 
-fn rx_thread(
-    mut rx: Box<dyn BusRx>,
-    mut router: ReplyRouter,
-    state: Arc<SharedBusState>,
-    stop: Arc<AtomicBool>,
-    spec: RtSpec,
-) {
-    thread::apply(spec);
+fn rx_thread(mut rx: Box<dyn BusRx>, mut router: ReplyRouter, state: Arc<SharedBusState>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         match rx.recv(RX_POLL) {
             RxItem::Frame(frame, t_ns) => {
@@ -55,14 +49,14 @@ fn rx_thread(
 
 impl CanMotors {
     /// Opens every configured bus.
-    pub fn open(config: &Config) -> Result<Self, String> {
+    pub fn open(config: &Config) -> Result<Self, OpenError> {
         let buses = config.buses.iter().map(bus::open).collect::<Result<Vec<_>, _>>()?;
         Self::with_buses(config, buses)
     }
 
     /// The motors over already opened buses (in configuration order).
-    pub fn with_buses(config: &Config, buses: Vec<BusPair>) -> Result<Self, String> {
-        let motors = Motor::all(config)?;
+    pub fn with_buses(config: &Config, buses: Vec<BusPair>) -> Result<Self, OpenError> {
+        let motors = Motor::all(config).map_err(OpenError::Config)?;
         let stop = Arc::new(AtomicBool::new(false));
         let spec = crate::io::receive_rt(config);
         let mut joints = Vec::new();
@@ -80,12 +74,8 @@ impl CanMotors {
             let (s, st) = (state.clone(), stop.clone());
             let router = ReplyRouter::new(w);
             let name = format!("locod-rx-{}", config.buses[i].name);
-            threads.push(
-                std::thread::Builder::new()
-                    .name(name)
-                    .spawn(move || rx_thread(rx, router, s, st, spec))
-                    .map_err(|e| e.to_string())?,
-            );
+            let what = format!("bus {} receive", config.buses[i].name);
+            threads.push(thread::spawn(&name, &what, Setup::Rt(spec), move |_| rx_thread(rx, router, s, st))?);
             txs.push(tx);
             states.push(state);
         }

@@ -11,6 +11,7 @@ use crate::config;
 use crate::io::protocol::witmotion::{self, WitAccumulator, WitParser};
 use crate::io::transport::serial::{LinkEvent, ReconnectingPort};
 use crate::rt::clock::monotonic_ns;
+use crate::rt::thread::{self, RtSpec, Setup, SpawnError};
 use crate::types::{Delivery, RawImu, SensorSink};
 use nalgebra::UnitQuaternion;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -101,17 +102,13 @@ impl<S: SensorSink> WitmotionReceiver<S> {
 pub fn spawn_witmotion<S: SensorSink + 'static>(
     mut receiver: WitmotionReceiver<S>,
     stop: Arc<AtomicBool>,
-    rt: crate::rt::thread::RtSpec,
-) -> Result<JoinHandle<()>, String> {
-    std::thread::Builder::new()
-        .name("locod-imu".into())
-        .spawn(move || {
-            // Sensor arrivals are stamped here: run just below the control thread, like the CAN
-            // receive threads, so that ordinary load cannot make fresh samples look stale.
-            crate::rt::thread::apply(rt);
-            while !stop.load(Relaxed) {
-                receiver.step(POLL_TIMEOUT);
-            }
-        })
-        .map_err(|e| format!("cannot start the IMU thread: {e}"))
+    rt: RtSpec,
+) -> Result<JoinHandle<()>, SpawnError> {
+    // Sensor arrivals are stamped here: run just below the control thread, like the CAN receive
+    // threads, so that ordinary load cannot make fresh samples look stale.
+    thread::spawn("locod-imu", "IMU", Setup::Rt(rt), move |_| {
+        while !stop.load(Relaxed) {
+            receiver.step(POLL_TIMEOUT);
+        }
+    })
 }

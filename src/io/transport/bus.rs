@@ -6,6 +6,7 @@
 
 use super::can::CanFrame;
 use crate::config::{Bus, BusKind};
+use crate::io::OpenError;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
@@ -88,21 +89,24 @@ pub trait BusRx: Send {
 pub type BusPair = (Box<dyn BusTx>, Box<dyn BusRx>);
 
 /// Opens a configured bus. The in-memory robot has no bus (`kind = "mem"` is refused here).
-pub fn open(bus: &Bus) -> Result<BusPair, String> {
+pub fn open(bus: &Bus) -> Result<BusPair, OpenError> {
     let device = bus.device.as_deref().unwrap_or_default();
     let backoff = Duration::from_secs_f64(bus.tx_backoff_ms / 1e3);
     match bus.kind {
         BusKind::Socketcan => {
             let options = super::socketcan::CanOptions { tx_backoff: backoff, ..Default::default() };
-            let (tx, rx) =
-                super::socketcan::SocketCan::open(device, &options).map_err(|e| format!("bus {}: {e}", bus.name))?;
+            let (tx, rx) = super::socketcan::SocketCan::open(device, &options)
+                .map_err(|e| OpenError::Bus { bus: bus.name.clone(), source: Box::new(e) })?;
             Ok((Box::new(tx), Box::new(rx)))
         }
         BusKind::Slcan => {
-            let (tx, rx) =
-                super::slcan_bus::open(device, bus.bitrate, backoff).map_err(|e| format!("bus {}: {e}", bus.name))?;
+            let (tx, rx) = super::slcan_bus::open(device, bus.bitrate, backoff)
+                .map_err(|e| OpenError::Bus { bus: bus.name.clone(), source: e.into() })?;
             Ok((Box::new(tx), Box::new(rx)))
         }
-        BusKind::Mem => Err(format!("bus {}: kind \"mem\" is the in-memory robot, not a bus", bus.name)),
+        BusKind::Mem => Err(OpenError::Bus {
+            bus: bus.name.clone(),
+            source: "kind \"mem\" is the in-memory robot, not a bus".into(),
+        }),
     }
 }
