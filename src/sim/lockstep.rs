@@ -485,7 +485,7 @@ impl Lockstep {
             }
             None => policy::build(config, perception),
         }
-        .map_err(SimError::Config)?;
+        .map_err(SimError::Controller)?;
         let (commander, mut inputs) = inbox();
         let controller = built.map(|(policy, _warnings)| {
             let writer = inputs.connect_policy();

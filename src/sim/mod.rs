@@ -33,6 +33,8 @@ pub enum SimError {
     Model(String),
     /// A pseudo-terminal or its link could not be made.
     Port(String),
+    /// Lock-step: the configured controller could not be built (its model, its contract).
+    Controller(crate::policy::BuildError),
 }
 
 impl fmt::Display for SimError {
@@ -41,11 +43,19 @@ impl fmt::Display for SimError {
             SimError::Config(m) => write!(f, "simulator configuration: {m}"),
             SimError::Model(m) => write!(f, "simulator model: {m}"),
             SimError::Port(m) => write!(f, "simulator port: {m}"),
+            SimError::Controller(e) => write!(f, "controller: {e}"),
         }
     }
 }
 
-impl std::error::Error for SimError {}
+impl std::error::Error for SimError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SimError::Controller(e) => e.source(),
+            _ => None,
+        }
+    }
+}
 
 /// The `[sim]` table (defaults when absent) and the perturbation to apply.
 pub fn settings(config: &Config, real_world: bool) -> (Sim, Perturbation) {
