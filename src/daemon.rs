@@ -9,8 +9,9 @@
 //! control loop's heartbeat advances.
 
 use crate::config::Config;
+use crate::control::goal::GoalSequencer;
 use crate::control::inputs::{inbox, Commander};
-use crate::control::messages::{EventKind, Mode, ModeRequest, Snapshot};
+use crate::control::messages::{EventKind, Mode, Snapshot};
 use crate::control::{ControlLoop, LoopTiming, TimingSummary};
 use crate::io::OpenError;
 use crate::log::writer::{self as log_writer, LogStats, Logger};
@@ -92,18 +93,7 @@ impl From<SpawnError> for DaemonError {
     }
 }
 
-/// Where the daemon should take the robot once it runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Goal {
-    /// Stay in Passive (damped) until a request arrives.
-    #[default]
-    Passive,
-    /// Stand up.
-    Stand,
-    /// Stand up, then walk.
-    Walk,
-}
+pub use crate::control::goal::Goal;
 
 #[derive(Default)]
 pub struct RunOptions {
@@ -411,8 +401,7 @@ fn supervise(
     let mut ready = false;
     let mut last_ping = (monotonic_ns(), 0u64);
     let mut last_status = monotonic_ns();
-    let mut standup_requested = false;
-    let mut walk_requested = false;
+    let mut goals = GoalSequencer::new(goal);
     let mut faults_raised = 0;
     let mut warned_stall = false;
     let mut warned_waiting = false;
@@ -450,12 +439,9 @@ fn supervise(
         }
         // The goal waits for a robot without faults (sensors and motors answering), and says once
         // what it waits for if that takes a while.
-        if ready && !standup_requested && goal != Goal::Passive {
+        if ready && goals.wants_standup() {
             match snap.fault {
-                None => {
-                    commander.request_mode(ModeRequest::StandUp);
-                    standup_requested = true;
-                }
+                None => goals.stand_up(commander),
                 Some(f) if !warned_waiting && now - ready_ns > GOAL_PATIENCE_NS => {
                     report::warn(format!("--goal {goal:?}: waiting for a fault to clear before standing up: {f}"));
                     warned_waiting = true;
@@ -463,10 +449,7 @@ fn supervise(
                 Some(_) => {}
             }
         }
-        if goal == Goal::Walk && !walk_requested && snap.mode == Mode::StandUp && snap.standing {
-            commander.request_mode(ModeRequest::Walk);
-            walk_requested = true;
-        }
+        goals.follow(&snap, commander);
 
         if let Some(interval) = watchdog_ns {
             if now - last_ping.0 >= interval {

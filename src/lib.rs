@@ -1,8 +1,10 @@
 //! locod: a real-time onboard controller daemon for learned locomotion controllers.
 //!
 //! Data flows one way: `io` (sensors) → `estimate` → `control` → `io` (actuators), with the
-//! policy thread beside the loop and teleop (zenoh) talking to it through its inbox. `rt` holds the real-time machinery, `config` the typed
-//! configuration. docs/ARCHITECTURE.md has the map.
+//! policy thread beside the loop and teleop (zenoh) talking to it through its inbox. `types` is the
+//! ground floor every layer exchanges; `rt` holds the real-time machinery, `config` the typed
+//! configuration, `robot` the drivers composed with their estimators. docs/ARCHITECTURE.md has the
+//! map and the floors (which module may use which).
 
 pub mod bench;
 pub mod bringup;

@@ -5,7 +5,7 @@ use locod::config::Config;
 use locod::control::messages::{ControllerLevel, PolicyAction, Snapshot};
 use locod::policy::contract::{Contract, ModelKind};
 use locod::policy::load::{self, Opened};
-use locod::policy::mppi::Mppi;
+use locod::policy::mppi::MppiPlanner;
 use locod::policy::replay::{self, ReplayStep};
 use locod::policy::student::Student;
 use locod::policy::torch::Module;
@@ -119,11 +119,11 @@ fn the_recurrent_student_carries_its_state_and_resets_it() {
     assert_eq!(out.action, first, "after a reset the same input gives the first action again");
 }
 
-fn planner(cfg: &Config, name: &str) -> Mppi {
-    Mppi::new(open(cfg, name).unwrap(), cfg, None).unwrap()
+fn planner(cfg: &Config, name: &str) -> MppiPlanner {
+    MppiPlanner::new(open(cfg, name).unwrap(), cfg, None).unwrap()
 }
 
-fn plan_actions(p: &mut Mppi, ticks: u64) -> Vec<[f32; 32]> {
+fn plan_actions(p: &mut MppiPlanner, ticks: u64) -> Vec<[f32; 32]> {
     let mut out = PolicyAction::default();
     (0..ticks)
         .map(|i| {

@@ -5,7 +5,7 @@
 use locod::config::Config;
 use locod::control::messages::{PolicyAction, Snapshot};
 use locod::policy::load;
-use locod::policy::mppi::Mppi;
+use locod::policy::mppi::MppiPlanner;
 use locod::policy::student::Student;
 use locod::policy::Policy;
 use std::path::PathBuf;
@@ -111,8 +111,8 @@ fn policy_ticks_allocate_nothing_in_rust_and_libtorch_allocations_are_measured()
     let mut gru = Student::new(opened(&cfg, "student_gru.pt"), &cfg, None).unwrap();
     let mut mcfg = config("mppi.toml");
     mcfg.mppi.budget_ms = Some(1e6);
-    let mut fused = Mppi::new(opened(&mcfg, "world_model.pt"), &mcfg, None).unwrap();
-    let mut stepped = Mppi::new(opened(&mcfg, "world_model_stepped.pt"), &mcfg, None).unwrap();
+    let mut fused = MppiPlanner::new(opened(&mcfg, "world_model.pt"), &mcfg, None).unwrap();
+    let mut stepped = MppiPlanner::new(opened(&mcfg, "world_model_stepped.pt"), &mcfg, None).unwrap();
 
     for (name, p, ticks) in [
         ("student", &mut student as &mut dyn Policy, 200),

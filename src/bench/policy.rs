@@ -13,7 +13,7 @@ use crate::config::{Config, ControllerKind};
 use crate::control::messages::{PolicyAction, Snapshot};
 use crate::policy::contract::ModelKind;
 use crate::policy::load::{self, prepare_thread};
-use crate::policy::mppi::Mppi;
+use crate::policy::mppi::MppiPlanner;
 use crate::policy::student::Student;
 use crate::policy::{torch, Policy};
 use crate::rt::clock::{monotonic_ns, MonotonicClock};
@@ -277,7 +277,7 @@ impl PlanTimes {
 
 /// Plans `plans` times, once per policy period as the daemon does (back to back, a SCHED_FIFO
 /// thread would also be stopped by the kernel's real-time throttling for 50 ms every second).
-fn time_plans(p: &mut Mppi, plans: usize, period_ns: u64, into: &mut PlanTimes) -> Result<(), String> {
+fn time_plans(p: &mut MppiPlanner, plans: usize, period_ns: u64, into: &mut PlanTimes) -> Result<(), String> {
     let mut out = PolicyAction::default();
     let mut schedule = Periodic::new(monotonic_ns(), period_ns);
     for i in 0..plans as u64 {
@@ -309,7 +309,7 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         return Err("the configuration's controller is a student; use `bench policy`".into());
     }
     let period_ns = config.rate.policy_period_ns();
-    let mut planner = Mppi::new(open()?, config, None)?;
+    let mut planner = MppiPlanner::new(open()?, config, None)?;
     let s = planner.settings().clone();
     let mut args = vec![
         "mppi".to_string(),
@@ -353,7 +353,7 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         let flops = python.ask("flops")?["flops_per_plan"].as_f64().unwrap_or(f64::NAN);
         drop(python);
         let stepped = if fused {
-            let mut stepped = Mppi::new(open()?, config, None)?;
+            let mut stepped = MppiPlanner::new(open()?, config, None)?;
             stepped.set_stepped(true);
             stepped.set_budget_ns(u64::MAX);
             let mut t = PlanTimes::new();

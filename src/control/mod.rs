@@ -10,6 +10,7 @@
 
 pub mod arbiter;
 pub mod balance;
+pub mod goal;
 pub mod inputs;
 pub mod messages;
 pub mod mode;

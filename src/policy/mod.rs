@@ -224,7 +224,9 @@ pub fn build(config: &Config, perception: Option<Reader<Perception>>) -> Result<
         ControllerKind::Student => {
             Box::new(student::Student::new(opened, config, perception).map_err(BuildError::Controller)?)
         }
-        ControllerKind::Mppi => Box::new(mppi::Mppi::new(opened, config, perception).map_err(BuildError::Controller)?),
+        ControllerKind::Mppi => {
+            Box::new(mppi::MppiPlanner::new(opened, config, perception).map_err(BuildError::Controller)?)
+        }
         ControllerKind::None | ControllerKind::Balance => unreachable!("handled above"),
     };
     Ok(Some((policy, warnings)))

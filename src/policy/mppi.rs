@@ -89,7 +89,7 @@ pub struct PlanReport {
     pub model_ns: u64,
 }
 
-pub struct Mppi {
+pub struct MppiPlanner {
     name: String,
     module: Module,
     obs: ObsBuilder,
@@ -147,7 +147,7 @@ fn call_timed(module: &Module, spent_ns: &Cell<u64>, method: &CStr, args: &[Arg]
     r
 }
 
-impl Mppi {
+impl MppiPlanner {
     /// Builds the planner from an opened world model and warms it up with the run-time shapes.
     pub fn new(opened: Opened, config: &Config, perception: Option<Reader<Perception>>) -> Result<Self, String> {
         let Opened { path, module, contract, optional, .. } = opened;
@@ -163,7 +163,7 @@ impl Mppi {
         let p = if optional.pi { s.prior_samples } else { 0 };
         let d = module.device();
         let e = |e: TorchError| e.to_string();
-        let mut planner = Mppi {
+        let mut planner = MppiPlanner {
             name: format!(
                 "mppi {} ({} rollout)",
                 path.file_name().map_or(String::new(), |f| f.to_string_lossy().into_owned()),
@@ -474,7 +474,7 @@ impl Mppi {
     }
 }
 
-impl Policy for Mppi {
+impl Policy for MppiPlanner {
     fn name(&self) -> &str {
         &self.name
     }

@@ -6,7 +6,7 @@
 //!
 //! Not for: the host side (that is the daemon's `io::device::bridge`) or the physics (`world`).
 
-use super::noise::Rng;
+use super::noise::NoiseRng;
 use super::world::{World, TOF_ZONES};
 use crate::config::sim::{SimDepth, SimImu};
 use firmware_bridge::{
@@ -34,7 +34,7 @@ pub struct Board {
     depth: SimDepth,
     noise_scale: f64,
     latency_ns: u64,
-    rng: Rng,
+    rng: NoiseRng,
     decoder: FrameDecoder<HostMessage>,
     seq: u16,
     imu_period_ns: u64,
@@ -66,7 +66,7 @@ impl Board {
             depth: depth.clone(),
             noise_scale,
             latency_ns: ((imu.latency_ms + extra_latency_ms).max(0.0) * 1e6) as u64,
-            rng: Rng::new(seed ^ 0x0062_6f61_7264),
+            rng: NoiseRng::new(seed ^ 0x0062_6f61_7264),
             decoder: FrameDecoder::new(),
             seq: 0,
             imu_period_ns: 1_000_000_000 / u64::from(imu.rate_hz.max(1)),

@@ -2,8 +2,9 @@
 //! the daemon's loop and its `Policy` on simulated time), measured with the simulator's truth.
 //!
 //! An episode: the simulator reset to its start (the gantry holds the crouched robot until the
-//! first leg command), StandUp with the built-in balance controller, Walk with the configured
-//! controller, then `seconds` of Walk under a command profile (`profile`). It ends early when the
+//! first leg command), the daemon's goal sequence (`control::goal::GoalSequencer`: StandUp with the
+//! built-in balance controller, then Walk with the configured controller; a refused Walk is asked
+//! for again every `WALK_RETRY_S`), then `seconds` of Walk under a command profile (`profile`). It ends early when the
 //! robot falls, or when Walk has not begun `controller.standup_s + 10` s after the start.
 //! Episode `i` uses seed `seed + i` for the simulator's noise (`[sim] seed`), the planner's
 //! sampling (`[mppi] seed`) and the random command profile.
@@ -30,6 +31,7 @@ use super::lockstep::{Lockstep, PolicyStep, Truth};
 use super::profile::{Commands, Profile};
 use super::SimError;
 use crate::config::{Config, ControllerKind};
+use crate::control::goal::{Goal, GoalSequencer};
 use crate::control::messages::{ControllerLevel, EventKind, Fault, Mode, ModeRequest};
 use crate::control::record;
 use crate::log::writer::{self as log_writer, Logger};
@@ -428,11 +430,12 @@ fn episode(
     let mut meter = Meter::default();
     let mut events = Vec::new();
     let mut walk_began: Option<f64> = None;
-    let mut walk_requested_s: Option<f64> = None;
+    let mut goals = GoalSequencer::new(Goal::Walk);
+    let mut walk_refused_s: Option<f64> = None;
     let mut refused: Option<String> = None;
     let mut fall: Option<(&'static str, f64)> = None;
     let mut last = start;
-    ls.commander().request_mode(ModeRequest::StandUp);
+    goals.stand_up(ls.commander());
     loop {
         let t = ls.t_s();
         let end_s = walk_began.map_or(walk_deadline_s, |t0| t0 + opts.seconds);
@@ -449,7 +452,12 @@ fn episode(
             match e.kind {
                 EventKind::ModeChanged { to: Mode::Walk, .. } if walk_began.is_none() => walk_began = Some(et),
                 EventKind::FaultRaised(Fault::Tilt { .. }) if fall.is_none() => fall = Some(("tilt fault", et)),
-                EventKind::Refused { refusal, .. } => refused = Some(refusal.to_string()),
+                EventKind::Refused { request, refusal, .. } => {
+                    refused = Some(refusal.to_string());
+                    if request == ModeRequest::Walk {
+                        walk_refused_s = Some(et);
+                    }
+                }
                 _ => {}
             }
         }
@@ -460,14 +468,13 @@ fn episode(
             l.logger.poll(ls.now_ns());
         }
         let snap = *ls.snapshot();
-        // Asked again while refused (a controller whose actions are not fresh yet, say).
-        if snap.mode == Mode::StandUp
-            && snap.standing
-            && walk_requested_s.is_none_or(|t0| ls.t_s() - t0 >= WALK_RETRY_S)
-        {
-            ls.commander().request_mode(ModeRequest::Walk);
-            walk_requested_s = Some(ls.t_s());
+        // The daemon's sequence; a refused Walk (a controller whose actions are not fresh yet, say)
+        // is asked for again by a new sequencer (StandUp is not asked for again).
+        if walk_refused_s.is_some_and(|t0| ls.t_s() - t0 >= WALK_RETRY_S) {
+            goals = GoalSequencer::new(Goal::Walk);
+            walk_refused_s = None;
         }
+        goals.follow(&snap, ls.commander());
         let truth = ls.truth();
         last = truth;
         let t = ls.t_s();

@@ -26,11 +26,11 @@ use super::motors::SimMotors;
 use super::world::World;
 use super::{settings, FaultKind, ScheduledFault, SimError};
 use crate::config::Config;
+use crate::control::goal::{Goal, GoalSequencer};
 use crate::control::inputs::{inbox, ActionWriter, Commander};
-use crate::control::messages::{Event, EventKind, Mode, ModeRequest, PolicyAction, Snapshot};
+use crate::control::messages::{Event, EventKind, Mode, PolicyAction, Snapshot};
 use crate::control::record::LogTap;
 use crate::control::{ControlLoop, LoopOutputs};
-use crate::daemon::Goal;
 use crate::estimate::depth::DepthMapper;
 use crate::io::device::bridge::depth_zones;
 use crate::io::device::motors::Motor;
@@ -642,14 +642,12 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
     };
     let mut walk_start: Option<(f64, Option<[f64; 3]>)> = None;
     let mut stood = false;
-    let mut walk_requested = false;
+    let mut goals = GoalSequencer::new(opts.goal);
     let mut faults = opts.faults.clone();
     faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     let mut faults = faults.into_iter().peekable();
     let mut events = Vec::new();
-    if opts.goal != Goal::Passive {
-        ls.commander().request_mode(ModeRequest::StandUp);
-    }
+    goals.stand_up(ls.commander());
     while ls.now_ns() < end_ns {
         let t_s = ls.t_s();
         while let Some(f) = faults.next_if(|f| f.at_s <= t_s) {
@@ -669,10 +667,7 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
             report.events.push(logged(&e));
         }
         let snap = *ls.snapshot();
-        if opts.goal == Goal::Walk && !walk_requested && snap.mode == Mode::StandUp && snap.standing {
-            ls.commander().request_mode(ModeRequest::Walk);
-            walk_requested = true;
-        }
+        goals.follow(&snap, ls.commander());
         stood |= snap.standing;
         let v = ls.truth();
         if !v.held {

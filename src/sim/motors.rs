@@ -6,7 +6,7 @@
 //!
 //! Not for: the bus transport (the runners move frames) or the joint physics (`world`).
 
-use super::noise::Rng;
+use super::noise::NoiseRng;
 use crate::config::sim::SimMotors as Settings;
 use crate::config::Config;
 use crate::io::device::motors::Motor;
@@ -34,7 +34,7 @@ pub struct SimMotors {
     strength: f64,
     encoder_noise_rad: f64,
     reply_dropout: f64,
-    rng: Rng,
+    rng: NoiseRng,
     /// Whether any leg joint has been commanded with a position gain (releases the gantry).
     commanded: bool,
     pub replies: u64,
@@ -61,7 +61,7 @@ impl SimMotors {
             strength,
             encoder_noise_rad: s.encoder_noise_rad,
             reply_dropout: s.reply_dropout,
-            rng: Rng::new(seed ^ 0x6d6f_746f_7273),
+            rng: NoiseRng::new(seed ^ 0x6d6f_746f_7273),
             commanded: false,
             replies: 0,
             dropped_replies: 0,

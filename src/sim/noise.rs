@@ -4,9 +4,9 @@
 //! Not for: anything cryptographic, or the daemon.
 
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct NoiseRng(u64);
 
-impl Rng {
+impl NoiseRng {
     pub fn new(seed: u64) -> Self {
         Self(seed)
     }
@@ -46,11 +46,11 @@ mod tests {
 
     #[test]
     fn normal_has_the_requested_spread_and_is_repeatable() {
-        let mut a = Rng::new(7);
+        let mut a = NoiseRng::new(7);
         let xs: Vec<f64> = (0..20_000).map(|_| a.normal(0.5)).collect();
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
         let std = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64).sqrt();
         assert!(mean.abs() < 0.02 && (std - 0.5).abs() < 0.02, "mean {mean} std {std}");
-        assert_eq!(Rng::new(7).normal(0.5), xs[0]);
+        assert_eq!(NoiseRng::new(7).normal(0.5), xs[0]);
     }
 }

@@ -11,7 +11,7 @@
 //! The control loop's arbiter limits the commands' acceleration as it does on the robot (the
 //! Python evaluation limits them the same way). Not for: running episodes (`eval`).
 
-use super::noise::Rng;
+use super::noise::NoiseRng;
 
 pub const RANDOM_VX_MPS: f64 = 0.8;
 pub const RANDOM_YAW_RADPS: f64 = 1.0;
@@ -59,7 +59,7 @@ impl Commands {
             Commands::Forward => vec![(0.0, [FORWARD_MPS, 0.0, 0.0])],
             Commands::File { rows, .. } => rows.iter().map(|&(t, vx, yaw)| (t, [vx, 0.0, yaw])).collect(),
             Commands::Random => {
-                let mut rng = Rng::new(seed ^ 0x636f_6d6d_616e_6473);
+                let mut rng = NoiseRng::new(seed ^ 0x636f_6d6d_616e_6473);
                 let mut t = 0.0;
                 let mut steps = Vec::new();
                 while t < seconds.max(0.0) || steps.is_empty() {

@@ -1,0 +1,61 @@
+//! Where the robot should go once the loop runs (`--goal`), and the one sequencer that takes it
+//! there through the inbox: StandUp when allowed, then Walk once standing. The daemon's supervisor
+//! and the lock-step runner both use it.
+//!
+//! Not for: deciding whether a request is accepted (that is `ModeMachine`'s).
+
+use super::inputs::Commander;
+use super::messages::{Mode, ModeRequest, Snapshot};
+use serde::Serialize;
+
+/// Where the daemon should take the robot once it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Goal {
+    /// Stay in Passive (damped) until a request arrives.
+    #[default]
+    Passive,
+    /// Stand up.
+    Stand,
+    /// Stand up, then walk.
+    Walk,
+}
+
+/// Requests each step of a `Goal` once.
+#[derive(Clone, Copy, Debug)]
+pub struct GoalSequencer {
+    goal: Goal,
+    standup_requested: bool,
+    walk_requested: bool,
+}
+
+impl GoalSequencer {
+    pub fn new(goal: Goal) -> Self {
+        Self { goal, standup_requested: false, walk_requested: false }
+    }
+
+    pub fn goal(&self) -> Goal {
+        self.goal
+    }
+
+    /// Whether the goal still needs its StandUp request.
+    pub fn wants_standup(&self) -> bool {
+        self.goal != Goal::Passive && !self.standup_requested
+    }
+
+    /// Requests StandUp if the goal still needs it (the caller decides when it is time).
+    pub fn stand_up(&mut self, commander: &Commander) {
+        if self.wants_standup() {
+            commander.request_mode(ModeRequest::StandUp);
+            self.standup_requested = true;
+        }
+    }
+
+    /// Requests Walk, once, when the goal is Walk and the snapshot shows the robot standing.
+    pub fn follow(&mut self, snapshot: &Snapshot, commander: &Commander) {
+        if self.goal == Goal::Walk && !self.walk_requested && snapshot.mode == Mode::StandUp && snapshot.standing {
+            commander.request_mode(ModeRequest::Walk);
+            self.walk_requested = true;
+        }
+    }
+}
