@@ -262,6 +262,10 @@ fn scenes_command_files_and_mistakes() {
     assert_eq!(r["success_rate"], 0.0, "1 s never reaches the top of the step");
     let r = eval(cfg.path(), &["--commands", commands.to_str().unwrap(), "--episodes", "1", "--seconds", "1"]);
     assert_eq!(r["commands"], commands.to_str().unwrap());
+    // The real world's extra IMU latency: StandUp waits for the first sample instead of being refused.
+    let r = eval(cfg.path(), &["--real-world", "--episodes", "1", "--seconds", "1"]);
+    assert_eq!(r["scene"], "soft", "[sim.real_world] model");
+    assert!(r["per_episode"][0]["walk_began_s"].is_number(), "{r:#}");
 
     std::fs::write(&commands, "0, 0.2\n").unwrap();
     let out = locod(&["eval", "--config", cfg.path().to_str().unwrap(), "--commands", commands.to_str().unwrap()]);

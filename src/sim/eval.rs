@@ -435,7 +435,6 @@ fn episode(
     let mut refused: Option<String> = None;
     let mut fall: Option<(&'static str, f64)> = None;
     let mut last = start;
-    goals.stand_up(ls.commander());
     loop {
         let t = ls.t_s();
         let end_s = walk_began.map_or(walk_deadline_s, |t0| t0 + opts.seconds);
@@ -473,6 +472,10 @@ fn episode(
         if walk_refused_s.is_some_and(|t0| ls.t_s() - t0 >= WALK_RETRY_S) {
             goals = GoalSequencer::new(Goal::Walk);
             walk_refused_s = None;
+        }
+        // StandUp waits for a robot without faults, as the daemon's supervisor does.
+        if snap.fault.is_none() {
+            goals.stand_up(ls.commander());
         }
         goals.follow(&snap, ls.commander());
         let truth = ls.truth();

@@ -647,7 +647,6 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
     faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     let mut faults = faults.into_iter().peekable();
     let mut events = Vec::new();
-    goals.stand_up(ls.commander());
     while ls.now_ns() < end_ns {
         let t_s = ls.t_s();
         while let Some(f) = faults.next_if(|f| f.at_s <= t_s) {
@@ -667,6 +666,11 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
             report.events.push(logged(&e));
         }
         let snap = *ls.snapshot();
+        // As the daemon's supervisor: StandUp waits for a robot without faults (the first IMU
+        // sample arrives after the board's latency, `[sim.real_world]` adds to it).
+        if snap.fault.is_none() {
+            goals.stand_up(ls.commander());
+        }
         goals.follow(&snap, ls.commander());
         stood |= snap.standing;
         let v = ls.truth();
