@@ -57,10 +57,14 @@ enum Command {
         config: PathBuf,
     },
     /// The MuJoCo simulator of the robot, behind its real protocols (pseudo-terminals at the
-    /// configured ports), in real time; or, with --lockstep, the daemon's control loop on
-    /// simulated time in this process (deterministic, as fast as the physics).
+    /// configured ports), in real time; or, with --lockstep, the daemon's control loop and its
+    /// controller on simulated time in this process (deterministic, as fast as the physics).
     #[cfg(feature = "sim")]
     Sim(SimArgs),
+    /// Evaluate the configured controller: seeded episodes in lock-step (the daemon's control loop
+    /// and controller on simulated time), measured with the simulator's ground truth.
+    #[cfg(feature = "sim")]
+    Eval(EvalArgs),
     /// Live view of the IMU, depth zones and firmware-bridge link health (bring-up).
     Sensors {
         #[arg(long, short)]
@@ -139,6 +143,46 @@ struct SimArgs {
     /// Lock-step: yaw-rate command once walking, rad/s.
     #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
     yaw_rate: f64,
+    /// Lock-step: a learned controller's action takes effect this long after its snapshot
+    /// (rounded up to control ticks) instead of after its measured compute time; a planner then
+    /// plans without its time budget.
+    #[arg(long, value_name = "MS")]
+    policy_latency: Option<f64>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[cfg(feature = "sim")]
+#[derive(clap::Args)]
+struct EvalArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The scene scene_<SCENE>.xml beside [sim] model (default: [sim] model itself).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(locod::sim::eval::SCENES))]
+    scene: Option<String>,
+    /// Simulate the configuration's [sim.real_world] instead of the nominal robot.
+    #[arg(long)]
+    real_world: bool,
+    #[arg(long, default_value_t = 20)]
+    episodes: u32,
+    /// Seconds of Walk per episode (simulated).
+    #[arg(long, default_value_t = 60.0)]
+    seconds: f64,
+    /// Episode i uses seed K + i (simulator noise, planner sampling, random commands).
+    #[arg(long, value_name = "K", default_value_t = 1000)]
+    seed: u64,
+    /// random, forward, or a file of `t_s, vx, yaw_rate` lines (default: forward on step, stairs
+    /// and slope, random elsewhere).
+    #[arg(long, value_name = "random|forward|FILE")]
+    commands: Option<String>,
+    /// An action takes effect this long after its snapshot (rounded up to control ticks) instead
+    /// of after its measured compute time; a planner then plans without its time budget.
+    #[arg(long, value_name = "MS")]
+    policy_latency: Option<f64>,
+    /// Write the episodes' MCAP transition logs into DIR, as the daemon does.
+    #[arg(long, value_name = "DIR")]
+    log: Option<PathBuf>,
+    /// Print one JSON document on stdout.
     #[arg(long)]
     json: bool,
 }
@@ -364,6 +408,8 @@ fn run(command: Command) -> Result<(), ExitCode> {
         Command::Teleop { config } => locod::teleop::client::run(&load(&config)?).map_err(fail),
         #[cfg(feature = "sim")]
         Command::Sim(args) => sim(args),
+        #[cfg(feature = "sim")]
+        Command::Eval(args) => eval(args),
         Command::Sensors { config, seconds } => sensors(&config, seconds),
         Command::Export { logs, out, format, walk_only } => export_logs(&logs, &out, format, walk_only),
         Command::Log { what: LogCommand::Recover { path } } => recover(&path),
@@ -495,6 +541,7 @@ fn sim(a: SimArgs) -> Result<(), ExitCode> {
             command: |_| *COMMAND.get().unwrap_or(&[0.0; 3]),
             real_world: a.real_world,
             faults: a.faults,
+            policy_latency_ms: a.policy_latency,
         };
         emit(a.json, &locod::sim::lockstep::run(&c, &opts).map_err(failed)?, Text::Stdout);
     } else {
@@ -506,6 +553,29 @@ fn sim(a: SimArgs) -> Result<(), ExitCode> {
         };
         emit(a.json, &locod::sim::realtime::run(&c, &opts).map_err(failed)?, Text::Journal);
     }
+    Ok(())
+}
+
+/// `locod eval`: seeded lock-step episodes of the configured controller.
+#[cfg(feature = "sim")]
+fn eval(a: EvalArgs) -> Result<(), ExitCode> {
+    let c = load(&a.config)?;
+    let commands = a.commands.map(|s| locod::sim::profile::Commands::parse(&s)).transpose().map_err(|e| {
+        report::error(e);
+        ExitCode::from(2)
+    })?;
+    let opts = locod::sim::eval::EvalOptions {
+        scene: a.scene,
+        real_world: a.real_world,
+        episodes: a.episodes,
+        seconds: a.seconds,
+        seed: a.seed,
+        commands,
+        policy_latency_ms: a.policy_latency,
+        log_dir: a.log,
+        progress: true,
+    };
+    emit(a.json, &locod::sim::eval::run(&c, &opts).map_err(fail)?, Text::Stdout);
     Ok(())
 }
 

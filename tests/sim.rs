@@ -41,6 +41,7 @@ fn run(duration_s: f64, faults: &[&str]) -> LockstepReport {
         command: script,
         real_world: false,
         faults: faults.iter().map(|f| f.parse::<ScheduledFault>().unwrap()).collect(),
+        policy_latency_ms: None,
     };
     lockstep::run(&config(), &opts).unwrap()
 }

@@ -88,6 +88,37 @@ pub struct PolicyStats {
     pub skipped: u64,
 }
 
+/// One policy period's decision, the same on the policy thread (`run`) and in lock-step
+/// (`sim::lockstep`): nothing before the control loop's first snapshot, a reset on every mode
+/// change, then `act`, stamped with the snapshot's time and the level that produced it.
+#[derive(Debug, Default)]
+pub struct Cycle {
+    last_mode: Option<Mode>,
+}
+
+impl Cycle {
+    /// Fills `out` from `snapshot`; `None` before the loop has run, else whether `out` holds a new
+    /// action to publish. The caller calls `policy.prepare_next()` after publishing.
+    pub fn act(
+        &mut self,
+        policy: &mut dyn Policy,
+        snapshot: &Snapshot,
+        out: &mut PolicyAction,
+    ) -> Option<Result<(), PolicyError>> {
+        if snapshot.tick == 0 {
+            return None; // the control loop has not run yet
+        }
+        if self.last_mode != Some(snapshot.mode) {
+            policy.reset();
+            self.last_mode = Some(snapshot.mode);
+        }
+        Some(policy.act(snapshot, out).map(|level| {
+            out.t_ns = snapshot.state.t_ns;
+            out.level = level;
+        }))
+    }
+}
+
 /// Runs `policy` every `period_ns` until `stop` is set.
 pub fn run(
     policy: &mut dyn Policy,
@@ -99,27 +130,16 @@ pub fn run(
 ) -> PolicyStats {
     let mut stats = PolicyStats::default();
     let mut sched = Periodic::new(clock.now_ns() + period_ns, period_ns);
-    let mut last_mode: Option<Mode> = None;
+    let mut cycle = Cycle::default();
     while !stop.load(Ordering::Relaxed) {
         let release = sched.wait(clock);
         stats.wake.record(release.wake_latency_ns());
         stats.skipped += release.skipped;
         let snapshot = *snapshots.latest();
-        if snapshot.tick == 0 {
-            continue; // the control loop has not run yet
-        }
-        if last_mode != Some(snapshot.mode) {
-            policy.reset();
-            last_mode = Some(snapshot.mode);
-        }
-        let out = actions.back_mut();
-        match policy.act(&snapshot, out) {
-            Ok(level) => {
-                out.t_ns = snapshot.state.t_ns;
-                out.level = level;
-                actions.publish();
-            }
-            Err(e) => {
+        match cycle.act(policy, &snapshot, actions.back_mut()) {
+            None => continue,
+            Some(Ok(())) => actions.publish(),
+            Some(Err(e)) => {
                 stats.errors += 1;
                 stats.last_error = Some(e);
             }

@@ -11,8 +11,10 @@
 //! they are rolled out in the first only (TD-MPC2 rolls them out every time).
 //!
 //! Anytime: an iteration is started only when the last one's duration still fits in the budget; a
-//! started iteration always finishes. If not even the first fits, the prior's action is returned
-//! as `ControllerLevel::Prior` (or an error without a prior, and the control loop stands).
+//! started iteration always finishes, and a plan that starts none lets that estimate age by 1/8 (so
+//! that one slow iteration cannot keep the planner off for good). If not even the first fits, the
+//! prior's action is returned as `ControllerLevel::Prior` (or an error without a prior, and the
+//! control loop stands).
 //!
 //! Sampling, elite selection and the refit run here on a few kilobytes of floats; the model calls
 //! read and write Rust-owned buffers in place. The next plan's random numbers are drawn in
@@ -428,6 +430,12 @@ impl MppiPlanner {
         for i in 0..self.s.iterations {
             let now = monotonic_ns();
             if now.saturating_sub(start_ns).saturating_add(self.iter_estimate_ns) > self.budget_ns {
+                if i == 0 {
+                    // Nothing ran, so nothing will update the estimate: let it age, or one slow
+                    // iteration (the warm-up's first, a burst of load) keeps the planner on its
+                    // prior for good. Once it fits again, an iteration is tried and measured.
+                    self.iter_estimate_ns -= self.iter_estimate_ns / 8;
+                }
                 break;
             }
             self.sample(i);

@@ -121,6 +121,22 @@ impl Board {
         self.latency_ns
     }
 
+    pub fn depth_sensors(&self) -> usize {
+        self.next_depth_ns.len()
+    }
+
+    /// ToF sensor `sensor`'s reading when one is due by `now_ns` (each sensor at `[sim.depth]
+    /// rate_hz`, staggered), measured from the world as it is now: what `poll` sends, and what
+    /// lock-step hands to the depth pipeline without the wire.
+    pub fn depth_due(&mut self, now_ns: u64, world: &World, sensor: usize) -> Option<Depth> {
+        let next = self.next_depth_ns.get_mut(sensor)?;
+        if now_ns < *next {
+            return None;
+        }
+        *next += self.depth_period_ns;
+        Some(self.depth_frame(world, sensor))
+    }
+
     fn depth_frame(&mut self, world: &World, sensor: usize) -> Depth {
         let mut ranges = [0.0; TOF_ZONES];
         let mut d = Depth::empty(sensor as u8, 8, 8);
@@ -168,10 +184,8 @@ impl Board {
                 self.emit(now_ns, McuMessage::Imu(imu), out);
             }
         }
-        for sensor in 0..self.next_depth_ns.len() {
-            if now_ns >= self.next_depth_ns[sensor] {
-                self.next_depth_ns[sensor] += self.depth_period_ns;
-                let d = self.depth_frame(world, sensor);
+        for sensor in 0..self.depth_sensors() {
+            if let Some(d) = self.depth_due(now_ns, world, sensor) {
                 self.emit(now_ns, McuMessage::Depth(d), out);
             }
         }

@@ -1,14 +1,25 @@
-//! Lock-step mode: the daemon's own control loop (`control::ControlLoop`, unchanged) on simulated
-//! time. A `ManualClock` is the loop's clock and the simulation's: each control period the
-//! scheduler releases the loop, `read` advances the physics to the release time, `write` hands the
-//! commands to the simulated motors as the CAN frames the real robot gets (`io::device::motors` packs
-//! them, the simulated firmware decodes them and its replies are decoded by `io::device::motors` again).
-//! The IMU arrives as the board measures it (noise, bias, latency, drop-outs). Nothing waits on a
-//! wall clock, so a run is deterministic and as fast as the physics.
+//! Lock-step mode: the daemon's own control loop (`control::ControlLoop`, unchanged) and its
+//! configured controller (`policy::Policy`, through the policy thread's own `policy::Cycle`) on
+//! simulated time. A `ManualClock` is the loop's clock and the simulation's: each control period
+//! the scheduler releases the loop, `read` advances the physics to the release time, `write` hands
+//! the commands to the simulated motors as the CAN frames the real robot gets (`io::device::motors`
+//! packs them, the simulated firmware decodes them and its replies are decoded by
+//! `io::device::motors` again).
+//! The IMU arrives as the board measures it (noise, bias, latency, drop-outs); the ToF sensors'
+//! readings go through the real depth pipeline (`robot::pipeline`) into the `Perception` the
+//! policy reads. Nothing waits on a wall clock, so a run is deterministic and as fast as the
+//! physics and the model.
+//!
+//! The controller runs after every `control_hz / policy_hz`-th tick on that tick's snapshot, and
+//! its action reaches the loop `max(1, ceil(latency / control period))` ticks later, the latency
+//! being the measured compute time of `Policy::act` or, with `policy_latency_ms`, a fixed one
+//! (then a planner's time budget is lifted too, so that its plans, and the run, are deterministic).
 //!
 //! What differs from the real-time path: no pseudo-terminals, no bus and bridge threads (their
-//! timing is what `locod bench e2e` and the real-time tests measure), and the attitude is the
-//! IMU's true one (the daemon's attitude filter runs on the bridge's receive thread, not here). For: tests, data generation. Not for: timing measurements.
+//! timing is what `locod bench e2e` and the real-time tests measure), the attitude is the IMU's
+//! true one (the daemon's attitude filter runs on the bridge's receive thread, not here), depth
+//! frames are stamped with their measurement time, and the policy does not share the CPU with
+//! the loop. For: tests, evaluation (`sim::eval`), data generation. Not for: timing measurements.
 
 use super::board::Board;
 use super::motors::SimMotors;
@@ -16,29 +27,101 @@ use super::world::World;
 use super::{settings, FaultKind, ScheduledFault, SimError};
 use crate::config::Config;
 use crate::control::goal::{Goal, GoalSequencer};
-use crate::control::inputs::inbox;
-use crate::control::messages::{EventKind, Mode};
-use crate::control::ControlLoop;
+use crate::control::inputs::{inbox, ActionWriter, Commander};
+use crate::control::messages::{Event, EventKind, Mode, PolicyAction, Snapshot};
+use crate::control::record::LogTap;
+use crate::control::{ControlLoop, LoopOutputs};
+use crate::estimate::depth::DepthMapper;
+use crate::io::device::bridge::depth_zones;
 use crate::io::device::motors::Motor;
 use crate::io::protocol::mit::Special;
-use crate::rt::clock::{Clock, ManualClock, NS_PER_S};
+use crate::policy::{self, Cycle, Policy};
+use crate::robot::pipeline::{BridgePipeline, DepthPipeline};
+use crate::rt::clock::{monotonic_ns, Clock, ManualClock, NS_PER_S};
+use crate::rt::hist::Histogram;
 use crate::rt::sched::Periodic;
-use crate::types::{Hardware, HwFault, ImuSample, JointSample, MotorCommands, SensorFrame};
+use crate::rt::triple::{self, Reader, Writer};
+use crate::types::terrain::{DepthZones, Perception};
+use crate::types::{Hardware, HwFault, ImuSample, JointSample, MotorCommands, SensorFrame, SensorSink, MAX_JOINTS};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 /// Simulated time starts here, so that no timestamp is 0 ("never").
-const T0_NS: u64 = NS_PER_S;
+pub const T0_NS: u64 = NS_PER_S;
 
-/// What the lock-step runner sees of the simulated robot: faults to inject and, privileged, the
-/// base's pose. Lock-step only: its lock is taken on the (simulated) control path.
+/// The simulator's privileged truth about the robot after the last physics step. Lock-step only:
+/// the daemon never sees it; evaluation and reports do.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Truth {
+    /// Base position (world), m.
+    pub base_pos_m: [f64; 3],
+    /// Base orientation [w, x, y, z].
+    pub base_quat_wxyz: [f64; 4],
+    /// Base linear velocity in the world frame, m/s.
+    pub base_vel_world_mps: [f64; 3],
+    /// Base angular velocity in the base frame, rad/s.
+    pub base_ang_vel_body_radps: [f64; 3],
+    /// Terrain height under the base (x, y), m; NaN where the scene has no terrain.
+    pub terrain_z_m: f64,
+    /// Joint torques the motors applied in the last physics step (configuration order), N·m.
+    pub torque_nm: [f64; MAX_JOINTS],
+    /// Whether the gantry still holds the base.
+    pub held: bool,
+}
+
+impl Default for Truth {
+    fn default() -> Self {
+        Self {
+            base_pos_m: [0.0; 3],
+            base_quat_wxyz: [1.0, 0.0, 0.0, 0.0],
+            base_vel_world_mps: [0.0; 3],
+            base_ang_vel_body_radps: [0.0; 3],
+            terrain_z_m: f64::NAN,
+            torque_nm: [0.0; MAX_JOINTS],
+            held: true,
+        }
+    }
+}
+
+impl Truth {
+    /// Tilt of the base from upright, degrees.
+    pub fn tilt_deg(&self) -> f64 {
+        tilt_deg(self.base_quat_wxyz)
+    }
+
+    /// Yaw of the base, rad.
+    pub fn yaw_rad(&self) -> f64 {
+        let [w, x, y, z] = self.base_quat_wxyz;
+        (2.0 * (w * z + x * y)).atan2(1.0 - 2.0 * (y * y + z * z))
+    }
+
+    /// Base velocity in the heading frame (world, rotated by the yaw only): [forward, left, up].
+    pub fn vel_heading_mps(&self) -> [f64; 3] {
+        let (s, c) = self.yaw_rad().sin_cos();
+        let [vx, vy, vz] = self.base_vel_world_mps;
+        [c * vx + s * vy, -s * vx + c * vy, vz]
+    }
+
+    /// Base height above the terrain under it, m (NaN without terrain).
+    pub fn height_above_terrain_m(&self) -> f64 {
+        self.base_pos_m[2] - self.terrain_z_m
+    }
+}
+
+/// What the lock-step runner sees of the simulated robot: faults to inject and the truth.
+/// Lock-step only: its lock is taken on the (simulated) control path.
 #[derive(Debug, Default)]
 pub struct View {
     pub inject: Vec<FaultKind>,
-    pub base_pos_m: [f64; 3],
-    pub base_quat_wxyz: [f64; 4],
-    pub held: bool,
+    pub truth: Truth,
+}
+
+/// The ToF readings through the real depth pipeline to the policy's `Perception`.
+struct DepthFeed {
+    pipeline: BridgePipeline,
+    attitude: Writer<ImuSample>,
+    zones: DepthZones,
 }
 
 /// The simulated robot as `Hardware`.
@@ -54,6 +137,8 @@ pub struct SimRobot {
     next_imu_ns: u64,
     imu_period_ns: u64,
     torques: Vec<f64>,
+    depth: Option<DepthFeed>,
+    perception: Option<Reader<Perception>>,
     /// The runner's window into the robot, which the control loop owns.
     pub view: Arc<Mutex<View>>,
     /// Simulated time of the world's current state.
@@ -73,6 +158,22 @@ impl SimRobot {
             Board::new(&sim.imu, &sim.depth, p.noise_scale, p.extra_latency_ms, sim.seed, world.tof_sensors(), T0_NS);
         let specs = Motor::all(config).map_err(SimError::Config)?;
         let n = specs.len();
+        if n > MAX_JOINTS {
+            return Err(SimError::Config(format!("{n} joints: at most {MAX_JOINTS}")));
+        }
+        let (depth, perception) = match &config.depth {
+            Some(d) if !d.sensors.is_empty() => {
+                let (writer, reader) = triple::triple(Perception::default());
+                let (attitude, attitude_reader) = triple::triple(ImuSample::default());
+                let pipeline = BridgePipeline {
+                    imu: None,
+                    depth: Some(DepthPipeline::new(DepthMapper::new(d), writer)),
+                    attitude: Some(attitude_reader),
+                };
+                (Some(DepthFeed { pipeline, attitude, zones: DepthZones::default() }), Some(reader))
+            }
+            _ => (None, None),
+        };
         Ok(Self {
             dt_ns: (world.timestep_s() * 1e9).round() as u64,
             world,
@@ -86,6 +187,8 @@ impl SimRobot {
             next_imu_ns: T0_NS,
             imu_period_ns: NS_PER_S / u64::from(sim.imu.rate_hz.max(1)),
             torques: vec![0.0; n],
+            depth,
+            perception,
             view: Arc::new(Mutex::new(View::default())),
             t_ns: T0_NS,
         })
@@ -93,6 +196,11 @@ impl SimRobot {
 
     pub fn world(&self) -> &World {
         &self.world
+    }
+
+    /// What the depth sensors perceive, for the policy (once; `None` without depth sensors).
+    pub fn take_perception(&mut self) -> Option<Reader<Perception>> {
+        self.perception.take()
     }
 
     fn sync_view(&mut self) {
@@ -108,8 +216,13 @@ impl SimRobot {
                 FaultKind::BridgeGarbage | FaultKind::Exit => {}
             }
         }
-        (v.base_pos_m, v.base_quat_wxyz) = self.world.base_pose();
-        v.held = self.world.held();
+        let t = &mut v.truth;
+        (t.base_pos_m, t.base_quat_wxyz) = self.world.base_pose();
+        t.base_vel_world_mps = self.world.base_velocity();
+        t.base_ang_vel_body_radps = self.world.base_ang_vel_body();
+        t.terrain_z_m = self.world.terrain_height_at(t.base_pos_m[0], t.base_pos_m[1]).unwrap_or(f64::NAN);
+        t.torque_nm[..self.torques.len()].copy_from_slice(&self.torques);
+        t.held = self.world.held();
     }
 
     /// Advances the physics to `now_ns`.
@@ -139,6 +252,15 @@ impl SimRobot {
             while self.imu_in_flight.front().is_some_and(|(t, _)| *t <= self.t_ns) {
                 if let Some((_, s)) = self.imu_in_flight.pop_front() {
                     self.imu = s;
+                }
+            }
+            if let Some(feed) = &mut self.depth {
+                for sensor in 0..self.board.depth_sensors() {
+                    if let Some(d) = self.board.depth_due(self.t_ns, &self.world, sensor) {
+                        feed.attitude.write(self.imu);
+                        depth_zones(&d, self.t_ns, &mut feed.zones);
+                        feed.pipeline.depth(d.sensor, &feed.zones);
+                    }
                 }
             }
         }
@@ -198,6 +320,8 @@ pub struct LockstepOptions {
     pub command: fn(f64) -> [f64; 3],
     pub real_world: bool,
     pub faults: Vec<ScheduledFault>,
+    /// A fixed policy latency instead of the measured compute time (see the module header).
+    pub policy_latency_ms: Option<f64>,
 }
 
 /// One line of the run's event log.
@@ -205,6 +329,20 @@ pub struct LockstepOptions {
 pub struct Logged {
     pub t_s: f64,
     pub event: String,
+}
+
+/// What the configured controller did in a run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ControllerReport {
+    pub name: String,
+    /// Actions computed (`Policy::act` calls that succeeded) and failures.
+    pub actions: u64,
+    pub errors: u64,
+    /// Compute time of `Policy::act`, ms (wall clock).
+    pub compute_p50_ms: f64,
+    pub compute_p99_ms: f64,
+    /// Control ticks from a snapshot to the first tick that used the action computed from it.
+    pub delay_ticks_max: u64,
 }
 
 /// The outcome of a run, with the simulator's privileged view of it.
@@ -224,6 +362,8 @@ pub struct LockstepReport {
     pub walk_displacement_m: [f64; 2],
     /// Mean forward speed over ground during Walk, m/s.
     pub walk_mean_speed_mps: f64,
+    /// The learned controller, when one is configured (`[controller] kind = "student" | "mppi"`).
+    pub controller: Option<ControllerReport>,
     pub events: Vec<Logged>,
 }
 
@@ -233,7 +373,241 @@ fn tilt_deg(q: [f64; 4]) -> f64 {
     (1.0 - 2.0 * (x * x + y * y)).clamp(-1.0, 1.0).acos().to_degrees()
 }
 
-/// Runs the daemon's control loop on the simulated robot for `opts.duration_s` of simulated time.
+/// One policy period's work, as the lock-step runner reports it.
+#[derive(Clone, Copy, Debug)]
+pub struct PolicyStep {
+    /// The mode of the snapshot the action was computed from.
+    pub mode: Mode,
+    /// The action (clipped, before scaling) when `act` succeeded.
+    pub action: Option<[f32; MAX_JOINTS]>,
+    pub action_len: usize,
+    /// Wall-clock time of `Policy::act`.
+    pub compute_ns: u64,
+    /// Control ticks until the loop sees the action.
+    pub delay_ticks: u64,
+}
+
+/// The configured controller on simulated time.
+struct Controller {
+    policy: Box<dyn Policy>,
+    cycle: Cycle,
+    writer: ActionWriter,
+    every_ticks: u64,
+    period_ns: u64,
+    latency_ns: Option<u64>,
+    /// Computed actions on their way to the loop: (the tick that first sees it, action).
+    pending: VecDeque<(u64, Box<PolicyAction>)>,
+    /// Spent actions, reused so that a run allocates no action after its start.
+    spare: Vec<Box<PolicyAction>>,
+    compute: Histogram,
+    report: ControllerReport,
+}
+
+impl Controller {
+    /// Hands the loop every action due by tick `tick` (the newest wins, as on the triple buffer).
+    fn deliver(&mut self, tick: u64) {
+        while self.pending.front().is_some_and(|(due, _)| *due <= tick) {
+            if let Some((_, a)) = self.pending.pop_front() {
+                *self.writer.back_mut() = *a;
+                self.writer.publish();
+                self.spare.push(a);
+            }
+        }
+    }
+
+    /// The policy's period after tick `tick`, on its snapshot.
+    fn step(&mut self, tick: u64, snapshot: &Snapshot) -> Option<PolicyStep> {
+        if tick % self.every_ticks != 0 {
+            return None;
+        }
+        let mut out = self.spare.pop().unwrap_or_default();
+        let t0 = monotonic_ns();
+        let r = self.cycle.act(self.policy.as_mut(), snapshot, &mut out)?;
+        let compute_ns = monotonic_ns() - t0;
+        self.compute.record(compute_ns);
+        let latency_ns = self.latency_ns.unwrap_or(compute_ns);
+        let delay_ticks = latency_ns.div_ceil(self.period_ns).max(1);
+        let ok = r.is_ok();
+        let step = PolicyStep {
+            mode: snapshot.mode,
+            action: ok.then_some(out.action),
+            action_len: usize::from(out.action_len),
+            compute_ns,
+            delay_ticks,
+        };
+        if ok {
+            self.report.actions += 1;
+            self.report.delay_ticks_max = self.report.delay_ticks_max.max(delay_ticks);
+            self.pending.push_back((tick + delay_ticks, out));
+        } else {
+            self.report.errors += 1;
+            self.spare.push(out);
+        }
+        self.policy.prepare_next();
+        Some(step)
+    }
+}
+
+/// The daemon's loop, and its configured controller, on the simulated robot, one control period
+/// at a time. `run` drives it for `locod sim --lockstep`; `sim::eval` for `locod eval`.
+pub struct Lockstep {
+    lp: ControlLoop,
+    outputs: LoopOutputs,
+    snapshots: Reader<Snapshot>,
+    snapshot: Snapshot,
+    commander: Commander,
+    view: Arc<Mutex<View>>,
+    clock: ManualClock,
+    sched: Periodic,
+    controller: Option<Controller>,
+    ticks: u64,
+}
+
+impl Lockstep {
+    /// The simulated robot of `config` (`[sim]`, perturbed by `[sim.real_world]` when
+    /// `real_world`), its control loop and the configured controller (built, checked and warmed
+    /// up as the daemon does). `policy_latency_ms` fixes the controller's latency.
+    pub fn new(config: &Config, real_world: bool, policy_latency_ms: Option<f64>) -> Result<Self, SimError> {
+        if let Some(ms) = policy_latency_ms {
+            if !(ms.is_finite() && ms >= 0.0) {
+                return Err(SimError::Config(format!("policy latency {ms} ms: expected a non-negative number")));
+            }
+        }
+        let mut robot = SimRobot::new(config, real_world)?;
+        let view = robot.view.clone();
+        let perception = robot.take_perception();
+        let built = match policy_latency_ms {
+            // Wall-clock time means nothing to a fixed latency: a planner plans to completion.
+            Some(_) => {
+                let mut c = config.clone();
+                c.mppi.budget_ms = Some(1e12);
+                policy::build(&c, perception)
+            }
+            None => policy::build(config, perception),
+        }
+        .map_err(SimError::Controller)?;
+        let (commander, mut inputs) = inbox();
+        let controller = built.map(|(policy, _warnings)| {
+            let writer = inputs.connect_policy();
+            let period_ns = config.rate.control_period_ns();
+            Controller {
+                report: ControllerReport { name: policy.name().to_string(), ..Default::default() },
+                policy,
+                cycle: Cycle::default(),
+                writer,
+                every_ticks: (config.rate.policy_period_ns() / period_ns).max(1),
+                period_ns,
+                latency_ns: policy_latency_ms.map(|ms| (ms * 1e6).round() as u64),
+                pending: VecDeque::new(),
+                spare: Vec::new(),
+                compute: Histogram::default(),
+            }
+        });
+        let (mut lp, outputs, mut readers) = ControlLoop::new(config, Box::new(robot), inputs, 1);
+        let snapshots = readers.pop().expect("one snapshot reader");
+        lp.start().map_err(SimError::Config)?;
+        let period = config.rate.control_period_ns();
+        Ok(Self {
+            lp,
+            outputs,
+            snapshots,
+            snapshot: Snapshot::default(),
+            commander,
+            view,
+            clock: ManualClock::new(T0_NS),
+            sched: Periodic::new(T0_NS + period, period),
+            controller,
+            ticks: 0,
+        })
+    }
+
+    /// Records every tick into `tap` (the caller drains the ring's other end).
+    pub fn attach_log(&mut self, tap: LogTap) {
+        self.lp.attach_log(tap);
+    }
+
+    /// How requests and velocity commands reach the loop.
+    pub fn commander(&self) -> &Commander {
+        &self.commander
+    }
+
+    /// Simulated time now, ns (the clock starts at `T0_NS`).
+    pub fn now_ns(&self) -> u64 {
+        self.clock.now_ns()
+    }
+
+    /// Simulated time since the start, s.
+    pub fn t_s(&self) -> f64 {
+        (self.clock.now_ns() - T0_NS) as f64 * 1e-9
+    }
+
+    pub fn ticks(&self) -> u64 {
+        self.ticks
+    }
+
+    /// The loop's snapshot after the last tick.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.lp.mode()
+    }
+
+    /// The simulator's truth after the last tick.
+    pub fn truth(&self) -> Truth {
+        self.view.lock().map(|v| v.truth).unwrap_or_default()
+    }
+
+    /// Injects a fault into the simulated robot at the next tick.
+    pub fn inject(&self, fault: FaultKind) {
+        if let Ok(mut v) = self.view.lock() {
+            v.inject.push(fault);
+        }
+    }
+
+    /// The controller's name and figures so far, when one is configured.
+    pub fn controller(&self) -> Option<ControllerReport> {
+        self.controller.as_ref().map(|c| {
+            let q = |p: f64| c.compute.quantile_ns(p) as f64 * 1e-6;
+            ControllerReport { compute_p50_ms: q(0.5), compute_p99_ms: q(0.99), ..c.report.clone() }
+        })
+    }
+
+    /// One control period: the loop's tick (with the actions that are due), its events into
+    /// `events`, then the controller's period when one is due.
+    pub fn step(&mut self, events: &mut Vec<Event>) -> Option<PolicyStep> {
+        let release = self.sched.wait(&self.clock);
+        self.ticks += 1;
+        if let Some(c) = self.controller.as_mut() {
+            c.deliver(self.ticks);
+        }
+        self.lp.tick(&release, &self.clock);
+        while let Some(e) = self.outputs.events.pop() {
+            events.push(e);
+        }
+        self.snapshot = *self.snapshots.latest();
+        let (ticks, snapshot) = (self.ticks, self.snapshot);
+        self.controller.as_mut().and_then(|c| c.step(ticks, &snapshot))
+    }
+
+    /// Damping, then the motors disabled; the loop's last events into `events`.
+    pub fn finish(mut self, events: &mut Vec<Event>) -> Mode {
+        self.lp.begin_shutdown(self.clock.now_ns());
+        self.lp.finish();
+        while let Some(e) = self.outputs.events.pop() {
+            events.push(e);
+        }
+        self.lp.mode()
+    }
+}
+
+fn logged(e: &Event) -> Logged {
+    Logged { t_s: e.t_ns.saturating_sub(T0_NS) as f64 * 1e-9, event: e.kind.to_string() }
+}
+
+/// Runs the daemon's control loop (and its configured controller) on the simulated robot for
+/// `opts.duration_s` of simulated time.
 pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, SimError> {
     let started = std::time::Instant::now();
     for f in &opts.faults {
@@ -250,15 +624,7 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
             FaultKind::ImuStop => {}
         }
     }
-    let robot = SimRobot::new(config, opts.real_world)?;
-    let view = robot.view.clone();
-    let (commander, inputs) = inbox();
-    let (mut lp, mut outputs, mut readers) = ControlLoop::new(config, Box::new(robot), inputs, 1);
-    let mut snapshots = readers.pop().expect("one snapshot reader");
-    lp.start().map_err(SimError::Config)?;
-    let period = config.rate.control_period_ns();
-    let clock = ManualClock::new(T0_NS);
-    let mut sched = Periodic::new(T0_NS + period, period);
+    let mut ls = Lockstep::new(config, opts.real_world, opts.policy_latency_ms)?;
     let end_ns = T0_NS + (opts.duration_s * 1e9) as u64;
 
     let mut report = LockstepReport {
@@ -271,6 +637,7 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
         min_base_height_m: f64::INFINITY,
         walk_displacement_m: [0.0; 2],
         walk_mean_speed_mps: 0.0,
+        controller: None,
         events: Vec::new(),
     };
     let mut walk_start: Option<(f64, Option<[f64; 3]>)> = None;
@@ -279,35 +646,36 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
     let mut faults = opts.faults.clone();
     faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     let mut faults = faults.into_iter().peekable();
-    goals.stand_up(&commander);
-    while clock.now_ns() < end_ns {
-        let t_s = (clock.now_ns() - T0_NS) as f64 * 1e-9;
+    let mut events = Vec::new();
+    while ls.now_ns() < end_ns {
+        let t_s = ls.t_s();
         while let Some(f) = faults.next_if(|f| f.at_s <= t_s) {
             report.events.push(Logged { t_s, event: format!("simulator: injected {:?}", f.kind) });
-            if let Ok(mut v) = view.lock() {
-                v.inject.push(f.kind);
-            }
+            ls.inject(f.kind);
         }
         if let Some((t0, _)) = walk_start {
-            commander.autonomy_velocity_at((opts.command)(t_s - t0), clock.now_ns());
+            ls.commander().autonomy_velocity_at((opts.command)(t_s - t0), ls.now_ns());
         }
-        let release = sched.wait(&clock);
-        lp.tick(&release, &clock);
-        report.ticks += 1;
-        while let Some(e) = outputs.events.pop() {
-            let et = (e.t_ns - T0_NS) as f64 * 1e-9;
+        ls.step(&mut events);
+        for e in events.drain(..) {
             if let EventKind::ModeChanged { to: Mode::Walk, .. } = e.kind {
+                let et = logged(&e).t_s;
                 walk_start = Some((et, None));
                 report.walk_began_s = Some(et);
             }
-            report.events.push(Logged { t_s: et, event: e.kind.to_string() });
+            report.events.push(logged(&e));
         }
-        let snap = *snapshots.latest();
-        goals.follow(&snap, &commander);
+        let snap = *ls.snapshot();
+        // As the daemon's supervisor: StandUp waits for a robot without faults (the first IMU
+        // sample arrives after the board's latency, `[sim.real_world]` adds to it).
+        if snap.fault.is_none() {
+            goals.stand_up(ls.commander());
+        }
+        goals.follow(&snap, ls.commander());
         stood |= snap.standing;
-        let Ok(v) = view.lock() else { continue };
+        let v = ls.truth();
         if !v.held {
-            report.max_tilt_deg = report.max_tilt_deg.max(tilt_deg(v.base_quat_wxyz));
+            report.max_tilt_deg = report.max_tilt_deg.max(v.tilt_deg());
         }
         if stood {
             report.min_base_height_m = report.min_base_height_m.min(v.base_pos_m[2]);
@@ -321,13 +689,11 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
             }
         }
     }
-    lp.begin_shutdown(clock.now_ns());
-    lp.finish();
-    while let Some(e) = outputs.events.pop() {
-        report.events.push(Logged { t_s: (e.t_ns - T0_NS) as f64 * 1e-9, event: e.kind.to_string() });
-    }
-    report.final_mode = lp.mode();
-    report.sim_seconds = (clock.now_ns() - T0_NS) as f64 * 1e-9;
+    report.ticks = ls.ticks();
+    report.sim_seconds = ls.t_s();
+    report.controller = ls.controller();
+    report.final_mode = ls.finish(&mut events);
+    report.events.extend(events.iter().map(logged));
     report.wall_seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -342,6 +708,14 @@ impl std::fmt::Display for LockstepReport {
             "lock-step: {:.1} s simulated in {:.2} s ({} ticks), final mode {:?}; max tilt {:.1} deg, lowest base {:.3} m; walked {:.2} m at {:.2} m/s",
             self.sim_seconds, self.wall_seconds, self.ticks, self.final_mode, self.max_tilt_deg, self.min_base_height_m,
             self.walk_displacement_m[0].hypot(self.walk_displacement_m[1]), self.walk_mean_speed_mps
-        )
+        )?;
+        if let Some(c) = &self.controller {
+            writeln!(
+                f,
+                "controller {}: {} actions, {} errors; compute p50 {:.2} ms p99 {:.2} ms; at most {} ticks from snapshot to use",
+                c.name, c.actions, c.errors, c.compute_p50_ms, c.compute_p99_ms, c.delay_ticks_max
+            )?;
+        }
+        Ok(())
     }
 }

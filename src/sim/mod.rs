@@ -4,17 +4,20 @@
 //! its motors as MIT-mode motors behind an emulated slcan USB-CAN adapter on one pseudo-terminal,
 //! its IMU and ToF sensors behind a firmware-bridge board on another, each linked at the path the
 //! configuration gives the daemon. The daemon cannot tell it from the robot. `lockstep` runs the
-//! daemon's own control loop in-process on simulated time instead, for fast deterministic tests and
-//! data generation. The pieces: `world` (MuJoCo), `motors` (MIT firmware on the joints), `board`
-//! (the sensor microcontroller), `noise`.
+//! daemon's own control loop and its configured controller in-process on simulated time instead,
+//! for fast deterministic tests and data generation; `eval` measures a controller over seeded
+//! lock-step episodes under command `profile`s (`locod eval`). The pieces: `world` (MuJoCo),
+//! `motors` (MIT firmware on the joints), `board` (the sensor microcontroller), `noise`.
 //!
 //! Not for: anything the daemon runs on a robot; the daemon never sees the simulator's privileged
 //! state (base pose, velocities), only what crosses the wire.
 
 pub mod board;
+pub mod eval;
 pub mod lockstep;
 pub mod motors;
 pub mod noise;
+pub mod profile;
 pub mod realtime;
 pub mod world;
 
@@ -30,6 +33,8 @@ pub enum SimError {
     Model(String),
     /// A pseudo-terminal or its link could not be made.
     Port(String),
+    /// Lock-step: the configured controller could not be built (its model, its contract).
+    Controller(crate::policy::BuildError),
 }
 
 impl fmt::Display for SimError {
@@ -38,11 +43,19 @@ impl fmt::Display for SimError {
             SimError::Config(m) => write!(f, "simulator configuration: {m}"),
             SimError::Model(m) => write!(f, "simulator model: {m}"),
             SimError::Port(m) => write!(f, "simulator port: {m}"),
+            SimError::Controller(e) => write!(f, "controller: {e}"),
         }
     }
 }
 
-impl std::error::Error for SimError {}
+impl std::error::Error for SimError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SimError::Controller(e) => e.source(),
+            _ => None,
+        }
+    }
+}
 
 /// The `[sim]` table (defaults when absent) and the perturbation to apply.
 pub fn settings(config: &Config, real_world: bool) -> (Sim, Perturbation) {

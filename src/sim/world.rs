@@ -192,4 +192,48 @@ impl World {
         let v = &self.data.qvel()[self.root_dof..self.root_dof + 3];
         [v[0], v[1], v[2]]
     }
+
+    /// Privileged: base angular velocity in the base's own frame (a free joint's rotational
+    /// velocity is local), what a perfect gyro on the base would read.
+    pub fn base_ang_vel_body(&self) -> [f64; 3] {
+        let w = &self.data.qvel()[self.root_dof + 3..self.root_dof + 6];
+        [w[0], w[1], w[2]]
+    }
+
+    /// Privileged: the height of the terrain (the world body's static geoms: planes, boxes and the
+    /// other primitive shapes) at (x, y), the highest surface a vertical ray from above meets;
+    /// `None` where there is none. The robot's own geoms are never in the way.
+    pub fn terrain_height_at(&self, x_m: f64, y_m: f64) -> Option<f64> {
+        const FROM_M: f64 = 1000.0;
+        let model = self.data.model();
+        let (pos, mat) = (self.data.geom_xpos(), self.data.geom_xmat());
+        let mut nearest: Option<f64> = None;
+        for (g, (&body, &kind)) in model.geom_bodyid().iter().zip(model.geom_type()).enumerate() {
+            let primitive = matches!(
+                kind,
+                MjtGeomBase::mjGEOM_PLANE
+                    | MjtGeomBase::mjGEOM_SPHERE
+                    | MjtGeomBase::mjGEOM_CAPSULE
+                    | MjtGeomBase::mjGEOM_ELLIPSOID
+                    | MjtGeomBase::mjGEOM_CYLINDER
+                    | MjtGeomBase::mjGEOM_BOX
+            );
+            if body != 0 || !primitive {
+                continue;
+            }
+            let d = mujoco_rs::wrappers::fun::mju_ray_geom(
+                &pos[g],
+                &mat[g],
+                &model.geom_size()[g],
+                &[x_m, y_m, FROM_M],
+                &[0.0, 0.0, -1.0],
+                kind,
+                None,
+            );
+            if d >= 0.0 && nearest.is_none_or(|n| d < n) {
+                nearest = Some(d);
+            }
+        }
+        nearest.map(|d| FROM_M - d)
+    }
 }

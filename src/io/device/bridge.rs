@@ -385,23 +385,28 @@ impl<S: SensorSink> BridgeLink<S> {
 
     fn on_depth(&mut self, depth: &Depth, mcu_us: u64, arrival_ns: u64) {
         let (t_ns, _) = self.sample_time(mcu_us, arrival_ns);
-        let zones = &mut self.zones;
-        zones.t_ns = t_ns;
-        zones.zones = depth.zone_count() as u8;
-        for i in 0..MAX_ZONES {
-            match depth.zone_valid(i) {
-                Some(mm) => {
-                    zones.distance_m[i] = f32::from(mm) * 1e-3;
-                    zones.valid[i] = true;
-                }
-                None => {
-                    zones.distance_m[i] = f32::from(depth.distance_mm[i]) * 1e-3;
-                    zones.valid[i] = false;
-                }
-            }
-        }
+        depth_zones(depth, t_ns, &mut self.zones);
         if self.sink.depth(depth.sensor, &self.zones) == Delivery::UnknownSensor {
             self.stats.bridge.unknown_sensor.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// A depth frame as `DepthZones` measured at `t_ns`: distances in metres, zones the sensor did not
+/// report as valid marked invalid. Allocation-free.
+pub fn depth_zones(depth: &Depth, t_ns: u64, zones: &mut DepthZones) {
+    zones.t_ns = t_ns;
+    zones.zones = depth.zone_count() as u8;
+    for i in 0..MAX_ZONES {
+        match depth.zone_valid(i) {
+            Some(mm) => {
+                zones.distance_m[i] = f32::from(mm) * 1e-3;
+                zones.valid[i] = true;
+            }
+            None => {
+                zones.distance_m[i] = f32::from(depth.distance_mm[i]) * 1e-3;
+                zones.valid[i] = false;
+            }
         }
     }
 }
