@@ -88,7 +88,49 @@ class Pipeline:
         run = os.path.join(self.runs, "world_model")
         out = os.path.join(self.out, "world_model.pt")
         self.run("locod_train.world_model", "all", "--teacher-run", teacher_run, "--dir", run, "--out", out, "--seed", str(self.seed), "--device", self.device, *self.s["wm"])
+        self.world_model_card(run, out)
         return out
+
+    def world_model_card(self, run: str, out: str) -> None:
+        import hashlib
+
+        from .cards import plot_curves, write_card
+        from .contract import obs_dim
+
+        with open(os.path.join(run, "export.json")) as f:
+            ex = json.load(f)
+        collect = {}
+        if os.path.exists(os.path.join(run, "collect.json")):
+            with open(os.path.join(run, "collect.json")) as f:
+                collect = json.load(f)
+        with open(out, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        png = os.path.join(self.out, "world_model_training.png")
+        plot_curves(run, ["train_total", "val_consistency", "val_persist", "val_reward", "val_value", "val_bc", "val_latent_std"], png, "world model: SimDist losses", x="step")
+        import torch
+
+        spec = json.loads(torch.jit.load(out).locod_spec())
+        extra = (
+            f"{ex['parameters']:,} parameters, {ex['dynamics_parameters']:,} of them `dynamics.*` (the only part `locod finetune` "
+            f"will train). Export check: fused rollout vs stepped next/reward/value, max relative error {ex['check_max_rel_err']:.1e}. "
+            f"`rollout` at N = 256, H = {ex['horizon']} in Python, one thread: p50 {ex['rollout_n256_p50_ms']:.2f} ms; "
+            f"{ex['iterations']} rollouts (a plan's model time): p50 {ex['plan_rollouts_p50_ms']:.2f} ms.\n\n"
+            f"Data: {json.dumps(collect, sort_keys=True)[:600]}"
+        )
+        write_card(
+            os.path.join(self.out, "world_model.md"),
+            "world_model",
+            "The SimDist world model: encoder over the deployable observation, latent dynamics (`dynamics.*`), reward and value heads "
+            "(value regressed on the teacher's privileged critic) and a policy prior cloned from the teacher's clean actions, with a "
+            "fused `rollout` and planner defaults. Planned by locod's MPPI (`config/sim-mppi.toml`).",
+            "make models  (python -m locod_train.pipeline; stage: python -m locod_train.world_model all)",
+            self.seed,
+            "the teacher and its earlier checkpoints driving the training environment with bursts of action noise (locod_train/world_model.py)",
+            [png],
+            spec,
+            {"path": out, "sha256": digest, "obs_dim": obs_dim(spec["obs"], len(spec["joints"]))},
+            extra,
+        )
 
     def export(self, variant: str, ckpt: str, name: str) -> dict:
         from .cards import plot_curves, write_card
