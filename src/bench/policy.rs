@@ -20,6 +20,8 @@ use crate::rt::clock::{monotonic_ns, MonotonicClock};
 use crate::rt::hist::Histogram;
 use crate::rt::sched::Periodic;
 use crate::rt::thread;
+use crate::rt::triple::{triple, Reader};
+use crate::types::terrain::Perception;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -97,6 +99,15 @@ pub struct PythonReference {
     pub planner_us: Option<Percentiles>,
 }
 
+/// What the sensors perceive, for a model with `depth` or `height_scan` terms: nothing yet (every
+/// zone reads its `max_range`, every cell its `fill`). The observation costs what it costs with a
+/// real map and the model's work does not depend on the values, so the benchmark measures the
+/// daemon's step without sensors.
+fn no_terrain() -> Option<Reader<Perception>> {
+    let (_writer, reader) = triple(Perception::default());
+    Some(reader)
+}
+
 pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Result<PolicyReport, String> {
     let path = model_path(config, model)?;
     let threads = config.controller.threads;
@@ -105,7 +116,7 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
     let ((forward, tick), granted) = on_policy_thread(config, |_| {
         let opened = load::open(&path, config, Some(ModelKind::Policy), &config.depth_sensor_names(), device)
             .map_err(|e| e.to_string())?;
-        let mut student = Student::new(opened, config, None)?;
+        let mut student = Student::new(opened, config, no_terrain())?;
         prepare_thread(threads);
         let mut out = PolicyAction::default();
         let (mut forward, mut tick) = (Histogram::new(), Histogram::new());
@@ -309,7 +320,7 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         return Err("the configuration's controller is a student; use `bench policy`".into());
     }
     let period_ns = config.rate.policy_period_ns();
-    let mut planner = MppiPlanner::new(open()?, config, None)?;
+    let mut planner = MppiPlanner::new(open()?, config, no_terrain())?;
     let s = planner.settings().clone();
     let mut args = vec![
         "mppi".to_string(),
@@ -353,7 +364,7 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         let flops = python.ask("flops")?["flops_per_plan"].as_f64().unwrap_or(f64::NAN);
         drop(python);
         let stepped = if fused {
-            let mut stepped = MppiPlanner::new(open()?, config, None)?;
+            let mut stepped = MppiPlanner::new(open()?, config, no_terrain())?;
             stepped.set_stepped(true);
             stepped.set_budget_ns(u64::MAX);
             let mut t = PlanTimes::new();
