@@ -324,8 +324,6 @@ class BiwheelEnv:
         cfg = self.cfg
         self.depth_phase += cfg.depth_hz * self.dt
         due = self.depth_phase >= 1.0
-        first = self.depth[:, 0] < -0.5
-        due |= first & (self.steps == 0)
         self.depth_phase[due] -= np.floor(self.depth_phase[due])
         if not due.any():
             return
