@@ -90,6 +90,25 @@ def quat_to_mat(q: np.ndarray) -> np.ndarray:
     )
 
 
+def unbound_world_bvh(m: mujoco.MjModel) -> None:
+    """Makes the world body's bounding-volume tree cover all space. MuJoCo's midphase culls
+    collisions with the world body's geoms by a tree of boxes computed when the model compiles;
+    the terrain boxes are moved and resized per episode (`place_box`), so their compiled boxes
+    (at the hidden position) would cull every contact with them and the robot would pass through
+    the step. Each geom's own bounding sphere (`geom_rbound`, kept true by `place_box`) still
+    culls the narrowphase cheaply."""
+    a, n = m.body_bvhadr[0], m.body_bvhnum[0]
+    m.bvh_aabb[a : a + n] = (0.0, 0.0, 0.0, 1e10, 1e10, 1e10)
+
+
+def place_box(m: mujoco.MjModel, geom: int, box: np.ndarray) -> None:
+    """Moves terrain box `geom` to `box` (centre xyz, half sizes), bounding volumes included."""
+    m.geom_pos[geom] = box[:3]
+    m.geom_size[geom] = box[3:]
+    m.geom_rbound[geom] = float(np.linalg.norm(box[3:]))
+    m.geom_aabb[geom] = (0.0, 0.0, 0.0, *box[3:])
+
+
 class BiwheelEnv:
     def __init__(self, cfg: EnvConfig, robot: Robot | None = None):
         self.cfg = cfg
@@ -99,6 +118,8 @@ class BiwheelEnv:
         self.rng = np.random.default_rng(cfg.seed)
         self.base_model = training_model(r, cfg.timestep_s)
         self.models = [training_model(r, cfg.timestep_s) for _ in range(self.B)]
+        for m in self.models:
+            unbound_world_bvh(m)
         self.datas = [mujoco.MjData(self.base_model) for _ in range(2)]
         self.runner = rollout.Rollout(nthread=2)
         self.spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -161,8 +182,7 @@ class BiwheelEnv:
         self.kind[i] = kind
         self.boxes[i] = boxes
         for k, g in enumerate(self.box_geoms):
-            m.geom_pos[g] = boxes[k, :3]
-            m.geom_size[g] = boxes[k, 3:]
+            place_box(m, g, boxes[k])
         u = (lambda a: rng.uniform(*a)) if cfg.randomise else (lambda a: 1.0 if a[0] <= 1.0 <= a[1] else a[0])
         friction = u(cfg.friction) if cfg.randomise else 1.0
         mass = u(cfg.mass_scale)

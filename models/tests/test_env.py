@@ -32,6 +32,20 @@ class RaysAndFrames(unittest.TestCase):
             got = terrain.raycast(boxes[None], d.qpos[None, None, :3] + np.einsum("bij,rj->bri", R, o), np.einsum("bij,rj->bri", R, dr), 4.0)[0]
             np.testing.assert_allclose(got, want, atol=1e-9)
 
+    def test_the_robot_collides_with_the_moved_terrain_boxes(self):
+        # The boxes are moved per episode after the model compiles; a wheel set half into the
+        # step's edge (and a shank into a stair) must touch them, as in the simulator's scenes.
+        for scene, x in (("step", 1.05), ("stairs", 1.35)):
+            env = BiwheelEnv(EnvConfig(num_envs=1, seed=1, scene=scene, randomise=False))
+            m = env.models[0]
+            d = mujoco.MjData(m)
+            d.qpos[:] = 0
+            d.qpos[0:7] = [x, 0.0, 0.40, 1.0, 0.0, 0.0, 0.0]
+            d.qpos[7:13] = [0.78, -1.32, 0.0, 0.78, -1.32, 0.0]
+            mujoco.mj_forward(m, d)
+            touched = {int(d.contact[i].geom2) for i in range(d.ncon)} | {int(d.contact[i].geom1) for i in range(d.ncon)}
+            self.assertTrue(touched & set(env.box_geoms), f"{scene}: no contact with a terrain box at x={x}")
+
     def test_gyro_and_gravity_match_the_imu(self):
         env = BiwheelEnv(EnvConfig(num_envs=4, seed=1, randomise=False))
         for _ in range(10):
