@@ -129,6 +129,55 @@ class Buffer:
         }
 
 
+def start_at_teacher_levels(env: BiwheelEnv, teacher_path: str) -> None:
+    """Start where the teacher's terrain curriculum ended, so a learner learns from the hard
+    terrain the teacher masters, not from the flat start of the teacher's own curriculum."""
+    levels = torch.load(teacher_path, map_location="cpu", weights_only=False).get("levels")
+    if levels is not None and env.cfg.curriculum:
+        env.level[:] = np.resize(np.asarray(levels), env.B)
+        env.reset(np.arange(env.B))
+
+
+def dagger_steps(env: BiwheelEnv, teacher, act_fn, obs: np.ndarray, priv: np.ndarray, beta: float, steps: int,
+                 rng: np.random.Generator, buf: Buffer, device) -> tuple[np.ndarray, np.ndarray, float, int, int]:
+    """`steps` policy steps of DAgger: each robot's action is the learner's (`act_fn` of the
+    deployable observation) or, with probability `beta`, the teacher's; every visited state goes
+    into `buf` labelled with the teacher's action. Fallen or timed-out robots advance the
+    curriculum and reset. Returns (obs, priv, mean squared learner-teacher action error, falls,
+    episodes ended)."""
+    clip = env.robot.action_clip
+    err, falls, episodes = 0.0, 0, 0
+    for _ in range(steps):
+        with torch.no_grad():
+            t_act = teacher.act_mean(torch.as_tensor(priv, device=device)).clamp(-clip, clip)
+            s_act = act_fn(torch.as_tensor(obs, device=device))
+        use_teacher = torch.as_tensor(rng.random(env.B) < beta, device=device)[:, None]
+        act = torch.where(use_teacher, t_act, s_act).cpu().numpy()
+        err += float(((s_act - t_act) ** 2).sum(-1).mean()) / steps
+        _, fell, timeout, _ = env.step(act)
+        done = fell | timeout
+        next_obs = env.deployable_obs()
+        next_priv = env.privileged_obs()
+        buf.add(
+            obs=obs,
+            next_obs=next_obs,
+            teacher=t_act.cpu().numpy(),
+            act=np.clip(act, -clip, clip),
+            next_terrain=next_priv[:, PRIV_TERRAIN],
+            valid=(~done).astype(np.float32),
+        )
+        obs, priv = next_obs, next_priv
+        ids = np.nonzero(done)[0]
+        if len(ids):
+            falls += int(fell[ids].sum())
+            episodes += len(ids)
+            env.update_curriculum(ids, fell[ids])
+            env.reset(ids)
+            obs = env.deployable_obs()
+            priv = env.privileged_obs()
+    return obs, priv, err, falls, episodes
+
+
 def train(run_dir: str, teacher_path: str, cfg: StudentConfig, env_cfg: EnvConfig, device: str = "cpu") -> None:
     d = Dist(device)
     threads_for(d)
@@ -137,12 +186,7 @@ def train(run_dir: str, teacher_path: str, cfg: StudentConfig, env_cfg: EnvConfi
     rng = np.random.default_rng(cfg.seed + d.rank)
     env = BiwheelEnv(dataclasses.replace(env_cfg, seed=env_cfg.seed + 1000 * d.rank))
     teacher = load_teacher(teacher_path, d.device)
-    # Start where the teacher's terrain curriculum ended, so the students learn from the hard
-    # terrain the teacher masters, not from the flat start of its own curriculum.
-    levels = torch.load(teacher_path, map_location="cpu", weights_only=False).get("levels")
-    if levels is not None and env_cfg.curriculum:
-        env.level[:] = np.resize(np.asarray(levels), env.B)
-        env.reset(np.arange(env.B))
+    start_at_teacher_levels(env, teacher_path)
     obs = env.deployable_obs()
     priv = env.privileged_obs()
     terrain_dim = PRIV_TERRAIN.stop - PRIV_TERRAIN.start
@@ -168,35 +212,9 @@ def train(run_dir: str, teacher_path: str, cfg: StudentConfig, env_cfg: EnvConfi
     falls, episodes = 0, 0
     for it in range(start, cfg.iterations):
         beta = max(0.0, 1.0 - it / max(1, cfg.beta_decay_iters))
-        err_sum = 0.0
-        for _ in range(cfg.steps_per_iter):
-            with torch.no_grad():
-                t_act = teacher.act_mean(torch.as_tensor(priv, device=d.device)).clamp(-env.robot.action_clip, env.robot.action_clip)
-                s_act = student.act(torch.as_tensor(obs, device=d.device))
-            use_teacher = torch.as_tensor(rng.random(env.B) < beta, device=d.device)[:, None]
-            act = torch.where(use_teacher, t_act, s_act).cpu().numpy()
-            err_sum += float(((s_act - t_act) ** 2).sum(-1).mean()) / cfg.steps_per_iter
-            _, fell, timeout, _ = env.step(act)
-            done = fell | timeout
-            next_obs = env.deployable_obs()
-            next_priv = env.privileged_obs()
-            buf.add(
-                obs=obs,
-                next_obs=next_obs,
-                teacher=t_act.cpu().numpy(),
-                act=np.clip(act, -env.robot.action_clip, env.robot.action_clip),
-                next_terrain=next_priv[:, PRIV_TERRAIN],
-                valid=(~done).astype(np.float32),
-            )
-            obs, priv = next_obs, next_priv
-            ids = np.nonzero(done)[0]
-            if len(ids):
-                falls += int(fell[ids].sum())
-                episodes += len(ids)
-                env.update_curriculum(ids, fell[ids])
-                env.reset(ids)
-                obs = env.deployable_obs()
-                priv = env.privileged_obs()
+        obs, priv, err_sum, f, e = dagger_steps(env, teacher, student.act, obs, priv, beta, cfg.steps_per_iter, rng, buf, d.device)
+        falls += f
+        episodes += e
         student.norm.update(torch.as_tensor(obs, device=d.device), d)
         sums = {"distill": 0.0, "wm_latent": 0.0, "wm_terrain": 0.0}
         for _ in range(cfg.grad_steps):

@@ -72,7 +72,7 @@ def load_teacher(path: str, device="cpu") -> ActorCritic:
     return ac
 
 
-def train(run_dir: str, ppo: PPOConfig, env_cfg: EnvConfig, device: str = "cpu") -> None:
+def train(run_dir: str, ppo: PPOConfig, env_cfg: EnvConfig, device: str = "cpu", init: str | None = None) -> None:
     d = Dist(device)
     threads_for(d)
     os.makedirs(run_dir, exist_ok=True)
@@ -92,10 +92,20 @@ def train(run_dir: str, ppo: PPOConfig, env_cfg: EnvConfig, device: str = "cpu")
         env.level[:] = ck["levels"][: env.B] if len(ck["levels"]) >= env.B else env.level
         if d.main:
             print(f"teacher: resuming {ckpt} at iteration {start}", flush=True)
+    elif init:
+        # Finetune a trained teacher (weights, normaliser and curriculum levels; a new optimiser).
+        ck = torch.load(init, map_location=d.device, weights_only=False)
+        ac.load_state_dict(ck["model"])
+        if ck.get("levels") is not None:
+            env.level[:] = np.resize(np.asarray(ck["levels"]), env.B)
+            env.reset(np.arange(env.B))
+            obs = env.privileged_obs()
+        if d.main:
+            print(f"teacher: starting from {init}", flush=True)
     model = d.wrap(ac)
     metrics = Metrics(run_dir, d.main)
     if d.main:
-        write_json(os.path.join(run_dir, "config.json"), {"ppo": dataclasses.asdict(ppo), "env": dataclasses.asdict(env_cfg), "world": d.world})
+        write_json(os.path.join(run_dir, "config.json"), {"ppo": dataclasses.asdict(ppo), "env": dataclasses.asdict(env_cfg), "world": d.world, "init": init})
     T, B = ppo.steps_per_iter, env.B
     ep_ret = np.zeros(B)
     ep_len = np.zeros(B)
@@ -241,12 +251,15 @@ def main(argv=None) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--save-every", type=int, default=PPOConfig.save_every)
+    p.add_argument("--init", default=None, help="start from this trained teacher (state dict with levels) instead of random weights")
+    p.add_argument("--lr", type=float, default=PPOConfig.lr)
     a = p.parse_args(argv)
     train(
         a.dir,
-        PPOConfig(iterations=a.iterations, seed=a.seed, save_every=a.save_every),
+        PPOConfig(iterations=a.iterations, seed=a.seed, save_every=a.save_every, lr=a.lr),
         EnvConfig(num_envs=a.envs, seed=a.seed),
         a.device,
+        a.init,
     )
 
 

@@ -131,11 +131,27 @@ class TrainConfig:
     seed: int = 3
 
 
+@dataclasses.dataclass
+class PriorConfig:
+    """DAgger of the policy prior on its own visited states (encoder and everything else frozen)."""
+    iterations: int = 150
+    envs: int = 256
+    steps_per_iter: int = 24
+    grad_steps: int = 40
+    batch: int = 512
+    buffer: int = 200_000
+    lr: float = 3e-4
+    beta_decay_iters: int = 20
+    save_every: int = 25
+    seed: int = 5
+
+
 def smoke_configs():
     return (
         CollectConfig(shards=2, envs=8, shard_steps=25, max_earlier=2),
         ModelConfig(latent=16, enc_hidden=32, dyn_hidden=32, rew_hidden=16, val_hidden=32, pi_hidden=32),
         TrainConfig(steps=40, batch=64, horizon=4, warmup=5, log_every=10, eval_every=20, ckpt_every=20, val_frac=0.25),
+        PriorConfig(iterations=2, envs=8, steps_per_iter=4, grad_steps=2, batch=32, buffer=1_000, save_every=1),
     )
 
 
@@ -714,6 +730,100 @@ def train(run: str, mc: ModelConfig, tc: TrainConfig, device: str = "cpu") -> di
     return result
 
 
+# ----------------------------------------------------------------------------------- policy prior
+def model_config_of(state: dict) -> ModelConfig:
+    """The ModelConfig a state dict (a checkpoint's or an exported model's) was built with."""
+    return ModelConfig(latent=state["encoder.4.weight"].shape[0], enc_hidden=state["encoder.0.weight"].shape[0],
+                       dyn_hidden=state["dynamics.0.weight"].shape[0], rew_hidden=state["reward_head.0.weight"].shape[0],
+                       val_hidden=state["value_head.0.weight"].shape[0], pi_hidden=state["prior.0.weight"].shape[0])
+
+
+def refine_prior(run: str, teacher_dir: str, pc: PriorConfig, base: Optional[str] = None, device: str = "cpu",
+                 allow_random: bool = False) -> None:
+    """DAgger of the policy prior, after `train`: the prior (z -> a) acts in the environment on the
+    frozen encoder's latent, every visited state is labelled with the final teacher's action and
+    the prior is regressed on them. Behaviour cloning on the teacher's own states alone (what
+    `train` does, as SimDist) leaves a prior that drifts into states the teacher never visits and
+    falls there; MPPI's prior samples and the planner's fallback need one that stays up. Only
+    `prior.*` changes; encoder, dynamics, reward and value stay bit-identical (checked). Reads
+    <run>/ckpt.pt (or `base`, an exported world model), writes <run>/ckpt_prior.pt, which export
+    prefers; resumes from it."""
+    from .env import BiwheelEnv, EnvConfig
+    from .robot import load_robot
+    from .student import Buffer, PRIV_TERRAIN, dagger_steps, distillation_loss, start_at_teacher_levels
+
+    d = Dist(device)
+    threads_for(d)
+    torch.manual_seed(pc.seed + d.rank)
+    rng = np.random.default_rng(pc.seed + d.rank)
+    out = os.path.join(run, "ckpt_prior.pt")
+    if base:
+        state, step = torch.jit.load(base, map_location="cpu").state_dict(), -1
+    else:
+        ck = torch.load(os.path.join(run, "ckpt.pt"), map_location="cpu", weights_only=False)
+        state, step = ck["model"], ck["step"]
+    mc = model_config_of(state)
+    wm = make_model(load_robot(), mc)
+    wm.load_state_dict(state)
+    frozen = {k: v.clone() for k, v in wm.state_dict().items() if not k.startswith("prior.")}
+    for name, par in wm.named_parameters():
+        par.requires_grad_(name.startswith("prior."))
+    opt = torch.optim.Adam(wm.prior.parameters(), lr=pc.lr)
+    start = 0
+    if os.path.exists(out):
+        ck = torch.load(out, map_location="cpu", weights_only=False)
+        wm.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        start = ck["prior_iteration"]
+        if d.main:
+            print(f"world_model prior: resuming {out} at iteration {start}", file=sys.stderr)
+    wm.to(d.device).eval()
+    prior = d.wrap(wm.prior)
+    final, _, info = load_teachers(teacher_dir, CollectConfig(max_earlier=0), allow_random)
+    final = final.to(d.device)
+    env = BiwheelEnv(EnvConfig(num_envs=pc.envs, seed=pc.seed + 1000 * d.rank))
+    teacher_path = teacher_checkpoints(teacher_dir)[0] if teacher_dir else None
+    if teacher_path:
+        start_at_teacher_levels(env, teacher_path)
+    obs, priv = env.deployable_obs(), env.privileged_obs()
+    buf = Buffer(pc.buffer // d.world, obs.shape[1], env.nj, PRIV_TERRAIN.stop - PRIV_TERRAIN.start)
+    os.makedirs(os.path.join(run, "prior"), exist_ok=True)
+    metrics = Metrics(os.path.join(run, "prior"), d.main)
+    bar = Progress(pc.iterations, start, "wm prior", d.main)
+    t0 = time.time()
+    act = lambda o: wm.pi(wm.encode(o))
+    for it in range(start, pc.iterations):
+        beta = max(0.0, 1.0 - it / max(1, pc.beta_decay_iters))
+        obs, priv, err, falls, episodes = dagger_steps(env, final, act, obs, priv, beta, pc.steps_per_iter, rng, buf, d.device)
+        loss_sum = 0.0
+        for _ in range(pc.grad_steps):
+            b = buf.sample(pc.batch, rng, d.device)
+            with torch.no_grad():
+                z = wm.encode(b["obs"])
+            pred = wm.action_clip * torch.tanh(prior(z) / wm.action_clip)
+            loss = distillation_loss(pred, b["teacher"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(wm.prior.parameters(), 1.0)
+            opt.step()
+            loss_sum += float(loss.detach()) / pc.grad_steps
+        metrics.log({"iteration": it + 1, "wall_s": time.time() - t0, "beta": beta, "bc": loss_sum,
+                     "onpolicy_action_error": err, "fall_rate": falls / max(1, episodes), "buffer": buf.n})
+        bar.update(f"bc {loss_sum:.3f} err {err:.3f} falls {falls}/{episodes} beta {beta:.2f}")
+        if d.main and ((it + 1) % pc.save_every == 0 or it + 1 == pc.iterations):
+            save_atomic({"model": wm.state_dict(), "opt": opt.state_dict(), "prior_iteration": it + 1, "step": step,
+                         "model_config": dataclasses.asdict(mc), "prior_config": dataclasses.asdict(pc),
+                         "teacher": info}, out)
+    bar.close()
+    d.barrier()
+    changed = [k for k, v in wm.state_dict().items() if k in frozen and not torch.equal(v.cpu(), frozen[k])]
+    if changed:
+        raise SystemExit(f"world_model prior: parameters outside the prior changed: {changed}")
+    if d.main:
+        print(f"world_model prior: {pc.iterations} DAgger iterations ({time.time() - t0:.0f}s this run); "
+              f"encoder, dynamics, reward and value unchanged", file=sys.stderr)
+
+
 # ----------------------------------------------------------------------------------- export
 @torch.no_grad()
 def check_rollout(scripted, wm: WorldModel, horizon: int, gamma: float) -> float:
@@ -772,7 +882,9 @@ def export(run: str, out: Optional[str] = None, planner: Optional[dict] = None, 
     if not d.main:
         return {}
     threads_for(d)
-    ck = torch.load(os.path.join(run, "ckpt.pt"), map_location="cpu", weights_only=False)
+    prior_ck = os.path.join(run, "ckpt_prior.pt")
+    path = prior_ck if os.path.exists(prior_ck) else os.path.join(run, "ckpt.pt")
+    ck = torch.load(path, map_location="cpu", weights_only=False)
     mc = ModelConfig(**ck["model_config"])
     robot = load_robot()
     p = dict(PLANNER, **(planner or {}))
@@ -802,9 +914,10 @@ def export(run: str, out: Optional[str] = None, planner: Optional[dict] = None, 
     os.replace(tmp, out)
     n_dyn = sum(v.numel() for k, v in wm.named_parameters() if k.startswith("dynamics."))
     res = {"out": out, "check_max_rel_err": err, "parameters": sum(v.numel() for v in wm.parameters()),
-           "dynamics_parameters": n_dyn, "planner": p, "step": ck["step"], **timing}
+           "dynamics_parameters": n_dyn, "planner": p, "step": ck["step"], "from": os.path.basename(path),
+           "prior_iteration": ck.get("prior_iteration"), **timing}
     write_json(os.path.join(run, "export.json"), res)
-    print(f"world_model export: {out} (step {ck['step']}), fused vs stepped max rel err {err:.2e}; "
+    print(f"world_model export: {out} (from {os.path.basename(path)}, step {ck['step']}), fused vs stepped max rel err {err:.2e}; "
           f"rollout N={p['samples']} H={p['horizon']}: p50 {timing['rollout_n256_p50_ms']:.2f} ms, "
           f"plan ({p['iterations']} rollouts) p50 {timing['plan_rollouts_p50_ms']:.2f} / p99 {timing['plan_rollouts_p99_ms']:.2f} ms",
           file=sys.stderr)
@@ -914,7 +1027,7 @@ def play(run: str, controller: str, envs: int, steps: int, seed: int, teacher_di
 # ----------------------------------------------------------------------------------- CLI
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("stage", choices=["collect", "train", "export", "all", "play"])
+    p.add_argument("stage", choices=["collect", "train", "prior", "export", "all", "play"])
     p.add_argument("--dir", "--run", dest="run", default=None,
                    help="run directory (default models/runs/wm, models/runs/wm_smoke with --smoke)")
     p.add_argument("--teacher-run", "--teacher", dest="teacher", default=os.path.join(MODELS, "runs", "teacher"),
@@ -942,8 +1055,10 @@ def main(argv=None) -> None:
                    help="export / play: override a planner default (horizon, samples, elites, iterations, "
                    "temperature, min_std, max_std, prior_samples, gamma)")
     p.add_argument("--bc-all", action="store_true", help="clone the final teacher's action on every step")
+    p.add_argument("--prior-iterations", type=int, help="prior: DAgger iterations")
+    p.add_argument("--base", default=None, help="prior: start from this exported world model instead of <run>/ckpt.pt")
     a = p.parse_args(argv)
-    cc, mc, tc = smoke_configs() if a.smoke else (CollectConfig(), ModelConfig(), TrainConfig())
+    cc, mc, tc, pc = smoke_configs() if a.smoke else (CollectConfig(), ModelConfig(), TrainConfig(), PriorConfig())
     over = lambda obj, **kw: dataclasses.replace(obj, **{k: v for k, v in kw.items() if v is not None})
     cc = over(cc, shards=a.shards, envs=a.envs, shard_steps=a.shard_steps, seed=a.seed)
     tc = over(tc, seed=a.seed)
@@ -964,6 +1079,9 @@ def main(argv=None) -> None:
         collect(run, a.teacher, cc, smoke=a.smoke)
     if a.stage in ("train", "all"):
         train(run, mc, tc, a.device)
+    if a.stage in ("prior", "all"):
+        pc = over(pc, iterations=a.prior_iterations, seed=a.seed, envs=a.envs)
+        refine_prior(run, a.teacher, pc, a.base, a.device, allow_random=a.smoke)
     if a.stage in ("export", "all"):
         export(run, a.out, planner)
     if a.stage == "play":
