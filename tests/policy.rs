@@ -185,6 +185,33 @@ fn fused_and_stepped_rollouts_agree() {
 }
 
 #[test]
+fn a_planner_centred_on_the_prior_refines_the_prior() {
+    // With a vanishing spread every sample is the prior's own trajectory, so the plan's action is
+    // the prior's; centred on the (zero) last plan instead, it is not.
+    let mut cfg = config("mppi.toml");
+    cfg.mppi.budget_ms = Some(1e6);
+    cfg.mppi.min_std = Some(1e-7);
+    cfg.mppi.max_std = Some(1e-7);
+    cfg.mppi.centre = Some(locod::config::PlanCentre::Prior);
+    let mut p = planner(&cfg, "world_model.pt");
+    let mut out = PolicyAction::default();
+    assert_eq!(p.act(&snapshot(2), &mut out).unwrap(), ControllerLevel::Primary);
+    let m = tch::CModule::load(model("world_model.pt")).unwrap();
+    let obs = Tensor::from_slice(&out.obs[..out.obs_len as usize]).reshape([1, out.obs_len as i64]);
+    let want = tch::no_grad(|| {
+        let z = m.method_ts("encode", &[obs]).unwrap();
+        m.method_ts("pi", &[z]).unwrap().clamp(-1.0, 1.0)
+    });
+    let want: Vec<f32> = Vec::try_from(want.reshape([6])).unwrap();
+    let diff = |a: &[f32]| (0..6).map(|j| (a[j] - want[j]).abs()).fold(0.0, f32::max);
+    assert!(diff(&out.action) < 1e-4, "centred on the prior: {:?} vs {want:?}", &out.action[..6]);
+    cfg.mppi.centre = Some(locod::config::PlanCentre::LastPlan);
+    let mut q = planner(&cfg, "world_model.pt");
+    q.act(&snapshot(2), &mut out).unwrap();
+    assert!(diff(&out.action) > 1e-3, "centred on the last plan the action is not the prior's");
+}
+
+#[test]
 fn mppi_falls_back_to_the_prior_when_no_iteration_fits() {
     let cfg = config("mppi.toml");
     let mut p = planner(&cfg, "world_model.pt");

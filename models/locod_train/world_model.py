@@ -6,6 +6,8 @@ Stages (each rerunnable and resumable; `all` runs them in order):
 
     python -m locod_train.world_model collect --dir models/runs/wm --teacher-run models/runs/teacher
     python -m locod_train.world_model train   --dir models/runs/wm
+    python -m locod_train.world_model prior   --dir models/runs/wm --teacher-run models/runs/teacher
+                                              # DAgger of the prior (refine_prior); export prefers it
     python -m locod_train.world_model export  --dir models/runs/wm [--out models/biwheel/world_model.pt]
     python -m locod_train.world_model all     --dir models/runs/wm --teacher-run models/runs/teacher
     python -m locod_train.world_model all --smoke          # tiny nets, a few hundred steps, seconds
@@ -76,9 +78,10 @@ PLANNER = {
     "iterations": 3,
     "temperature": 0.5,
     "min_std": 0.05,
-    "max_std": 0.5,
+    "max_std": 0.15,
     "prior_samples": 12,
     "gamma": 0.99,
+    "centre": "prior",
 }
 
 
@@ -927,12 +930,13 @@ def export(run: str, out: Optional[str] = None, planner: Optional[dict] = None, 
 # ----------------------------------------------------------------------------------- closed loop
 @torch.no_grad()
 def mppi_plan(wm, z: Tensor, mean: Tensor, p: dict, clip: float, g: torch.Generator,
-              warm_prior: bool = False, stats: Optional[dict] = None) -> tuple[Tensor, Tensor]:
+              stats: Optional[dict] = None) -> tuple[Tensor, Tensor]:
     """One plan per robot, batched over robots, as src/policy/mppi.rs plans (a Python stand-in
     for a quick check; locod's planner is the reference): `prior_samples` trajectories of `pi`
-    (the first exact, the others with `min_std` noise), the rest Gaussian around the warm-started
-    mean with `max_std`, elites weighted by exp(temperature * (R - Rmax)). Returns (action [B, A],
-    the next plan's warm start [B, H, A])."""
+    (the first exact, the others with `min_std` noise), the rest Gaussian with `max_std` around
+    the prior's exact trajectory (`centre` "prior") or the last plan shifted (`mean`, "last_plan"),
+    elites weighted by exp(temperature * (R - Rmax)). Returns (action [B, A], the next plan's
+    shifted mean [B, H, A])."""
     B, L = z.shape
     H, S, P, E = p["horizon"], p["samples"], p["prior_samples"], p["elites"]
     A = mean.shape[2]
@@ -945,8 +949,7 @@ def mppi_plan(wm, z: Tensor, mean: Tensor, p: dict, clip: float, g: torch.Genera
         a = (wm.pi(zp) + noise[:, :, h].reshape(B * P, A)).clamp(-clip, clip)
         seqs[:, :P, h] = a.view(B, P, A)
         zp = wm.next(zp, a)
-    # warm_prior (not what locod does): centre the samples on the prior's exact trajectory.
-    mu, std = (seqs[:, 0].clone() if warm_prior else mean.clone()), torch.full((B, H, A), hi)
+    mu, std = (seqs[:, 0].clone() if p.get("centre") == "prior" else mean.clone()), torch.full((B, H, A), hi)
     returns = torch.empty(B, S)
     for it in range(p["iterations"]):
         seqs[:, P:] = (mu[:, None] + std[:, None] * torch.randn(B, S - P, H, A, generator=g)).clamp(-clip, clip)
@@ -972,7 +975,7 @@ def mppi_plan(wm, z: Tensor, mean: Tensor, p: dict, clip: float, g: torch.Genera
 
 @torch.no_grad()
 def play(run: str, controller: str, envs: int, steps: int, seed: int, teacher_dir: str, scene: str = "flat",
-         model: Optional[str] = None, planner: Optional[dict] = None, warm_prior: bool = False) -> dict:
+         model: Optional[str] = None, planner: Optional[dict] = None) -> dict:
     """Drives the environment with the exported model's prior, MPPI over the model, or the final
     teacher, and reports reward per step, falls, vx and yaw-rate tracking. A quick Python check on
     env.py's randomised training distribution; `locod eval` is the evaluation of record."""
@@ -997,7 +1000,7 @@ def play(run: str, controller: str, envs: int, steps: int, seed: int, teacher_di
         elif controller == "prior":
             a = wm.pi(wm.encode(obs))
         else:
-            a, mean = mppi_plan(wm, wm.encode(obs), mean, p, clip, g, warm_prior, stats)
+            a, mean = mppi_plan(wm, wm.encode(obs), mean, p, clip, g, stats)
         t_plan += time.perf_counter() - t0
         _, _, _, _, v_head, _ = env.frames()
         reward, fell, timeout, terms = env.step(a.numpy())
@@ -1017,7 +1020,6 @@ def play(run: str, controller: str, envs: int, steps: int, seed: int, teacher_di
            "vx_rms_mps": math.sqrt(vx_se / n), "yaw_rms_radps": math.sqrt(yaw_se / n),
            "compute_ms_per_step_all_robots": 1e3 * t_plan / steps}
     if stats:
-        res["warm_prior"] = warm_prior
         res["prior_rank_first_iteration"] = stats["prior_rank"] / stats["plans"]
         res["sample_return_std"] = stats["return_spread"] / stats["plans"]
     print(f"world_model play: {json.dumps(res)}", file=sys.stderr)
@@ -1049,11 +1051,10 @@ def main(argv=None) -> None:
     p.add_argument("--w-consistency", type=float, help="weight of the latent consistency loss (SimDist: 1)")
     p.add_argument("--controller", default="mppi", choices=["mppi", "prior", "teacher"], help="play: what drives")
     p.add_argument("--scene", default="flat", choices=["flat", "step", "stairs", "mix"], help="play: terrain")
-    p.add_argument("--warm-prior", action="store_true", help="play: centre MPPI's samples on the prior (not locod's planner)")
     p.add_argument("--play-steps", type=int, default=250, help="play: policy steps")
     p.add_argument("--planner", action="append", default=[], metavar="KEY=VALUE",
                    help="export / play: override a planner default (horizon, samples, elites, iterations, "
-                   "temperature, min_std, max_std, prior_samples, gamma)")
+                   "temperature, min_std, max_std, prior_samples, gamma, centre)")
     p.add_argument("--bc-all", action="store_true", help="clone the final teacher's action on every step")
     p.add_argument("--prior-iterations", type=int, help="prior: DAgger iterations")
     p.add_argument("--base", default=None, help="prior: start from this exported world model instead of <run>/ckpt.pt")
@@ -1071,7 +1072,8 @@ def main(argv=None) -> None:
         k, v = kv.split("=", 1)
         if k not in PLANNER:
             raise SystemExit(f"world_model: unknown planner setting {k!r} (one of {', '.join(PLANNER)})")
-        planner[k] = type(PLANNER[k])(float(v)) if isinstance(PLANNER[k], float) else int(v)
+        kind = type(PLANNER[k])
+        planner[k] = v if kind is str else kind(float(v)) if kind is float else int(v)
     run = a.run or os.path.join(MODELS, "runs", "wm_smoke" if a.smoke else "wm")
     os.makedirs(run, exist_ok=True)
     t0 = time.time()
@@ -1085,7 +1087,7 @@ def main(argv=None) -> None:
     if a.stage in ("export", "all"):
         export(run, a.out, planner)
     if a.stage == "play":
-        play(run, a.controller, a.envs or 16, a.play_steps, a.seed or 11, a.teacher, a.scene, a.out, planner, a.warm_prior)
+        play(run, a.controller, a.envs or 16, a.play_steps, a.seed or 11, a.teacher, a.scene, a.out, planner)
     d = Dist("cpu")
     d.barrier()
     if d.main:

@@ -411,12 +411,26 @@ pub struct Mppi {
     pub prior_samples: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gamma: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub centre: Option<PlanCentre>,
     /// Time the planner may spend per policy tick; default half the policy period. Iterations that
     /// would not fit are not started; if not even one fits, the model's prior (`pi`) acts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_ms: Option<f64>,
     /// Seed of the planner's sampling noise (identical inputs and seed give identical actions).
     pub seed: u64,
+}
+
+/// Where each plan's sampling distribution is centred.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanCentre {
+    /// The last plan shifted by one step (TD-MPC2's warm start).
+    #[default]
+    LastPlan,
+    /// The policy prior's own trajectory from this tick's latent: the planner refines the prior
+    /// (needs `prior_samples` >= 1).
+    Prior,
 }
 
 impl Mppi {

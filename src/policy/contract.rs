@@ -6,7 +6,7 @@
 //!
 //! Not for: calling the model (the probes that need it live in `load`) or building observations.
 
-use crate::config::{Config, JointMode};
+use crate::config::{Config, JointMode, PlanCentre};
 use crate::control::messages::MAX_OBS;
 use crate::types::MAX_JOINTS;
 use serde_json::{Map, Value};
@@ -126,6 +126,8 @@ pub struct PlannerDefaults {
     pub max_std: f64,
     pub prior_samples: usize,
     pub gamma: f64,
+    /// Where the samples are centred (`planner.centre`; "last_plan" when absent).
+    pub centre: PlanCentre,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -328,6 +330,19 @@ impl Contract {
                         })? as usize,
                     },
                     gamma: num_field(p, "gamma", "planner")?,
+                    centre: match p.get("centre") {
+                        None => PlanCentre::LastPlan,
+                        Some(v) => match v.as_str() {
+                            Some("last_plan") => PlanCentre::LastPlan,
+                            Some("prior") => PlanCentre::Prior,
+                            _ => {
+                                return Err(ContractError::new(
+                                    "planner.centre",
+                                    format!("expected \"last_plan\" or \"prior\", got {v}"),
+                                ))
+                            }
+                        },
+                    },
                 };
                 check_planner(&planner, "planner")?;
                 (Some(latent), Some(planner))
@@ -465,6 +480,9 @@ pub fn check_planner(p: &PlannerDefaults, path: &str) -> R<()> {
             at("min_std"),
             format!("expected 0 < min_std <= max_std, got {} and {}", p.min_std, p.max_std),
         ));
+    }
+    if p.centre == PlanCentre::Prior && p.prior_samples == 0 {
+        return Err(ContractError::new(at("centre"), "centring on the prior needs prior_samples >= 1"));
     }
     if !(p.gamma > 0.0 && p.gamma <= 1.0) {
         return Err(ContractError::new(at("gamma"), format!("expected 0 < gamma <= 1, got {}", p.gamma)));

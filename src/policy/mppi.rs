@@ -2,9 +2,10 @@
 //! anytime computation inside a time budget.
 //!
 //! Every tick: encode the observation; roll the policy prior `pi` out for `prior_samples`
-//! trajectories (the first exactly, the others with `min_std` noise); warm-start the mean from the
-//! last plan shifted by one step and reset the std to `max_std`; then per iteration sample the
-//! remaining trajectories around the mean, score all of them at once (the model's fused `rollout`
+//! trajectories (the first exactly, the others with `min_std` noise); centre the mean on the last
+//! plan shifted by one step (`centre = "last_plan"`, TD-MPC2) or on the prior's exact trajectory
+//! (`centre = "prior"`: the planner refines the prior) and reset the std to `max_std`; then per
+//! iteration sample the remaining trajectories around the mean, score all of them at once (the model's fused `rollout`
 //! when it has one, else `reward`/`next` stepped from here, plus the terminal `value`), take the
 //! elites, weight them by `exp(temperature * (V - Vmax))` and refit mean and std. The action is the
 //! first step of the mean, clipped. The prior's trajectories are the same in every iteration, so
@@ -29,7 +30,7 @@ use super::obs::ObsBuilder;
 use super::rng::Rng;
 use super::torch::{read_f32, Arg, HostBuf, InferenceMode, Module, TorchError};
 use super::{Policy, PolicyError};
-use crate::config::Config;
+use crate::config::{Config, PlanCentre};
 use crate::control::messages::{ControllerLevel, PlannerStats, PolicyAction, Snapshot};
 use crate::rt::clock::monotonic_ns;
 use crate::rt::triple::Reader;
@@ -64,6 +65,7 @@ impl Settings {
         p.min_std = m.min_std.unwrap_or(p.min_std);
         p.max_std = m.max_std.unwrap_or(p.max_std);
         p.gamma = m.gamma.unwrap_or(p.gamma);
+        p.centre = m.centre.unwrap_or(p.centre);
         let overridden = m.horizon.is_some()
             || m.samples.is_some()
             || m.elites.is_some()
@@ -72,7 +74,8 @@ impl Settings {
             || m.temperature.is_some()
             || m.min_std.is_some()
             || m.max_std.is_some()
-            || m.gamma.is_some();
+            || m.gamma.is_some()
+            || m.centre.is_some();
         check_planner(&p, if overridden { "planner (with [mppi] overrides)" } else { "planner" })?;
         let budget_ns = (m.budget_ms(&config.rate) * 1e6) as u64;
         Ok(Settings { planner: p, budget_ns, seed: m.seed })
@@ -161,6 +164,9 @@ impl MppiPlanner {
         let s = settings.planner.clone();
         let (a, n, h) = (contract.action_dim, s.samples, s.horizon);
         let p = if optional.pi { s.prior_samples } else { 0 };
+        if s.centre == PlanCentre::Prior && p == 0 {
+            return Err(format!("{}: the planner is centred on the prior, but the model has no `pi`", path.display()));
+        }
         let d = module.device();
         let e = |e: TorchError| e.to_string();
         let mut planner = MppiPlanner {
@@ -420,9 +426,14 @@ impl MppiPlanner {
         if self.p > 0 {
             self.prior(&z1)?;
         }
-        // Warm start: the last plan shifted by one step; the std starts wide every tick.
-        self.mean[..(h - 1) * a].copy_from_slice(&self.prev_mean[a..]);
-        self.mean[(h - 1) * a..].fill(0.0);
+        // The samples' centre: the prior's exact trajectory (row 0), or the last plan shifted by
+        // one step; the std starts wide every tick.
+        if self.s.centre == PlanCentre::Prior && self.p > 0 {
+            self.mean.copy_from_slice(&self.seqs.as_slice()[..h * a]);
+        } else {
+            self.mean[..(h - 1) * a].copy_from_slice(&self.prev_mean[a..]);
+            self.mean[(h - 1) * a..].fill(0.0);
+        }
         self.std.fill(self.s.max_std as f32);
         let z_all = z1.expand([self.n as i64, self.l], false);
         let z_sampled = z1.expand([(self.n - self.p) as i64, self.l], false);

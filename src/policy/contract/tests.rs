@@ -55,6 +55,24 @@ fn a_valid_contract_parses_with_its_dimensions() {
 }
 
 #[test]
+fn the_planner_centre_is_last_plan_unless_the_model_says_prior() {
+    use crate::config::PlanCentre;
+    assert_eq!(Contract::parse(&wm_spec().to_string()).unwrap().planner.unwrap().centre, PlanCentre::LastPlan);
+    let mut s = wm_spec();
+    s["planner"]["centre"] = json!("prior");
+    assert_eq!(Contract::parse(&s.to_string()).unwrap().planner.unwrap().centre, PlanCentre::Prior);
+    s["planner"]["centre"] = json!("middle");
+    let e = parse_err(s.clone());
+    assert_eq!(e.field, "planner.centre");
+    assert!(e.message.contains("expected \"last_plan\" or \"prior\""), "{e}");
+    s["planner"]["centre"] = json!("prior");
+    s["planner"]["prior_samples"] = json!(0);
+    let e = parse_err(s);
+    assert_eq!(e.field, "planner.centre");
+    assert!(e.message.contains("needs prior_samples >= 1"), "{e}");
+}
+
+#[test]
 fn the_contract_version_must_be_1() {
     let mut s = spec();
     s["contract"] = json!(2);
