@@ -44,8 +44,26 @@ fn last_error() -> Result<(), TorchError> {
     let msg = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
     // SAFETY: allocated with malloc by torch-sys's C++ side.
     unsafe { libc::free(p as *mut libc::c_void) };
-    let short = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("libtorch error").trim().to_string();
-    Err(TorchError(short))
+    Err(TorchError(summary(&msg)))
+}
+
+/// The line of a libtorch error a person needs. An exception raised inside a TorchScript method
+/// comes as "The following operation failed in the TorchScript interpreter.", a traceback, and
+/// the exception itself on its last lines ("builtins.RuntimeError: <the model's message>"): that
+/// message, not the first line, says what went wrong. Other errors say it on their first line.
+pub fn summary(msg: &str) -> String {
+    let first = msg.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("libtorch error");
+    if !first.starts_with("The following operation failed in the TorchScript interpreter") {
+        return first.to_string();
+    }
+    let lines: Vec<&str> = msg.lines().collect();
+    let after = lines.iter().rposition(|l| l.contains("<--- HERE")).map_or(lines.len().saturating_sub(1), |i| i + 1);
+    let tail: Vec<&str> = lines[after..].iter().map(|l| l.trim()).filter(|l| !l.is_empty()).collect();
+    if tail.is_empty() {
+        return first.to_string();
+    }
+    let text = tail.join(" ");
+    text.strip_prefix("builtins.").unwrap_or(&text).to_string()
 }
 
 /// Parses `cpu`, `cuda` or `cuda:N`.
