@@ -257,9 +257,12 @@ fn students_with_forward(dir: &std::path::Path, cases: &[(&str, &str)]) {
             "class M{i}(nn.Module):\n    def __init__(self, spec: str):\n        super().__init__()\n        self.spec_json = spec\n    def forward(self, obs: Tensor) -> Tensor:\n{body}    @torch.jit.export\n    def locod_spec(self) -> str:\n        return self.spec_json\ntorch.jit.save(torch.jit.script(M{i}(spec)), sys.argv[2] + '/{name}')\n"
         ));
     }
+    // A file, not `-c`: TorchScript reads the classes' source back.
+    let script = dir.join("make_models.py");
+    std::fs::write(&script, &src).unwrap();
     let python = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python"));
     let out = std::process::Command::new(&python)
-        .args(["-c", &src])
+        .arg(&script)
         .arg(model("student.pt"))
         .arg(dir)
         .output()

@@ -56,13 +56,18 @@ pub fn summary(msg: &str) -> String {
     if !first.starts_with("The following operation failed in the TorchScript interpreter") {
         return first.to_string();
     }
-    let lines: Vec<&str> = msg.lines().collect();
-    let after = lines.iter().rposition(|l| l.contains("<--- HERE")).map_or(lines.len().saturating_sub(1), |i| i + 1);
-    let tail: Vec<&str> = lines[after..].iter().map(|l| l.trim()).filter(|l| !l.is_empty()).collect();
-    if tail.is_empty() {
-        return first.to_string();
-    }
-    let text = tail.join(" ");
+    // The exception's line: `builtins.RuntimeError: ...`, `torch.jit.Error: ...` (after the
+    // traceback's source lines, which are code).
+    let lines: Vec<&str> = msg.lines().map(str::trim).collect();
+    let is_exception = |l: &str| {
+        l.split_once(": ").is_some_and(|(name, _)| {
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                && (name.ends_with("Error") || name.ends_with("Exception") || name.ends_with("Warning"))
+        })
+    };
+    let Some(at) = lines.iter().rposition(|l| is_exception(l)) else { return first.to_string() };
+    let text = lines[at..].iter().filter(|l| !l.is_empty()).copied().collect::<Vec<_>>().join(" ");
     text.strip_prefix("builtins.").unwrap_or(&text).to_string()
 }
 
