@@ -247,7 +247,10 @@ fn check_opens_what_run_would_open() {
     let cfg = write("missing.toml", &with("zenoh_config = \"nowhere.json5\""));
     let (code, stderr) = check(&cfg);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("teleop.zenoh_config: zenoh configuration") && stderr.contains("nowhere.json5: no such file"), "{stderr}");
+    assert!(
+        stderr.contains("teleop.zenoh_config: zenoh configuration") && stderr.contains("nowhere.json5: no such file"),
+        "{stderr}"
+    );
     // The operator's file too (what `locod teleop` opens).
     let cfg = write("missing_client.toml", &with("client_zenoh_config = \"nowhere.json5\""));
     let (code, stderr) = check(&cfg);

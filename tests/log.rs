@@ -321,11 +321,8 @@ impl Tmpfs {
     }
 
     fn resize(&self, size_kb: u32) {
-        let out = Command::new("mount")
-            .args(["-o", &format!("remount,size={size_kb}k")])
-            .arg(self.path())
-            .output()
-            .unwrap();
+        let out =
+            Command::new("mount").args(["-o", &format!("remount,size={size_kb}k")]).arg(self.path()).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
@@ -376,14 +373,16 @@ fn a_full_disk_is_named_counted_honestly_and_recovered_once_there_is_space() {
     let o = Command::new(LOCOD).args(["log", "recover"]).arg(&dir).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains(".mcap.part: cannot write the recovered copy") && err.contains("No space left on device"), "{err}");
+    assert!(
+        err.contains(".mcap.part: cannot write the recovered copy") && err.contains("No space left on device"),
+        "{err}"
+    );
     assert!(!err.contains("nothing to recover") && !err.contains(".recovering"), "{err}");
     assert_eq!(files(), before, "a failed recovery changes nothing");
 
     // With space, every record the summary counted as written is recovered.
     disk.resize(1024);
     ok(&Command::new(LOCOD).args(["log", "recover"]).arg(&dir).output().unwrap());
-    let recovered: usize =
-        read::log_files(&dir).unwrap().iter().map(|f| read::read_file(f).unwrap().ticks.len()).sum();
+    let recovered: usize = read::log_files(&dir).unwrap().iter().map(|f| read::read_file(f).unwrap().ticks.len()).sum();
     assert_eq!(recovered as u64, written, "the summary counts exactly what is on disk");
 }

@@ -130,9 +130,7 @@ fn find(item: &toml_edit::Item, offset: usize, path: &mut Vec<String>) -> bool {
         false
     };
     match item {
-        Item::Table(t) => {
-            in_table(t.iter().filter_map(|(k, _)| t.get_key_value(k)).collect(), path)
-        }
+        Item::Table(t) => in_table(t.iter().filter_map(|(k, _)| t.get_key_value(k)).collect(), path),
         Item::ArrayOfTables(a) => {
             for (i, t) in a.iter().enumerate() {
                 path.push(format!("[{i}]"));

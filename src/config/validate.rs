@@ -43,7 +43,9 @@ fn validate_robot_name(name: &str) -> Check {
     if name.len() > ROBOT_NAME_MAX {
         return fail(at, format!("expected at most {ROBOT_NAME_MAX} characters, got {}", name.len()));
     }
-    let bad = name.char_indices().find(|&(i, ch)| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || (ch == '.' && i > 0)));
+    let bad = name
+        .char_indices()
+        .find(|&(i, ch)| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || (ch == '.' && i > 0)));
     if let Some((_, ch)) = bad {
         return fail(
             at,

@@ -236,8 +236,9 @@ fn probe_ordinary(
         let fail = |method: &str, e: TorchError| {
             ContractError::new(method, format!("raised an error on an ordinary observation ({what}): {e}"))
         };
-        let non_finite =
-            |method: &str| ContractError::new(method, format!("returned non-finite values for an ordinary observation ({what})"));
+        let non_finite = |method: &str| {
+            ContractError::new(method, format!("returned non-finite values for an ordinary observation ({what})"))
+        };
         match contract.kind {
             ModelKind::Policy => {
                 let action = match &contract.recurrent_state {
