@@ -136,11 +136,7 @@ pub fn preflight(config: &Config) -> Result<Vec<String>, String> {
             Some(p) => p,
             None => std::path::Path::new("/"),
         };
-        let writable = existing.is_dir()
-            && std::ffi::CString::new(existing.as_os_str().as_encoded_bytes())
-                // SAFETY: a valid NUL-terminated path; access only reads it.
-                .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0);
-        if !writable {
+        if !writable_dir(existing) {
             warnings.push(format!(
                 "log.dir: {} cannot be created or written here ({} is not a writable directory): the robot would run without logs",
                 dir.display(),
@@ -149,6 +145,14 @@ pub fn preflight(config: &Config) -> Result<Vec<String>, String> {
         }
     }
     Ok(warnings)
+}
+
+/// Whether this process may create entries in `dir` (access(2) with W_OK | X_OK).
+fn writable_dir(dir: &std::path::Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return false };
+    // SAFETY: `c` is a valid NUL-terminated path; access(2) only reads it.
+    let r = unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) };
+    dir.is_dir() && r == 0
 }
 
 #[derive(Default)]
