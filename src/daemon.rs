@@ -95,6 +95,66 @@ impl From<SpawnError> for DaemonError {
 
 pub use crate::control::goal::Goal;
 
+/// What `run` would open beyond the configuration and the model, checked without opening it
+/// (`locod check`): an error for what would stop `run` anywhere (a zenoh file, a certificate),
+/// warnings for what depends on the machine (a device not plugged in here, a log directory that
+/// cannot be created here). Errors and warnings name the configuration key.
+pub fn preflight(config: &Config) -> Result<Vec<String>, String> {
+    use crate::config::{BusKind, ImuKind};
+    crate::teleop::session::check_files(config).map_err(|(key, e)| format!("{key}: {}", report::chain(&e)))?;
+    let mut warnings = Vec::new();
+    let absent = |key: String, what: &str, path: &std::path::Path| {
+        format!("{key}: {what} {} is not present on this machine: `locod run` would fail here", path.display())
+    };
+    for (i, b) in config.buses.iter().enumerate() {
+        let Some(dev) = &b.device else { continue };
+        let (what, path) = match b.kind {
+            BusKind::Mem => continue,
+            BusKind::Socketcan => ("CAN interface", std::path::Path::new("/sys/class/net").join(dev)),
+            BusKind::Slcan => ("serial port", std::path::PathBuf::from(dev)),
+        };
+        if !path.exists() {
+            warnings.push(absent(format!("bus[{i}].device"), what, &path));
+        }
+    }
+    if let (ImuKind::Witmotion, Some(port)) = (config.imu.kind, &config.imu.port) {
+        if !std::path::Path::new(port).exists() {
+            warnings.push(absent("imu.port".into(), "serial port", std::path::Path::new(port)));
+        }
+    }
+    if let Some(b) = &config.bridge {
+        if !std::path::Path::new(&b.port).exists() {
+            warnings.push(absent("bridge.port".into(), "serial port", std::path::Path::new(&b.port)));
+        }
+    }
+    if config.log.enabled {
+        // The logger creates the directory: its nearest existing ancestor must be writable.
+        let dir = &config.log.dir;
+        let existing = dir.ancestors().find(|p| p.as_os_str().is_empty() || p.exists());
+        let existing = match existing {
+            Some(p) if p.as_os_str().is_empty() => std::path::Path::new("."),
+            Some(p) => p,
+            None => std::path::Path::new("/"),
+        };
+        if !writable_dir(existing) {
+            warnings.push(format!(
+                "log.dir: {} cannot be created or written here ({} is not a writable directory): the robot would run without logs",
+                dir.display(),
+                existing.display()
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
+/// Whether this process may create entries in `dir` (access(2) with W_OK | X_OK).
+fn writable_dir(dir: &std::path::Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else { return false };
+    // SAFETY: `c` is a valid NUL-terminated path; access(2) only reads it.
+    let r = unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) };
+    dir.is_dir() && r == 0
+}
+
 #[derive(Default)]
 pub struct RunOptions {
     pub duration: Option<Duration>,

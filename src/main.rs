@@ -470,6 +470,13 @@ fn check(config: &Path, model: Option<&Path>, quiet: bool) -> Result<(), ExitCod
     if !quiet {
         print!("{}", c.to_toml());
     }
+    let warnings = daemon::preflight(&c).map_err(|e| {
+        report::error(format!("{}: {e}", config.display()));
+        ExitCode::from(2)
+    })?;
+    for w in warnings {
+        report::warn(format!("{}: {w}", config.display()));
+    }
     let opened = policy::check(&c, model).map_err(|e| {
         report::error(report::chain(&e));
         ExitCode::from(2)
@@ -600,17 +607,38 @@ fn export_logs(logs: &Path, out: &Path, format: export::Format, walk_only: bool)
     Ok(())
 }
 
-/// `locod log recover`: finish the files a crash left open.
+/// `locod log recover`: finish the files a crash left open. Any file that could not be recovered
+/// makes the command fail (status 1), naming the file.
 fn recover(path: &Path) -> Result<(), ExitCode> {
-    let done =
-        if path.is_dir() { read::recover_dir(path).map_err(fail)? } else { vec![read::recover(path).map_err(fail)?] };
-    if done.is_empty() {
-        report::info(format!("{}: nothing to recover (no .mcap.part files)", path.display()));
-    }
-    for r in done {
+    let done = if path.is_dir() {
+        read::recover_dir(path).map_err(fail)?
+    } else {
+        match read::recover(path) {
+            Ok(r) => read::DirRecovery { recovered: vec![r], failed: Vec::new() },
+            Err(e) => read::DirRecovery { recovered: Vec::new(), failed: vec![e] },
+        }
+    };
+    for r in &done.recovered {
         report::info(format!("recovered {r}"));
     }
-    Ok(())
+    if done.recovered.is_empty() && done.failed.is_empty() {
+        report::info(format!("{}: nothing to recover (no .mcap.part files)", path.display()));
+    }
+    for e in &done.failed {
+        report::error(format!("cannot recover {e}"));
+    }
+    if done.failed.is_empty() {
+        Ok(())
+    } else {
+        if done.failed.len() + done.recovered.len() > 1 {
+            report::error(format!(
+                "{} of {} files could not be recovered (kept as they are)",
+                done.failed.len(),
+                done.failed.len() + done.recovered.len()
+            ));
+        }
+        Err(ExitCode::FAILURE)
+    }
 }
 
 /// `locod report`: PNG plots of a log.

@@ -227,3 +227,53 @@ fn replay_reproduces_what_the_student_did_in_a_logged_run() {
     assert!(r["steps"].as_u64().unwrap() > 50, "{r}");
     assert!(r["max_abs_diff"].as_f64().unwrap() < 1e-5, "{r}");
 }
+
+#[test]
+fn check_opens_what_run_would_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let example_text = std::fs::read_to_string(example()).unwrap();
+    assert!(!example_text.contains("[teleop]"));
+    let with = |extra: &str| format!("{example_text}\n[teleop]\nlisten = [\"tcp/127.0.0.1:0\"]\n{extra}\n");
+    let check = |config: &std::path::Path| {
+        let out = Command::new(LOCOD).args(["check", "-q", "--config"]).arg(config).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // A zenoh file that is not there: `run` would fail opening teleop.
+    let cfg = write("missing.toml", &with("zenoh_config = \"nowhere.json5\""));
+    let (code, stderr) = check(&cfg);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("teleop.zenoh_config: zenoh configuration") && stderr.contains("nowhere.json5: no such file"),
+        "{stderr}"
+    );
+    // The operator's file too (what `locod teleop` opens).
+    let cfg = write("missing_client.toml", &with("client_zenoh_config = \"nowhere.json5\""));
+    let (code, stderr) = check(&cfg);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("teleop.client_zenoh_config:"), "{stderr}");
+    // A zenoh file that is not valid.
+    write("broken.json5", "{ mode: \"peer\", listen: ");
+    let cfg = write("broken.toml", &with("zenoh_config = \"broken.json5\""));
+    let (code, stderr) = check(&cfg);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("teleop.zenoh_config: zenoh configuration") && stderr.contains("broken.json5"), "{stderr}");
+    // A certificate the zenoh file names that cannot be read.
+    write(
+        "tls.json5",
+        "{ mode: \"peer\", listen: { endpoints: [\"tls/127.0.0.1:0\"] }, transport: { link: { tls: { root_ca_certificate: \"/nonexistent/ca.pem\" } } } }",
+    );
+    let cfg = write("tls.toml", &with("zenoh_config = \"tls.json5\""));
+    let (code, stderr) = check(&cfg);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("root_ca_certificate: /nonexistent/ca.pem"), "{stderr}");
+    // A valid zenoh file passes.
+    write("ok.json5", "{ mode: \"peer\", listen: { endpoints: [\"tcp/127.0.0.1:0\"] } }");
+    let cfg = write("ok.toml", &with("zenoh_config = \"ok.json5\""));
+    let (code, stderr) = check(&cfg);
+    assert_eq!(code, Some(0), "{stderr}");
+}

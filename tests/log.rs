@@ -295,3 +295,94 @@ fn an_unwritable_log_directory_does_not_stop_the_robot() {
     assert_eq!(summary["log"]["records_written"], 0);
     assert_eq!(summary["log"]["records_lost"], summary["timing"]["ticks"]);
 }
+
+/// A small tmpfs mounted on a fresh directory (a disk that fills up), unmounted when dropped.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `Err` says why mounting is impossible here (not root, no CAP_SYS_ADMIN, no `mount`).
+    fn mount(size_kb: u32) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_kb}k"), "locod-test"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+        Ok(Self { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn resize(&self, size_kb: u32) {
+        let out =
+            Command::new("mount").args(["-o", &format!("remount,size={size_kb}k")]).arg(self.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_named_counted_honestly_and_recovered_once_there_is_space() {
+    let disk = match Tmpfs::mount(32) {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("SKIPPED: cannot mount a small tmpfs to fill ({why}); this test needs root (CAP_SYS_ADMIN)");
+            return;
+        }
+    };
+    let dir = disk.path().join("logs");
+    let cfg = config_logging_to(&dir, 200);
+    let out = Command::new(LOCOD)
+        .args(["run", "--goal", "stand", "--duration", "3", "--json", "--config"])
+        .arg(cfg.path())
+        .output()
+        .unwrap();
+    let stderr = ok(&out);
+    assert!(stderr.contains("log: recording stopped") && stderr.contains("No space left on device"), "{stderr}");
+    assert!(!stderr.contains("I/O error from writing"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let written = summary["log"]["records_written"].as_u64().unwrap();
+    let ticks = summary["timing"]["ticks"].as_u64().unwrap();
+    assert!(written > 0 && written < ticks, "{written} of {ticks} ticks: the disk should have filled during the run");
+    let files = || -> Vec<(String, u64)> {
+        let mut f: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len()))
+            .collect();
+        f.sort();
+        f
+    };
+    assert!(files().iter().all(|(_, len)| *len > 0), "no empty file stays behind: {:?}", files());
+    assert!(files().iter().any(|(n, _)| n.ends_with(".mcap.part")), "{:?}", files());
+
+    // Recovery on the still full disk fails, says why, names the .part file and leaves nothing.
+    let before = files();
+    let o = Command::new(LOCOD).args(["log", "recover"]).arg(&dir).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(".mcap.part: cannot write the recovered copy") && err.contains("No space left on device"),
+        "{err}"
+    );
+    assert!(!err.contains("nothing to recover") && !err.contains(".recovering"), "{err}");
+    assert_eq!(files(), before, "a failed recovery changes nothing");
+
+    // With space, every record the summary counted as written is recovered.
+    disk.resize(1024);
+    ok(&Command::new(LOCOD).args(["log", "recover"]).arg(&dir).output().unwrap());
+    let recovered: usize = read::log_files(&dir).unwrap().iter().map(|f| read::read_file(f).unwrap().ticks.len()).sum();
+    assert_eq!(recovered as u64, written, "the summary counts exactly what is on disk");
+}

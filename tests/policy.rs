@@ -271,3 +271,76 @@ fn replay_reproduces_logged_actions_and_finds_a_difference() {
     let e = replay::replay(&model("world_model.pt"), &cfg, std::iter::empty()).unwrap_err();
     assert!(e.contains("replay compares student policies"), "{e}");
 }
+
+/// Students with `forward` bodies of their own, built in one Python run (the project's venv) with
+/// the contract of `student.pt`: `cases` are (file name, body of `forward(self, obs)`).
+fn students_with_forward(dir: &std::path::Path, cases: &[(&str, &str)]) {
+    let mut src = String::from(
+        "import sys, torch\nfrom torch import Tensor, nn\nspec = torch.jit.load(sys.argv[1]).locod_spec()\n",
+    );
+    for (i, (name, body)) in cases.iter().enumerate() {
+        let body: String = body.lines().map(|l| format!("        {l}\n")).collect();
+        src.push_str(&format!(
+            "class M{i}(nn.Module):\n    def __init__(self, spec: str):\n        super().__init__()\n        self.spec_json = spec\n    def forward(self, obs: Tensor) -> Tensor:\n{body}    @torch.jit.export\n    def locod_spec(self) -> str:\n        return self.spec_json\ntorch.jit.save(torch.jit.script(M{i}(spec)), sys.argv[2] + '/{name}')\n"
+        ));
+    }
+    // A file, not `-c`: TorchScript reads the classes' source back.
+    let script = dir.join("make_models.py");
+    std::fs::write(&script, &src).unwrap();
+    let python = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin/python"));
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(model("student.pt"))
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(out.status.success(), "{}\n{src}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn bad_models_are_refused_naming_the_method_and_what_went_wrong() {
+    // (file, forward body, contract field refused, what the error must say)
+    let cases: [(&str, &str, &str, &str); 6] = [
+        (
+            "raises.pt",
+            "if obs.size(0) > 0:\n    raise RuntimeError(\"weights not loaded: call load_weights() first\")\nreturn obs[:, :6]",
+            "forward",
+            "raised an error on a zero observation: RuntimeError: weights not loaded: call load_weights() first",
+        ),
+        (
+            "raises_on_large_inputs.pt",
+            "if bool(obs.abs().max() > 1.5):\n    raise ValueError(\"input outside the training range\")\nreturn obs[:, :6] * 0.1",
+            "forward",
+            "raised an error on an ordinary observation (walking at + the command limits): ValueError: input outside the training range",
+        ),
+        (
+            "nan_when_upright.pt",
+            "return obs[:, :6] / (1.0 - obs[:, 3:6].abs().sum(dim=1, keepdim=True))",
+            "forward",
+            "returned non-finite values for an ordinary observation (standing in the default pose)",
+        ),
+        (
+            "nan_for_negative_inputs.pt",
+            "return torch.sqrt(obs[:, :6] - obs[:, :6].abs())",
+            "forward",
+            "returned non-finite values for an ordinary observation",
+        ),
+        ("nan_everywhere.pt", "return obs[:, :6] * float(\"nan\")", "forward", "non-finite values for a zero observation"),
+        ("five_actions.pt", "return obs[:, :5]", "action.dim", "forward returned shape [1, 5], expected [1, 6]"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let bodies: Vec<(&str, &str)> = cases.iter().map(|(n, b, _, _)| (*n, *b)).collect();
+    students_with_forward(dir.path(), &bodies);
+    let cfg = config("student.toml");
+    for (name, _, field, says) in cases {
+        let e = load::open(&dir.path().join(name), &cfg, None, &[], Device::Cpu).err();
+        let e = e.unwrap_or_else(|| panic!("{name} was accepted"));
+        let shown = e.to_string();
+        assert_eq!(e.contract().map(|c| c.field.as_str()), Some(field), "{name}: {shown}");
+        assert!(shown.contains(says), "{name}:\n  said: {shown}\n  want: {says}");
+        assert!(!shown.contains("The following operation failed"), "{name}: {shown}");
+        if field == "forward" {
+            assert!(!shown.contains("dimension"), "{name}: not an observation-dimension problem: {shown}");
+        }
+    }
+}

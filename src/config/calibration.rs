@@ -30,7 +30,7 @@ pub fn apply(config: &mut Config) -> Result<(), ConfigError> {
     let doc: toml::Table = toml::from_str(&text).map_err(|e| ConfigError {
         file: file.clone(),
         line_col: e.span().map(|s| line_col(&text, s.start)),
-        key: None,
+        key: e.span().and_then(|s| super::error::key_at(&text, s)),
         message: e.message().trim().to_string(),
     })?;
     if let Some(key) = doc.keys().find(|k| *k != "offset_rad") {

@@ -88,6 +88,119 @@ pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
     best.map(|span| line_col(text, span.start))
 }
 
+/// The dotted key path whose key or value covers byte `span.start` of the TOML `text`, e.g.
+/// `loop.control_hz` for a type error in its value: what a serde error (which knows only the
+/// span) is about. Text that does not parse (a duplicate key) is read line by line instead.
+pub fn key_at(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    match toml_edit::Document::parse(text) {
+        Ok(doc) => {
+            let mut path = Vec::new();
+            find(doc.as_item(), span.start, &mut path).then(|| join(&path))
+        }
+        Err(_) => key_by_lines(text, span),
+    }
+}
+
+fn contains(span: Option<std::ops::Range<usize>>, offset: usize) -> bool {
+    span.is_some_and(|s| s.start <= offset && offset < s.end.max(s.start + 1))
+}
+
+fn join(path: &[String]) -> String {
+    let mut s = String::new();
+    for p in path {
+        if !s.is_empty() && !p.starts_with('[') {
+            s.push('.');
+        }
+        s.push_str(p);
+    }
+    s
+}
+
+/// Depth-first: the deepest key or value at `offset`, its path in `path`.
+fn find(item: &toml_edit::Item, offset: usize, path: &mut Vec<String>) -> bool {
+    use toml_edit::{Item, Value};
+    let in_table = |keys: Vec<(&toml_edit::Key, &Item)>, path: &mut Vec<String>| {
+        for (k, v) in keys {
+            path.push(k.get().to_string());
+            if find(v, offset, path) || contains(k.span(), offset) || contains(v.span(), offset) {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    };
+    match item {
+        Item::Table(t) => in_table(t.iter().filter_map(|(k, _)| t.get_key_value(k)).collect(), path),
+        Item::ArrayOfTables(a) => {
+            for (i, t) in a.iter().enumerate() {
+                path.push(format!("[{i}]"));
+                if in_table(t.iter().filter_map(|(k, _)| t.get_key_value(k)).collect(), path)
+                    || contains(t.span(), offset)
+                {
+                    return true;
+                }
+                path.pop();
+            }
+            false
+        }
+        Item::Value(Value::InlineTable(t)) => {
+            in_table(t.iter().filter_map(|(k, _)| t.get_key_value(k)).collect(), path)
+        }
+        Item::Value(Value::Array(a)) => {
+            for (i, v) in a.iter().enumerate() {
+                if contains(v.span(), offset) {
+                    path.push(format!("[{i}]"));
+                    let inner = Item::Value(v.clone());
+                    find(&inner, offset, path);
+                    return true;
+                }
+            }
+            false
+        }
+        _ => false,
+    }
+}
+
+/// For text toml_edit refuses (a duplicate key): the key written at `span` and the table header
+/// above it (`[[x]]` headers counted, so the n-th is `x[n-1]`).
+fn key_by_lines(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let word = text.get(span).unwrap_or("").trim().trim_matches(['"', '\'']);
+    let key_like = |k: &str| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    let mut table = String::new();
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for l in text[..line_start].lines().map(str::trim) {
+        if let Some(h) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let h = h.trim().to_string();
+            let n = match seen.iter_mut().find(|(k, _)| *k == h) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    seen.push((h.clone(), 0));
+                    0
+                }
+            };
+            table = format!("{h}[{n}]");
+        } else if let Some(h) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = h.trim().to_string();
+        }
+    }
+    if line.starts_with('[') {
+        // A table header itself (a table defined twice).
+        let h = line.trim_start_matches('[').split(']').next().unwrap_or("").trim();
+        return key_like(h).then(|| h.to_string());
+    }
+    let key = if key_like(word) { word.to_string() } else { line.split('=').next()?.trim().to_string() };
+    if !key_like(&key) {
+        return None;
+    }
+    Some(if table.is_empty() { key } else { format!("{table}.{key}") })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

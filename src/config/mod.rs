@@ -254,12 +254,12 @@ pub struct Imu {
     #[serde(default = "default_imu_baud")]
     pub baud: u32,
     /// Rotation from the IMU's frame to the body frame, roll-pitch-yaw in degrees.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exactly")]
     pub mounting_rpy_deg: [f64; 3],
     #[serde(default = "default_orientation")]
     pub orientation: OrientationSource,
     /// Mahony filter gains (proportional, integral) on the accelerometer's correction.
-    #[serde(default = "default_mahony")]
+    #[serde(default = "default_mahony", deserialize_with = "exactly")]
     pub filter_gains: [f64; 2],
 }
 
@@ -324,7 +324,9 @@ pub struct DepthSensor {
     /// The sensor's index on the firmware bridge.
     pub bridge_sensor: u8,
     /// Mounting pose in the body frame: position, and roll-pitch-yaw (the sensor looks along its +x).
+    #[serde(deserialize_with = "exactly")]
     pub position_m: [f64; 3],
+    #[serde(deserialize_with = "exactly")]
     pub rpy_deg: [f64; 3],
     /// Field of view across the zone grid, per axis (VL53L8CX: 45 degrees).
     #[serde(default = "default_fov")]
@@ -484,8 +486,10 @@ pub struct CommandLimits {
     /// A command source that has been silent this long counts as gone: its command becomes zero.
     pub lease_ms: f64,
     /// Largest |command| per axis: [vx m/s, vy m/s, yaw rate rad/s].
+    #[serde(deserialize_with = "exactly")]
     pub max_vel: [f64; 3],
     /// Largest change per second per axis (acceleration limit).
+    #[serde(deserialize_with = "exactly")]
     pub max_accel: [f64; 3],
 }
 
@@ -622,6 +626,14 @@ impl Default for Teleop {
     }
 }
 
+/// A fixed-length array of numbers. serde's `[f64; N]` takes the first N elements of a longer
+/// TOML array and silently drops the rest; here any other length is an error.
+pub(crate) fn exactly<'de, D: serde::Deserializer<'de>, const N: usize>(d: D) -> Result<[f64; N], D::Error> {
+    let v = Vec::<f64>::deserialize(d)?;
+    let n = v.len();
+    v.try_into().map_err(|_| serde::de::Error::custom(format!("expected {N} numbers, got {n}")))
+}
+
 impl Config {
     /// The teleop key prefix, resolved (`locod/<robot.name>` unless configured).
     pub fn teleop_prefix(&self) -> String {
@@ -642,7 +654,7 @@ impl Config {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError {
             file: path.to_path_buf(),
             line_col: e.span().map(|s| error::line_col(text, s.start)),
-            key: None,
+            key: e.span().and_then(|s| error::key_at(text, s)),
             message: e.message().trim().to_string(),
         })?;
         config.source = path.to_path_buf();

@@ -53,6 +53,7 @@ pub struct SimImu {
     pub gyro_noise_radps: f64,
     pub accel_noise_mps2: f64,
     /// Constant gyro bias, body axes.
+    #[serde(deserialize_with = "super::exactly")]
     pub gyro_bias_radps: [f64; 3],
     /// From measurement to the frame leaving the board.
     pub latency_ms: f64,

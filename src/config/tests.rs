@@ -229,3 +229,86 @@ fn mppi_overrides_are_checked_and_located() {
     let e = err(&(example() + "\n[mppi]\nhorizon = 5\nsample = 3\n"));
     assert!(e.contains("unknown field `sample`"), "{e}");
 }
+
+/// One bad configuration: the edit to the example (`from` → `to`, first occurrence) and what the
+/// error must say. Every error also starts with the file, line and column.
+struct Bad {
+    from: &'static str,
+    to: String,
+    says: &'static str,
+}
+
+fn bad(from: &'static str, to: impl Into<String>, says: &'static str) -> Bad {
+    Bad { from, to: to.into(), says }
+}
+
+#[test]
+fn bad_configurations_are_refused_naming_file_line_column_and_key() {
+    let cases = [
+        // Arrays of the wrong length (serde alone keeps the first elements of a longer one).
+        bad(
+            "max_vel = [1.0, 0.5, 1.5]",
+            "max_vel = [1.0, 0.5, 1.5, 2.0]",
+            "command.max_vel: expected 3 numbers, got 4",
+        ),
+        bad("max_vel = [1.0, 0.5, 1.5]", "max_vel = [1.0, 0.5]", "command.max_vel: expected 3 numbers, got 2"),
+        bad("max_accel = [2.0, 2.0, 4.0]", "max_accel = [2.0, 2.0, 4.0, 8.0]", "command.max_accel: expected 3 numbers"),
+        bad(
+            "mounting_rpy_deg = [0.0, 0.0, 0.0]",
+            "mounting_rpy_deg = [0.0, 0.0, 0.0, 0.0]",
+            "imu.mounting_rpy_deg: expected 3",
+        ),
+        bad(
+            "mounting_rpy_deg = [0.0, 0.0, 0.0]",
+            "filter_gains = [1.0, 0.01, 0.5]",
+            "imu.filter_gains: expected 2 numbers, got 3",
+        ),
+        // Robot names go into file names and zenoh keys.
+        bad("name = \"biwheel\"", "name = \"../../escape\"", "robot.name: \"../../escape\" contains '.'"),
+        bad("name = \"biwheel\"", "name = \"a/b\"", "robot.name: \"a/b\" contains '/'"),
+        bad("name = \"biwheel\"", "name = \"two words\"", "robot.name: \"two words\" contains ' '"),
+        bad("name = \"biwheel\"", "name = \"\"", "robot.name: expected a robot name"),
+        bad(
+            "name = \"biwheel\"",
+            format!("name = \"{}\"", "x".repeat(10 << 20)),
+            "robot.name: expected at most 64 characters",
+        ),
+        // Gains beyond the motor's MIT-mode ranges (ak80_9: kp 0..500, kd 0..5).
+        bad(
+            "stand_kp = 40.0",
+            "stand_kp = 900.0",
+            "joint[0].stand_kp: 900 is beyond what a ak80_9 can be commanded (kp 0..500",
+        ),
+        bad(
+            "stand_kd = 1.0",
+            "stand_kd = 7.0",
+            "joint[0].stand_kd: 7 is beyond what a ak80_9 can be commanded (kd 0..5",
+        ),
+        bad("damping_kd = 1.5", "damping_kd = 5.5", "joint[0].damping_kd: 5.5 is beyond"),
+        // Type errors and duplicate keys name the key.
+        bad(
+            "control_hz = 500",
+            "control_hz = \"fast\"",
+            "loop.control_hz: invalid type: string \"fast\", expected u32",
+        ),
+        bad("can_id = 0x02", "can_id = \"two\"", "joint[1].can_id: invalid type: string \"two\""),
+        bad("max_vel = [1.0, 0.5, 1.5]", "max_vel = [1.0, \"x\", 1.5]", "command.max_vel"),
+        bad("name = \"biwheel\"", "name = \"biwheel\"\nname = \"again\"", "robot.name: duplicate key"),
+        bad("can_id = 0x02", "can_id = 0x02\ncan_id = 0x07", "joint[1].can_id: duplicate key"),
+        bad("[robot]", "[robot]\nname = \"x\"\n[robot]", "robot: duplicate key"),
+    ];
+    let example = example();
+    for Bad { from, to, says } in &cases {
+        assert!(example.contains(from), "{from:?} is not in the example");
+        let text = example.replacen(from, to, 1);
+        let e = match parse(&text) {
+            Ok(_) => panic!("accepted: {from:?} -> {to:.80?}"),
+            Err(e) => e,
+        };
+        let shown = e.to_string();
+        let shown = &shown[..shown.len().min(400)];
+        assert!(e.line_col.is_some() && shown.starts_with("robot.toml:"), "no line and column: {shown}");
+        assert!(e.key.is_some(), "no key: {shown}");
+        assert!(shown.contains(says), "{from:?} -> {to:.80?}\n  said: {shown}\n  want: {says}");
+    }
+}

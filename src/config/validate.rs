@@ -29,10 +29,36 @@ fn non_negative(path: Vec<Seg>, value: f64) -> Check {
     }
 }
 
-pub fn validate(c: &Config) -> Check {
-    if c.robot.name.trim().is_empty() {
-        return fail(vec![Key("robot"), Key("name")], "expected a robot name, got an empty string");
+/// Longest robot name: it goes into every log file name and the teleop key prefix.
+pub const ROBOT_NAME_MAX: usize = 64;
+
+/// The robot's name goes raw into log file names (`<stamp>-<name>-e0000.mcap`) and zenoh keys
+/// (`locod/<name>/...`): letters, digits, `_` and `-`, and `.` after the first character, so
+/// that it can never leave the log directory or add a key chunk.
+fn validate_robot_name(name: &str) -> Check {
+    let at = vec![Key("robot"), Key("name")];
+    if name.is_empty() {
+        return fail(at, "expected a robot name, got an empty string");
     }
+    if name.len() > ROBOT_NAME_MAX {
+        return fail(at, format!("expected at most {ROBOT_NAME_MAX} characters, got {}", name.len()));
+    }
+    let bad = name
+        .char_indices()
+        .find(|&(i, ch)| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || (ch == '.' && i > 0)));
+    if let Some((_, ch)) = bad {
+        return fail(
+            at,
+            format!(
+                "{name:?} contains {ch:?}: a robot name is used in file names and keys, so it may only have letters, digits, '_', '-' and (not first) '.'"
+            ),
+        );
+    }
+    Ok(())
+}
+
+pub fn validate(c: &Config) -> Check {
+    validate_robot_name(&c.robot.name)?;
     validate_loop(c)?;
     validate_buses(c)?;
     validate_joints(c)?;
@@ -232,6 +258,23 @@ fn validate_joints(c: &Config) -> Check {
                     j.torque_max_nm, j.motor, ranges.t_max_nm, j.gear_ratio
                 ),
             );
+        }
+        // Gains are sent to the motor divided by the gear ratio squared.
+        let n2 = j.gear_ratio * j.gear_ratio;
+        for (key, gain, max, what) in [
+            ("stand_kp", j.stand_kp, ranges.kp_max, "kp"),
+            ("stand_kd", j.stand_kd, ranges.kd_max, "kd"),
+            ("damping_kd", j.damping_kd, ranges.kd_max, "kd"),
+        ] {
+            if gain > max as f64 * n2 * (1.0 + 1e-9) {
+                return fail(
+                    at(key),
+                    format!(
+                        "{gain} is beyond what a {} can be commanded ({what} 0..{max} at the motor, x{} gear)",
+                        j.motor, j.gear_ratio
+                    ),
+                );
+            }
         }
         if j.vel_max_radps > ranges.v_max_radps as f64 / j.gear_ratio + 1e-6 {
             return fail(

@@ -205,6 +205,8 @@ pub enum FallbackWhy {
     PolicyReported,
     /// A fresh action is available again.
     Recovered,
+    /// The policy failed on its latest snapshot (the reason is the policy's).
+    PolicyFailed(&'static str),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -222,6 +224,9 @@ impl fmt::Display for EventKind {
             }
             EventKind::FaultRaised(fault) => write!(f, "fault: {fault}"),
             EventKind::FaultCleared(fault) => write!(f, "fault cleared: {fault}"),
+            EventKind::FallbackSwitched { from, to, why: FallbackWhy::PolicyFailed(reason) } => {
+                write!(f, "controller {from:?} -> {to:?} (policy failed: {reason})")
+            }
             EventKind::FallbackSwitched { from, to, why } => {
                 write!(f, "controller {from:?} -> {to:?} ({why:?})")
             }
@@ -271,6 +276,10 @@ pub struct PolicyAction {
     pub action_len: u16,
     pub action: [f32; MAX_JOINTS],
     pub planner: PlannerStats,
+    /// The policy failed on the snapshot of `t_ns` and this holds no targets: why (e.g. "the
+    /// model produced a non-finite action"). The loop keeps its last good action until that is
+    /// stale, then falls back naming this reason.
+    pub failed: Option<&'static str>,
 }
 
 impl Default for PolicyAction {
@@ -284,6 +293,7 @@ impl Default for PolicyAction {
             action_len: 0,
             action: [0.0; MAX_JOINTS],
             planner: PlannerStats::default(),
+            failed: None,
         }
     }
 }

@@ -108,6 +108,8 @@ pub struct ControlLoop {
     state: RobotState,
     cmds: MotorCommands,
     action: PolicyAction,
+    /// Why the policy's latest publication was a failure, if it was (`PolicyAction::failed`).
+    policy_failure: Option<&'static str>,
     level: ControllerLevel,
     fault: Option<Fault>,
     /// When the active fault's condition was last seen to lapse.
@@ -160,6 +162,7 @@ impl ControlLoop {
             state: RobotState::default(),
             cmds: MotorCommands::default(),
             action: PolicyAction::default(),
+            policy_failure: None,
             level: ControllerLevel::Damp,
             fault: None,
             clear_since_ns: None,
@@ -337,7 +340,13 @@ impl ControlLoop {
             self.transition(now, t, Reason::EStop);
         }
         if let Some(policy) = self.inputs.policy.as_mut() {
-            self.action = *policy.latest();
+            // A failure is not an action: the last good one stays in use until it is stale,
+            // and then the fallback names the failure.
+            let latest = policy.latest();
+            self.policy_failure = latest.failed;
+            if latest.failed.is_none() {
+                self.action = *latest;
+            }
         }
         let fresh = self.action_fresh(now);
         let walk_available = fresh || self.motion.walks();
@@ -398,7 +407,11 @@ impl ControlLoop {
                     self.set_level(now, ControllerLevel::Primary, FallbackWhy::Recovered);
                     self.motion.walk(&self.state, &arb.command, &mut self.cmds);
                 } else {
-                    self.set_level(now, ControllerLevel::Stand, FallbackWhy::ActionStale);
+                    let why = match self.policy_failure {
+                        Some(reason) => FallbackWhy::PolicyFailed(reason),
+                        None => FallbackWhy::ActionStale,
+                    };
+                    self.set_level(now, ControllerLevel::Stand, why);
                     self.motion.stand(&self.state, &mut self.cmds);
                 }
             }

@@ -273,3 +273,36 @@ fn velocity_commands_are_arbitrated_in_the_loop() {
     rig.run_ms(2);
     assert!(rig.has(|k| matches!(k, EventKind::CommandRejected { source: CommandSource::Teleop })));
 }
+
+#[test]
+fn a_failing_policy_is_named_when_walk_falls_back() {
+    let mut rig = Rig::new(true);
+    rig.stand_up();
+    let hold = *rig.lp.commands();
+    rig.run_ms_with(100, |now, w| stand_policy(now, w, &hold));
+    rig.cmd.request_mode(ModeRequest::Walk);
+    rig.run_ms_with(100, |now, w| stand_policy(now, w, &hold));
+    assert_eq!((rig.lp.mode(), rig.lp.level()), (Mode::Walk, ControllerLevel::Primary));
+    // The model starts producing NaN: the policy publishes its failure every period.
+    const WHY: &str = "the model produced a non-finite action";
+    rig.run_ms_with(100, |now, w| {
+        if let Some(w) = w {
+            if (now / MS) % 20 == 0 {
+                w.write(PolicyAction { t_ns: now, failed: Some(WHY), ..Default::default() });
+            }
+        }
+    });
+    assert_eq!((rig.lp.mode(), rig.lp.level()), (Mode::Walk, ControllerLevel::Stand));
+    assert!(rig.has(|k| matches!(
+        k,
+        EventKind::FallbackSwitched { to: ControllerLevel::Stand, why: FallbackWhy::PolicyFailed(WHY), .. }
+    )));
+    assert!(!rig.has(|k| matches!(k, EventKind::FallbackSwitched { why: FallbackWhy::ActionStale, .. })));
+    let shown = EventKind::FallbackSwitched {
+        from: ControllerLevel::Primary,
+        to: ControllerLevel::Stand,
+        why: FallbackWhy::PolicyFailed(WHY),
+    }
+    .to_string();
+    assert_eq!(shown, "controller Primary -> Stand (policy failed: the model produced a non-finite action)");
+}

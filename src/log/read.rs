@@ -3,12 +3,14 @@
 //! A closed file ends with a summary and the MCAP magic. A `.part` file (the daemon was killed,
 //! or the disk failed) ends wherever the last write stopped: `recover` keeps every record up to
 //! the last complete chunk and writes a closed file. Bad input (not MCAP, a damaged chunk, a
-//! message that does not decode) is a `ReadError` naming the file, never a panic.
+//! message that does not decode) is a `ReadError` naming the file, never a panic; so is a
+//! recovered copy that cannot be written (a full disk): it names the `.part` file, keeps the
+//! operating system's error, and leaves no partial copy behind. An empty `.part` file (nothing
+//! ever reached the disk) is removed.
 //!
 //! Not for: writing logs during a run (`writer`).
 
 use super::schema::{self, Tick, EPISODE_END_NAME, METADATA_NAME};
-use crate::report;
 use mcap::read::{ChunkFlattener, Options};
 use mcap::records::Record;
 use std::collections::BTreeMap;
@@ -41,6 +43,22 @@ pub enum ReadError {
     Empty {
         path: PathBuf,
     },
+    /// The recovered copy of `input` could not be written (no partial copy is left behind).
+    Write {
+        input: PathBuf,
+        output: PathBuf,
+        error: std::io::Error,
+    },
+}
+
+impl ReadError {
+    /// The operating system's error, if this is one (`kind()` says `StorageFull` for a full disk).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            ReadError::Io { error, .. } | ReadError::Write { error, .. } => Some(error),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ReadError {
@@ -57,6 +75,9 @@ impl fmt::Display for ReadError {
                 write!(f, "{}: not a locod log (no {} channel of {})", path.display(), schema::TOPIC, schema::SCHEMA_NAME)
             }
             ReadError::Empty { path } => write!(f, "{}: no .mcap logs here", path.display()),
+            ReadError::Write { input, output, error } => {
+                write!(f, "{}: cannot write the recovered copy {}: {error}", input.display(), output.display())
+            }
         }
     }
 }
@@ -190,7 +211,8 @@ pub fn log_files(path: &Path) -> Result<Vec<PathBuf>, ReadError> {
 #[derive(Debug)]
 pub struct Recovered {
     pub input: PathBuf,
-    pub output: PathBuf,
+    /// The closed copy; `None` when the input was empty and was removed.
+    pub output: Option<PathBuf>,
     pub messages: usize,
     /// Why the input ended early (a cut-short or damaged record), if it did.
     pub stopped: Option<String>,
@@ -198,7 +220,10 @@ pub struct Recovered {
 
 impl fmt::Display for Recovered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} -> {}: {} ticks", self.input.display(), self.output.display(), self.messages)?;
+        let Some(output) = &self.output else {
+            return write!(f, "{}: empty (nothing reached the disk), removed", self.input.display());
+        };
+        write!(f, "{} -> {}: {} ticks", self.input.display(), output.display(), self.messages)?;
         if let Some(s) = &self.stopped {
             write!(f, " (input ended early: {s})")?;
         }
@@ -216,8 +241,18 @@ pub fn recovered_name(input: &Path) -> PathBuf {
     }
 }
 
-/// Writes a closed copy of `input` with every intact record, then removes a `.part` input.
+fn is_part(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "part")
+}
+
+/// Writes a closed copy of `input` with every intact record, then removes a `.part` input. An
+/// empty `.part` input is only removed.
 pub fn recover(input: &Path) -> Result<Recovered, ReadError> {
+    let io = |error| ReadError::Io { path: input.into(), error };
+    if is_part(input) && std::fs::metadata(input).map_err(io)?.len() == 0 {
+        std::fs::remove_file(input).map_err(io)?;
+        return Ok(Recovered { input: input.into(), output: None, messages: 0, stopped: None });
+    }
     let data = read_bytes(input)?;
     let s = scan(&data);
     if !s.has_tick_channel {
@@ -228,43 +263,63 @@ pub fn recover(input: &Path) -> Result<Recovered, ReadError> {
     }
     let output = recovered_name(input);
     let tmp = output.with_extension("mcap.recovering");
-    let io = |error| ReadError::Io { path: tmp.clone(), error };
-    let mcap_err =
-        |e: mcap::McapError| ReadError::Io { path: tmp.clone(), error: std::io::Error::other(e.to_string()) };
-    let file = std::fs::File::create(&tmp).map_err(io)?;
+    let written = write_copy(input, &tmp, s.metadata, &s.messages).and_then(|()| std::fs::rename(&tmp, &output));
+    if let Err(error) = written {
+        // No partial or empty copy stays behind; the input is kept as it was.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ReadError::Write { input: input.into(), output, error });
+    }
+    if is_part(input) {
+        std::fs::remove_file(input).map_err(io)?;
+    }
+    Ok(Recovered { input: input.into(), output: Some(output), messages: s.messages.len(), stopped: s.stopped })
+}
+
+/// The closed copy of a scanned file, written to `tmp` and synced.
+fn write_copy(
+    input: &Path,
+    tmp: &Path,
+    metadata: Vec<(String, BTreeMap<String, String>)>,
+    messages: &[(u64, Vec<u8>)],
+) -> std::io::Result<()> {
+    use super::writer::io_error;
+    let file = std::fs::File::create(tmp)?;
     let mut w = mcap::WriteOptions::new()
         .compression(Some(mcap::Compression::Zstd))
         .profile("ros2")
         .library(format!("locod {} (recovered)", env!("CARGO_PKG_VERSION")))
         .create(BufWriter::new(file))
-        .map_err(mcap_err)?;
+        .map_err(io_error)?;
     let schema_id =
-        w.add_schema(schema::SCHEMA_NAME, schema::SCHEMA_ENCODING, schema::MSG.as_bytes()).map_err(mcap_err)?;
+        w.add_schema(schema::SCHEMA_NAME, schema::SCHEMA_ENCODING, schema::MSG.as_bytes()).map_err(io_error)?;
     let channel =
-        w.add_channel(schema_id, schema::TOPIC, schema::MESSAGE_ENCODING, &BTreeMap::new()).map_err(mcap_err)?;
-    for (name, mut m) in s.metadata {
+        w.add_channel(schema_id, schema::TOPIC, schema::MESSAGE_ENCODING, &BTreeMap::new()).map_err(io_error)?;
+    for (name, mut m) in metadata {
         if name == METADATA_NAME {
             m.insert("recovered_from".into(), input.display().to_string());
         }
-        w.write_metadata(&mcap::records::Metadata { name, metadata: m }).map_err(mcap_err)?;
+        w.write_metadata(&mcap::records::Metadata { name, metadata: m }).map_err(io_error)?;
     }
-    for (seq, (t, data)) in s.messages.iter().enumerate() {
+    for (seq, (t, data)) in messages.iter().enumerate() {
         let header =
             mcap::records::MessageHeader { channel_id: channel, sequence: seq as u32, log_time: *t, publish_time: *t };
-        w.write_to_known_channel(&header, data).map_err(mcap_err)?;
+        w.write_to_known_channel(&header, data).map_err(io_error)?;
     }
-    w.finish().map_err(mcap_err)?;
-    let file = w.into_inner().into_inner().map_err(|e| io(std::io::Error::other(e.error().to_string())))?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, &output).map_err(io)?;
-    if input.extension().is_some_and(|e| e == "part") {
-        std::fs::remove_file(input).map_err(|error| ReadError::Io { path: input.into(), error })?;
-    }
-    Ok(Recovered { input: input.into(), output, messages: s.messages.len(), stopped: s.stopped })
+    w.finish().map_err(io_error)?;
+    let file = w.into_inner().into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
 }
 
-/// Recovers every `*.mcap.part` in `dir`. A file that cannot be recovered is reported and kept.
-pub fn recover_dir(dir: &Path) -> Result<Vec<Recovered>, ReadError> {
+/// What `recover_dir` did: the files it finished, and the ones it could not (kept as they are).
+#[derive(Debug, Default)]
+pub struct DirRecovery {
+    pub recovered: Vec<Recovered>,
+    pub failed: Vec<ReadError>,
+}
+
+/// Recovers every `*.mcap.part` in `dir`. A file that cannot be recovered is kept, and its error
+/// is in `failed`.
+pub fn recover_dir(dir: &Path) -> Result<DirRecovery, ReadError> {
     let io = |error| ReadError::Io { path: dir.into(), error };
     let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io)?
@@ -272,11 +327,11 @@ pub fn recover_dir(dir: &Path) -> Result<Vec<Recovered>, ReadError> {
         .filter(|p| p.to_string_lossy().ends_with(".mcap.part"))
         .collect();
     parts.sort();
-    let mut done = Vec::new();
+    let mut done = DirRecovery::default();
     for p in parts {
         match recover(&p) {
-            Ok(r) => done.push(r),
-            Err(e) => report::warn(format!("log: cannot recover {e}")),
+            Ok(r) => done.recovered.push(r),
+            Err(e) => done.failed.push(e),
         }
     }
     Ok(done)

@@ -234,7 +234,7 @@ fn recovery_keeps_every_complete_chunk_of_a_cut_short_file() {
     let r = read::recover(&part).unwrap();
     assert_eq!(r.messages, 200);
     assert!(!part.exists());
-    let log = read::read_file(&r.output).unwrap();
+    let log = read::read_file(r.output.as_ref().unwrap()).unwrap();
     assert_eq!(log.ticks.iter().map(|t| t.tick).collect::<Vec<_>>(), (1..=200).collect::<Vec<_>>());
     assert!(log.metadata.contains_key("recovered_from"));
 }
@@ -265,4 +265,54 @@ fn damaged_files_are_errors_never_panics() {
     std::fs::write(&bad, b"not an mcap file at all").unwrap();
     assert!(matches!(read::read_file(&bad), Err(ReadError::NotMcap { .. })));
     assert!(read::read_file(&bad).unwrap_err().to_string().contains("not an MCAP file"));
+}
+
+#[test]
+fn a_part_file_that_cannot_be_recovered_is_an_error_naming_it_and_an_empty_one_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &(1..=50).map(|t| record(t, Mode::Passive)).collect::<Vec<_>>());
+    let junk = dir.path().join("20260101T000000Z-test-e0007.mcap.part");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let random: Vec<u8> = (0..4096)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    std::fs::write(&junk, &random).unwrap();
+    let empty = dir.path().join("20260101T000000Z-test-e0008.mcap.part");
+    std::fs::write(&empty, b"").unwrap();
+
+    let done = read::recover_dir(dir.path()).unwrap();
+    assert_eq!(done.failed.len(), 1, "{done:?}");
+    let e = done.failed[0].to_string();
+    assert!(e.starts_with(&junk.display().to_string()), "names the .part file: {e}");
+    assert!(junk.exists(), "a file that could not be recovered is kept");
+    assert_eq!(done.recovered.len(), 1, "{done:?}");
+    assert!(done.recovered[0].output.is_none() && !empty.exists(), "an empty .part is removed: {done:?}");
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.ends_with(".recovering")), "{names:?}");
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let e = e.unwrap();
+        assert!(e.metadata().unwrap().len() > 0, "{:?} is empty", e.file_name());
+    }
+}
+
+#[test]
+fn records_count_as_written_only_once_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut logger = Logger::new(&config(dir.path()), meta());
+    for t in 1..=30 {
+        let r = record(t, Mode::Passive);
+        logger.record(&r, r.t_ns);
+    }
+    assert_eq!(logger.stats().records_written, 0, "30 records in memory, none synced");
+    logger.poll(u64::MAX);
+    assert_eq!(logger.stats().records_written, 30);
+    let r = record(31, Mode::Passive);
+    logger.record(&r, r.t_ns);
+    assert_eq!(logger.close().records_written, 31, "closing the file makes the rest durable");
 }

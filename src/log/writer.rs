@@ -6,9 +6,12 @@
 //! `fsync_interval_ms` the open file's chunk is closed and the file synced, so a crash or a
 //! power cut loses at most that much (`read::recover` finishes a `.part` file; the logger does
 //! it for leftovers when it starts). When the directory cannot be written (disk full, gone,
-//! read-only) logging stops, the records are counted as lost, the journal says so once, and
-//! every second the logger tries again. The oldest closed files are deleted to stay under
-//! `quota_mb`.
+//! read-only) logging stops, the records are counted as lost, the journal says so once with the
+//! operating system's reason (`No space left on device`), and every second the logger tries
+//! again. A record counts as written only once the chunk holding it is synced (or its file
+//! closed): what a failure leaves unsynced is counted as lost, and a `.part` file that holds no
+//! synced record is removed rather than left empty. The oldest closed files are deleted to stay
+//! under `quota_mb`.
 //!
 //! Not for: the real-time side (`LogTap`) or reading logs back (`read`).
 
@@ -38,8 +41,11 @@ const CHUNK_BYTES: u64 = 1 << 20;
 /// What the logger did, for the run summary and the benchmark.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct LogStats {
+    /// Records on disk: in a chunk that was synced, or in a file that was closed. A `.part` file
+    /// left by a failure holds exactly these (`locod log recover` finishes it).
     pub records_written: u64,
-    /// Records discarded while logging was stopped by an error.
+    /// Records discarded while logging was stopped by an error, and records that were not yet
+    /// synced when the error came.
     pub records_lost: u64,
     pub files_closed: u64,
     /// Size of the closed files.
@@ -47,6 +53,47 @@ pub struct LogStats {
     /// Times logging stopped because of an error.
     pub failures: u64,
     pub files_removed_by_quota: u64,
+}
+
+/// Why the logger could not write: the step, the file, and the operating system's error (its
+/// `kind()` is kept: `StorageFull` for a full disk).
+#[derive(Debug)]
+pub struct DiskError {
+    pub step: &'static str,
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+impl DiskError {
+    fn new(step: &'static str, path: &Path, error: std::io::Error) -> Self {
+        Self { step, path: path.to_path_buf(), error }
+    }
+
+    fn mcap(step: &'static str, path: &Path, error: mcap::McapError) -> Self {
+        Self::new(step, path, io_error(error))
+    }
+}
+
+impl std::fmt::Display for DiskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The OS error is the source: `report::chain` shows "writing X: No space left on device".
+        write!(f, "{} {}", self.step, self.path.display())
+    }
+}
+
+impl std::error::Error for DiskError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// The operating system's error inside an MCAP error (whose own text, "I/O error from writing, or
+/// reading a compression stream", hides it); other MCAP errors as an `Other` error.
+pub fn io_error(e: mcap::McapError) -> std::io::Error {
+    match e {
+        mcap::McapError::Io(e) => e,
+        other => std::io::Error::other(other.to_string()),
+    }
 }
 
 /// The `locod` metadata record every file starts with.
@@ -105,11 +152,13 @@ struct Episode {
     sequence: u32,
     start_t_ns: u64,
     records: u64,
+    /// Records handed to the writer since the last successful sync (in memory, not yet durable).
+    unsynced: u64,
     last_sync_ns: u64,
 }
 
 struct Down {
-    reason: String,
+    reason: DiskError,
     retry_at_ns: u64,
     lost_at_start: u64,
 }
@@ -165,8 +214,11 @@ impl Logger {
         }
         match super::read::recover_dir(&self.cfg.dir) {
             Ok(done) => {
-                for r in done {
+                for r in done.recovered {
                     report::info(format!("log: recovered {}", r));
+                }
+                for e in done.failed {
+                    report::warn(format!("log: cannot recover {e}"));
                 }
             }
             Err(e) => report::warn(format!("log: cannot recover earlier files: {e}")),
@@ -213,7 +265,7 @@ impl Logger {
                 report::info(format!(
                     "log: resumed in {path}; {} records were lost while it was stopped ({})",
                     self.stats.records_lost - d.lost_at_start,
-                    d.reason
+                    report::chain(&d.reason)
                 ));
             }
         }
@@ -230,12 +282,12 @@ impl Logger {
             Ok(()) => {
                 f.sequence = f.sequence.wrapping_add(1);
                 f.records += 1;
-                self.stats.records_written += 1;
+                f.unsynced += 1;
             }
             Err(e) => {
-                let msg = format!("writing {}: {e}", f.part.display());
+                let e = DiskError::mcap("writing", &f.part, e);
                 self.stats.records_lost += 1;
-                self.go_down(msg, now_ns)
+                self.go_down(e, now_ns)
             }
         }
     }
@@ -247,13 +299,14 @@ impl Logger {
             return;
         }
         f.last_sync_ns = now_ns;
-        let res =
-            f.writer.flush().map_err(|e| e.to_string()).and_then(|()| f.sync.sync_data().map_err(|e| e.to_string()));
+        let res = f.writer.flush().map_err(io_error).and_then(|()| f.sync.sync_data());
         if let Err(e) = res {
-            let msg = format!("syncing {}: {e}", f.part.display());
-            self.go_down(msg, now_ns);
+            let e = DiskError::new("syncing", &f.part, e);
+            self.go_down(e, now_ns);
             return;
         }
+        self.stats.records_written += f.unsynced;
+        f.unsynced = 0;
         self.enforce_quota();
     }
 
@@ -275,16 +328,18 @@ impl Logger {
         self.stats
     }
 
-    fn go_down(&mut self, reason: String, now_ns: u64) {
+    fn go_down(&mut self, reason: DiskError, now_ns: u64) {
         // Whatever reached the disk stays as a `.part` file; `recover` finishes it later.
         // `into_inner` drops the writer without trying to write a summary to a failing disk.
         if let Some(f) = self.file.take() {
             drop(f.writer.into_inner());
+            self.abandon(&f.part, f.records, f.unsynced);
         }
         self.stats.failures += 1;
         if self.down.is_none() {
             report::warn(format!(
-                "log: recording stopped: {reason}. The robot keeps running; records are discarded until {} can be written again (retrying every second)",
+                "log: recording stopped: {}. The robot keeps running; records are discarded until {} can be written again (retrying every second)",
+                report::chain(&reason),
                 self.cfg.dir.display()
             ));
             self.down = Some(Down { reason, retry_at_ns: now_ns + RETRY_NS, lost_at_start: self.stats.records_lost });
@@ -293,23 +348,63 @@ impl Logger {
         }
     }
 
-    fn open_episode(&mut self, t_ns: u64, now_ns: u64) -> Result<(), String> {
+    /// The records of a file that failed: those not synced are lost, and a file with no synced
+    /// record holds nothing to recover, so it does not stay behind (empty or a bare header).
+    fn abandon(&mut self, part: &Path, records: u64, unsynced: u64) {
+        self.stats.records_lost += unsynced;
+        if records == unsynced {
+            let _ = std::fs::remove_file(part);
+        }
+    }
+
+    fn open_episode(&mut self, t_ns: u64, now_ns: u64) -> Result<(), DiskError> {
         let dir = self.cfg.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| DiskError::new("creating", &dir, e))?;
         self.enforce_quota();
         let episode = self.next_episode;
         let robot = self.meta.get("robot").map_or("robot", String::as_str);
         let name = format!("{}-{}-e{episode:04}.mcap", self.session, robot);
         let path = dir.join(&name);
         let part = dir.join(format!("{name}.part"));
-        let file = File::create(&part).map_err(|e| format!("creating {}: {e}", part.display()))?;
-        let sync = file.try_clone().map_err(|e| e.to_string())?;
+        let file = File::create(&part).map_err(|e| DiskError::new("creating", &part, e))?;
+        let header = self.write_header(file, &part, episode);
+        let (writer, sync, channel) = match header {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                return Err(e);
+            }
+        };
+        self.next_episode += 1;
+        self.file = Some(Episode {
+            writer,
+            sync,
+            part,
+            path,
+            channel,
+            sequence: 0,
+            start_t_ns: t_ns,
+            records: 0,
+            unsynced: 0,
+            last_sync_ns: now_ns,
+        });
+        Ok(())
+    }
+
+    /// The file's header: the MCAP writer on `file`, a second handle for syncing, the channel.
+    fn write_header(
+        &self,
+        file: File,
+        part: &Path,
+        episode: u64,
+    ) -> Result<(mcap::Writer<BufWriter<File>>, File, u16), DiskError> {
+        let sync = file.try_clone().map_err(|e| DiskError::new("opening", part, e))?;
         let compression = match self.cfg.compression {
             LogCompression::Zstd => Some(mcap::Compression::Zstd),
             LogCompression::Lz4 => Some(mcap::Compression::Lz4),
             LogCompression::None => None,
         };
-        let err = |e: mcap::McapError| format!("writing {}: {e}", part.display());
+        let err = |e: mcap::McapError| DiskError::mcap("writing", part, e);
         let mut writer = mcap::WriteOptions::new()
             .compression(compression)
             .chunk_size(Some(CHUNK_BYTES))
@@ -327,49 +422,49 @@ impl Logger {
         meta.insert("start_reason".into(), self.start_reason.into());
         meta.insert("start_utc".into(), utc_stamp());
         writer.write_metadata(&mcap::records::Metadata { name: METADATA_NAME.into(), metadata: meta }).map_err(err)?;
-        self.next_episode += 1;
-        self.file = Some(Episode {
-            writer,
-            sync,
-            part,
-            path,
-            channel,
-            sequence: 0,
-            start_t_ns: t_ns,
-            records: 0,
-            last_sync_ns: now_ns,
-        });
-        Ok(())
+        Ok((writer, sync, channel))
     }
 
     fn close_episode(&mut self, reason: &str) {
         let Some(mut f) = self.file.take() else { return };
-        let result = (|| -> Result<u64, String> {
+        let part = f.part.clone();
+        let mut durable = false;
+        let result = (|| -> Result<u64, std::io::Error> {
             let end = BTreeMap::from([
                 ("reason".to_string(), reason.to_string()),
                 ("records".to_string(), f.records.to_string()),
             ]);
-            let e = |e: mcap::McapError| e.to_string();
             f.writer
                 .write_metadata(&mcap::records::Metadata { name: EPISODE_END_NAME.into(), metadata: end })
-                .map_err(e)?;
-            f.writer.finish().map_err(e)?;
-            let file = f.writer.into_inner().into_inner().map_err(|e| e.error().to_string())?;
-            file.sync_all().map_err(|e| e.to_string())?;
-            let bytes = file.metadata().map_err(|e| e.to_string())?.len();
-            std::fs::rename(&f.part, &f.path).map_err(|e| e.to_string())?;
+                .map_err(io_error)?;
+            f.writer.finish().map_err(io_error)?;
+            let file = f.writer.into_inner().into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            durable = true;
+            let bytes = file.metadata()?.len();
+            std::fs::rename(&f.part, &f.path)?;
             // The rename itself must survive a power cut.
             if let Some(dir) = f.path.parent() {
-                File::open(dir).and_then(|d| d.sync_all()).map_err(|e| e.to_string())?;
+                File::open(dir).and_then(|d| d.sync_all())?;
             }
             Ok(bytes)
         })();
         match result {
             Ok(bytes) => {
+                self.stats.records_written += f.unsynced;
                 self.stats.files_closed += 1;
                 self.stats.bytes_closed += bytes;
             }
-            Err(e) => self.go_down(format!("closing {}: {e}", f.part.display()), monotonic_ns()),
+            Err(e) if durable => {
+                // Complete and synced, only not renamed: `locod log recover` finishes it.
+                self.stats.records_written += f.unsynced;
+                self.go_down(DiskError::new("closing", &part, e), monotonic_ns())
+            }
+            Err(e) => {
+                // The failed writer is gone: account for its file here, then stop.
+                self.abandon(&part, f.records, f.unsynced);
+                self.go_down(DiskError::new("closing", &part, e), monotonic_ns())
+            }
         }
     }
 

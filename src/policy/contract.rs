@@ -411,6 +411,19 @@ impl Contract {
                 ));
             };
             let cj = &config.joints[c];
+            let ranges = cj.ranges.unwrap_or_else(|| cj.motor.ranges());
+            let n2 = cj.gear_ratio * cj.gear_ratio;
+            for (key, gain, max) in [("kp", j.kp, ranges.kp_max), ("kd", j.kd, ranges.kd_max)] {
+                if gain > max as f64 * n2 * (1.0 + 1e-9) {
+                    return Err(ContractError::new(
+                        format!("joints[{i}].{key}"),
+                        format!(
+                            "joint {:?}: {key} {gain} is beyond what its {} can be commanded (0..{max} at the motor, x{} gear)",
+                            j.name, cj.motor, cj.gear_ratio
+                        ),
+                    ));
+                }
+            }
             if cj.mode != j.mode {
                 return Err(ContractError::new(
                     format!("joints[{i}].mode"),

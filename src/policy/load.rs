@@ -1,13 +1,15 @@
 //! Opening a model: load the TorchScript file, read its contract, check it against the
-//! configuration, and probe the model itself (observation dimension, output shapes, finiteness,
-//! the world model's methods). `locod check --model` runs exactly this; so does every controller
+//! configuration, and probe the model itself (observation dimension, output shapes, finiteness
+//! at the zero observation and at ordinary robot states, the world model's methods). `locod check --model` runs exactly this; so does every controller
 //! before it is built.
 //!
 //! Not for: running the model every tick (the controllers do that).
 
 use super::contract::{Contract, ContractError, ModelKind};
+use super::obs::ObsBuilder;
 use super::torch::{has_shape, read_f32, Arg, Module, TorchError};
 use crate::config::Config;
+use crate::control::messages::{Mode, Snapshot};
 use std::cell::Cell;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -107,6 +109,7 @@ pub fn open(
     let contract = Contract::parse(&spec).map_err(contract_err)?;
     let warnings = contract.check_config(config, kind.unwrap_or(contract.kind), depth_sensors).map_err(contract_err)?;
     let optional = probe(&contract, &module).map_err(contract_err)?;
+    probe_ordinary(&contract, &module, config, depth_sensors, optional).map_err(contract_err)?;
     Ok(Opened { path: path.to_path_buf(), module, contract, optional, warnings })
 }
 
@@ -133,10 +136,23 @@ fn finite(t: &Tensor) -> bool {
     read_f32(t, &mut v).is_ok() && v.iter().all(|x| x.is_finite())
 }
 
-/// A failure while probing with a zero observation: a wrong dimension, or a missing method.
+/// Whether libtorch's message is about the shape of an input (as opposed to the model failing
+/// for its own reasons).
+fn is_shape_error(e: &TorchError) -> bool {
+    let m = e.0.to_lowercase();
+    ["shape", "size mismatch", "must match the size", "dimension", "mat1 and mat2", "expected input"]
+        .iter()
+        .any(|k| m.contains(k))
+}
+
+/// A failure while probing with a zero observation: a missing method, an observation of the
+/// wrong dimension, or the model's own error (its message, under the method's name).
 fn obs_error(contract: &Contract, method: &str, e: TorchError) -> ContractError {
     if e.is_missing_method() {
         return ContractError::new(method, format!("the model has no `{method}` method"));
+    }
+    if !is_shape_error(&e) {
+        return ContractError::new(method, format!("raised an error on a zero observation: {e}"));
     }
     ContractError::new(
         "obs",
@@ -145,6 +161,112 @@ fn obs_error(contract: &Contract, method: &str, e: TorchError) -> ContractError 
             contract.obs_dim()
         ),
     )
+}
+
+/// Robot states the model meets in ordinary use, built from the configuration: standing in the
+/// default pose, walking at the command limits, at the joints' limits and tilted, and seeded
+/// random states within the limits. A model that is finite at the zero observation can still
+/// divide by or take the logarithm of one of these.
+fn ordinary_snapshots(config: &Config) -> Vec<(String, Snapshot)> {
+    let mut out = Vec::new();
+    let joints = &config.joints;
+    let base = |t: u64| {
+        let mut s = Snapshot { tick: t + 1, mode: Mode::Walk, standing: true, ..Default::default() };
+        s.state.t_ns = (t + 1) * 20_000_000;
+        for (i, j) in joints.iter().enumerate() {
+            s.state.joints[i].q_rad = j.default_pos_rad;
+        }
+        s
+    };
+    let gravity = |roll: f64, pitch: f64| [pitch.sin(), -roll.sin() * pitch.cos(), -roll.cos() * pitch.cos()];
+    out.push(("standing in the default pose".to_string(), base(0)));
+    let max = config.command.max_vel;
+    for (k, sign) in [(1u64, 1.0), (2, -1.0)] {
+        let mut s = base(k);
+        s.command = [sign * max[0], sign * max[1], sign * max[2]];
+        s.state.ang_vel_body_radps = [0.3 * sign, -0.2, 0.5 * sign];
+        for (i, j) in joints.iter().enumerate() {
+            s.state.joints[i].qd_radps = sign * 0.5 * j.vel_max_radps;
+        }
+        out.push((format!("walking at {} the command limits", if sign > 0.0 { "+" } else { "-" }), s));
+    }
+    for (k, low) in [(3u64, true), (4, false)] {
+        let mut s = base(k);
+        for (i, j) in joints.iter().enumerate() {
+            let limit = if low { j.pos_min_rad } else { j.pos_max_rad };
+            s.state.joints[i].q_rad = limit.unwrap_or(j.default_pos_rad);
+            s.state.joints[i].qd_radps = if low { -j.vel_max_radps } else { j.vel_max_radps };
+        }
+        s.state.projected_gravity_body = if low { gravity(0.0, 0.35) } else { gravity(-0.35, 0.0) };
+        out.push((format!("at the joints' {} limits, tilted 20 degrees", if low { "lower" } else { "upper" }), s));
+    }
+    let mut rng = super::rng::Rng::new(0x6c6f_636f_6421);
+    for k in 0..4u64 {
+        let mut s = base(5 + k);
+        let mut u = |lo: f64, hi: f64| lo + (hi - lo) * rng.uniform();
+        for (i, j) in joints.iter().enumerate() {
+            let (lo, hi) = (j.pos_min_rad.unwrap_or(-3.0), j.pos_max_rad.unwrap_or(3.0));
+            s.state.joints[i].q_rad = u(lo, hi);
+            s.state.joints[i].qd_radps = u(-j.vel_max_radps, j.vel_max_radps);
+        }
+        s.command = [u(-max[0], max[0]), u(-max[1], max[1]), u(-max[2], max[2])];
+        s.state.ang_vel_body_radps = [u(-2.0, 2.0), u(-2.0, 2.0), u(-2.0, 2.0)];
+        s.state.projected_gravity_body = gravity(u(-0.5, 0.5), u(-0.5, 0.5));
+        out.push((format!("a random state within the limits (#{k})"), s));
+    }
+    out
+}
+
+/// Runs the model on the observations of `ordinary_snapshots` (built as the controller builds
+/// them, history and last action included) and refuses an error or a non-finite output.
+fn probe_ordinary(
+    contract: &Contract,
+    m: &Module,
+    config: &Config,
+    depth_sensors: &[String],
+    optional: Optional,
+) -> Result<(), ContractError> {
+    let mut builder = ObsBuilder::new(contract, config, depth_sensors).map_err(|e| ContractError::new("obs", e))?;
+    let d = m.device();
+    let n = builder.dim() as i64;
+    let a = contract.action_dim;
+    for (what, snapshot) in ordinary_snapshots(config) {
+        builder.reset();
+        let obs = Tensor::from_slice(builder.build(&snapshot, None)).reshape([1, n]).to_device(d);
+        let fail = |method: &str, e: TorchError| {
+            ContractError::new(method, format!("raised an error on an ordinary observation ({what}): {e}"))
+        };
+        let non_finite = |method: &str| {
+            ContractError::new(method, format!("returned non-finite values for an ordinary observation ({what})"))
+        };
+        match contract.kind {
+            ModelKind::Policy => {
+                let action = match &contract.recurrent_state {
+                    None => m.call(c"forward", &[Arg::T(&obs)]).map_err(|e| fail("forward", e))?,
+                    Some(shape) => {
+                        let state = zeros(shape, d);
+                        m.call2(c"forward", &[Arg::T(&obs), Arg::T(&state)]).map_err(|e| fail("forward", e))?.0
+                    }
+                };
+                if !has_shape(&action, &[1, a as i64]) || !finite(&action) {
+                    return Err(non_finite("forward"));
+                }
+            }
+            ModelKind::WorldModel => {
+                let z = m.call(c"encode", &[Arg::T(&obs)]).map_err(|e| fail("encode", e))?;
+                if !finite(&z) {
+                    return Err(non_finite("encode"));
+                }
+                if optional.pi {
+                    let p = m.call(c"pi", &[Arg::T(&z)]).map_err(|e| fail("pi", e))?;
+                    if !finite(&p) {
+                        return Err(non_finite("pi"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn probe_policy(contract: &Contract, m: &Module) -> Result<(), ContractError> {

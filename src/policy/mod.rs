@@ -97,8 +97,9 @@ pub struct Cycle {
 }
 
 impl Cycle {
-    /// Fills `out` from `snapshot`; `None` before the loop has run, else whether `out` holds a new
-    /// action to publish. The caller calls `policy.prepare_next()` after publishing.
+    /// Fills `out` from `snapshot`; `None` before the loop has run, else whether the policy
+    /// succeeded. Either way `out` is to be published: a failure as `failed`, which the loop
+    /// reports. The caller calls `policy.prepare_next()` after publishing.
     pub fn act(
         &mut self,
         policy: &mut dyn Policy,
@@ -112,10 +113,17 @@ impl Cycle {
             policy.reset();
             self.last_mode = Some(snapshot.mode);
         }
-        Some(policy.act(snapshot, out).map(|level| {
-            out.t_ns = snapshot.state.t_ns;
-            out.level = level;
-        }))
+        let r = policy.act(snapshot, out);
+        out.t_ns = snapshot.state.t_ns;
+        match r {
+            Ok(level) => {
+                out.level = level;
+                out.failed = None;
+            }
+            // Published too, so that the loop's fallback names the failure (not a stale action).
+            Err(e) => out.failed = Some(e.0),
+        }
+        Some(r.map(|_| ()))
     }
 }
 
@@ -142,6 +150,7 @@ pub fn run(
             Some(Err(e)) => {
                 stats.errors += 1;
                 stats.last_error = Some(e);
+                actions.publish();
             }
         }
         stats.compute.record(clock.now_ns().saturating_sub(release.woke_ns));

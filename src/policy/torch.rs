@@ -44,8 +44,31 @@ fn last_error() -> Result<(), TorchError> {
     let msg = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
     // SAFETY: allocated with malloc by torch-sys's C++ side.
     unsafe { libc::free(p as *mut libc::c_void) };
-    let short = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("libtorch error").trim().to_string();
-    Err(TorchError(short))
+    Err(TorchError(summary(&msg)))
+}
+
+/// The line of a libtorch error a person needs. An exception raised inside a TorchScript method
+/// comes as "The following operation failed in the TorchScript interpreter.", a traceback, and
+/// the exception itself on its last lines ("builtins.RuntimeError: <the model's message>"): that
+/// message, not the first line, says what went wrong. Other errors say it on their first line.
+pub fn summary(msg: &str) -> String {
+    let first = msg.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("libtorch error");
+    if !first.starts_with("The following operation failed in the TorchScript interpreter") {
+        return first.to_string();
+    }
+    // The exception's line: `builtins.RuntimeError: ...`, `torch.jit.Error: ...` (after the
+    // traceback's source lines, which are code).
+    let lines: Vec<&str> = msg.lines().map(str::trim).collect();
+    let is_exception = |l: &str| {
+        l.split_once(": ").is_some_and(|(name, _)| {
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                && (name.ends_with("Error") || name.ends_with("Exception") || name.ends_with("Warning"))
+        })
+    };
+    let Some(at) = lines.iter().rposition(|l| is_exception(l)) else { return first.to_string() };
+    let text = lines[at..].iter().filter(|l| !l.is_empty()).copied().collect::<Vec<_>>().join(" ");
+    text.strip_prefix("builtins.").unwrap_or(&text).to_string()
 }
 
 /// Parses `cpu`, `cuda` or `cuda:N`.

@@ -438,11 +438,11 @@ impl Controller {
         if ok {
             self.report.actions += 1;
             self.report.delay_ticks_max = self.report.delay_ticks_max.max(delay_ticks);
-            self.pending.push_back((tick + delay_ticks, out));
         } else {
             self.report.errors += 1;
-            self.spare.push(out);
         }
+        // A failure reaches the loop too (`failed`), as from the policy thread.
+        self.pending.push_back((tick + delay_ticks, out));
         self.policy.prepare_next();
         Some(step)
     }

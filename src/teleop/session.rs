@@ -78,6 +78,42 @@ pub fn zenoh_config(config: &Config, role: Role) -> Result<zenoh::Config, Teleop
     Ok(c)
 }
 
+/// The TLS files a zenoh configuration may name (`transport/link/tls/...`).
+const TLS_FILES: [&str; 5] =
+    ["root_ca_certificate", "listen_certificate", "listen_private_key", "connect_certificate", "connect_private_key"];
+
+/// What the daemon (`Role::Robot`) and `locod teleop` (`Role::Operator`) would open of the
+/// zenoh side, checked without opening a session: each configured zenoh file exists and parses,
+/// and every TLS certificate or key it names can be read. What `locod check` runs; an error
+/// comes with the `[teleop]` key that names the file.
+pub fn check_files(config: &Config) -> Result<(), (&'static str, TeleopError)> {
+    let Some(t) = &config.teleop else { return Ok(()) };
+    for (role, key, file) in [
+        (Role::Robot, "teleop.zenoh_config", &t.zenoh_config),
+        (Role::Operator, "teleop.client_zenoh_config", &t.client_zenoh_config),
+    ] {
+        let Some(file) = file else { continue };
+        let path = config.resolve(file);
+        if !path.is_file() {
+            return Err((key, TeleopError::Config { file: Some(path), message: "no such file".into() }));
+        }
+        let c = zenoh_config(config, role).map_err(|e| (key, e))?;
+        for name in TLS_FILES {
+            let tls_key = format!("transport/link/tls/{name}");
+            let Ok(json) = c.get_json(&tls_key) else { continue };
+            let Ok(serde_json::Value::String(tls)) = serde_json::from_str::<serde_json::Value>(&json) else {
+                continue;
+            };
+            // zenoh reads these relative to the daemon's working directory.
+            if let Err(e) = std::fs::File::open(&tls) {
+                let message = format!("{tls_key}: {tls}: {e}");
+                return Err((key, TeleopError::Config { file: Some(path), message }));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Opens a session (blocking; for code outside an async context).
 pub fn open_blocking(c: zenoh::Config) -> Result<zenoh::Session, TeleopError> {
     use zenoh::Wait;
