@@ -354,7 +354,8 @@ mod tests {
     fn case() -> impl proptest::strategy::Strategy<Value = Case> {
         use proptest::prelude::*;
         let command = (
-            [-6.0..6.0f64, -80.0..80.0f64, prop_oneof![Just(0.0), 0.0..500.0f64], 0.0..5.0f64, -60.0..60.0f64],
+            (-6.0..6.0f64, -80.0..80.0f64, prop_oneof![Just(0.0), 0.0..500.0f64], 0.0..5.0f64, -60.0..60.0f64)
+                .prop_map(|(q, qd, kp, kd, tau)| [q, qd, kp, kd, tau]),
             -0.3..0.3f64,
             -200.0..200.0f64,
         );
