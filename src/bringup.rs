@@ -79,6 +79,9 @@ pub fn scan(config: &Config, out: &mut dyn Write) -> Result<usize, String> {
             .map_err(|e| e.to_string())?;
     }
     writeln!(out, "{answered} of {} motors answered", config.joints.len()).map_err(|e| e.to_string())?;
+    for (bus, counts) in robot.bus_watch().counts() {
+        writeln!(out, "bus {bus}: {counts}").map_err(|e| e.to_string())?;
+    }
     Ok(answered)
 }
 

@@ -13,6 +13,8 @@ use crate::control::goal::GoalSequencer;
 use crate::control::inputs::{inbox, Commander};
 use crate::control::messages::{EventKind, Mode, Snapshot};
 use crate::control::{ControlLoop, LoopTiming, TimingSummary};
+use crate::io::device::can_motors::BusWatch;
+use crate::io::transport::bus::BusCounts;
 use crate::io::OpenError;
 use crate::log::writer::{self as log_writer, LogStats, Logger};
 use crate::policy::{self, BuildError, Policy, PolicyStats};
@@ -180,6 +182,17 @@ pub struct RunSummary {
     pub policy_errors: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<LogSummary>,
+    /// Per bus: frames and lines the receive side could not use (empty for the in-memory robot).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub buses: Vec<BusSummary>,
+}
+
+/// One bus's receive-side counters at the end of the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct BusSummary {
+    pub bus: String,
+    #[serde(flatten)]
+    pub counts: BusCounts,
 }
 
 /// What the transition log recorded during the run.
@@ -214,6 +227,9 @@ impl std::fmt::Display for RunSummary {
                 l.records_dropped,
                 s.records_lost
             )?;
+        }
+        for b in &self.buses {
+            writeln!(f, "  bus {}: {}", b.bus, b.counts)?;
         }
         write!(f, "  faults raised {}  events dropped {}", self.faults_raised, self.events_dropped)
     }
@@ -320,6 +336,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
 
     let robot = crate::robot::open(config)?;
     let hw = robot.hardware;
+    let buses = robot.buses;
     // The configured controller, checked and warmed up before READY; it reads the terrain the
     // sensors perceive. A policy given by the caller (tests) takes precedence.
     let mut policy = match opts.policy {
@@ -390,7 +407,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
 
     let status = snapshot_readers.pop().expect("a reader for the supervisor");
     let feed = teleop.as_ref().map(|(_, f)| f);
-    let supervised = supervise(config, &commander, &mut outputs, status, opts.goal, &control, feed);
+    let supervised = supervise(config, &commander, &mut outputs, status, opts.goal, &control, feed, &buses);
 
     let result = control.join().map_err(|_| DaemonError::Panicked("control"))?;
     stop.store(true, Ordering::Relaxed);
@@ -408,12 +425,13 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
     };
     // Events emitted during shutdown.
     let mut faults_raised = supervised.faults_raised;
+    let joints = config.joint_names();
     while let Some(e) = outputs.events.pop() {
         faults_raised += u64::from(matches!(e.kind, EventKind::FaultRaised(_)));
         if let Some(f) = feed {
             f.event(&e);
         }
-        report::info(e.kind);
+        report::info(e.kind.named(&joints));
     }
     if let Some((server, _)) = teleop {
         server.shutdown();
@@ -438,6 +456,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
         policy_compute: policy_stats.as_ref().map(|s| s.compute.summary()),
         policy_errors: policy_stats.map_or(0, |s| s.errors),
         log,
+        buses: buses.counts().into_iter().map(|(bus, counts)| BusSummary { bus, counts }).collect(),
     })
 }
 
@@ -454,6 +473,7 @@ fn supervise(
     goal: Goal,
     control: &std::thread::JoinHandle<ControlResult>,
     telemetry: Option<&TelemetryFeed>,
+    buses: &BusWatch,
 ) -> Supervised {
     let notifier = Notifier::from_env();
     let watchdog_ns = systemd::watchdog_timeout().map(|d| d.as_nanos() as u64 / 2);
@@ -466,6 +486,7 @@ fn supervise(
     let mut warned_stall = false;
     let mut warned_waiting = false;
     let mut ready_ns = 0;
+    let joints = config.joint_names();
 
     while !control.is_finished() {
         std::thread::sleep(Duration::from_millis(10));
@@ -479,13 +500,14 @@ fn supervise(
                 }
                 _ => report::Level::Info,
             };
-            report::log(level, e.kind);
+            report::log(level, e.kind.named(&joints));
             if let Some(t) = telemetry {
                 t.event(&e);
             }
         }
         if let Some(t) = telemetry {
             t.timing(outputs.stats.latest());
+            t.buses(buses.counts());
         }
         let heartbeat = outputs.heartbeat.load(Ordering::Acquire);
         let snap = *status.latest();
@@ -503,7 +525,10 @@ fn supervise(
             match snap.fault {
                 None => goals.stand_up(commander),
                 Some(f) if !warned_waiting && now - ready_ns > GOAL_PATIENCE_NS => {
-                    report::warn(format!("--goal {goal:?}: waiting for a fault to clear before standing up: {f}"));
+                    report::warn(format!(
+                        "--goal {goal:?}: waiting for a fault to clear before standing up: {}",
+                        f.named(&joints)
+                    ));
                     warned_waiting = true;
                 }
                 Some(_) => {}
@@ -526,11 +551,15 @@ fn supervise(
         if status_ns > 0 && now - last_status >= status_ns {
             last_status = now;
             let t = *outputs.stats.latest();
-            let fault = snap.fault.map_or("none".to_string(), |f| f.to_string());
+            let fault = snap.fault.map_or("none".to_string(), |f| f.named(&joints).to_string());
             let line = format!(
                 "mode {:?}, controller {:?}, command {:?} from {:?}, fault {fault}; wake p99 {:.0} us, max {:.0} us, skipped {}",
                 snap.mode, snap.level, snap.command, snap.source, t.wake.p99_us, t.wake.max_us, t.skipped
             );
+            let line = match buses.summary() {
+                Some(counts) => format!("{line}; {counts}"),
+                None => line,
+            };
             notifier.status(&line);
             report::info(line);
         }

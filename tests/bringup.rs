@@ -83,6 +83,25 @@ fn row<'a>(out: &'a str, joint: &str) -> &'a str {
 }
 
 #[test]
+fn scan_counts_garbage_on_the_adapter_and_closes_the_channel() {
+    let bench = Bench::new();
+    bench.faults.garbage.store(true, Ordering::Relaxed);
+    let (ok, out, err) = bench.motors(&["scan"], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("6 of 6 motors answered"), "{out}");
+    let line = out.lines().find(|l| l.starts_with("bus can0: ")).unwrap_or_else(|| panic!("no bus line:\n{out}"));
+    let count = |what: &str| -> u64 {
+        let words: Vec<&str> = line.split([' ', ',', ':']).filter(|w| !w.is_empty()).collect();
+        let i = words.iter().position(|w| *w == what).unwrap_or_else(|| panic!("{what} in {line}"));
+        words[i - 1].parse().unwrap()
+    };
+    let batches = bench.faults.observed.garbage_batches.load(Ordering::Relaxed);
+    assert!(count("undecodable") > 0 && count("undecodable") <= 2 * batches, "{line} ({batches} batches)");
+    assert!(count("unknown") > 0 && count("unknown") <= batches, "{line} ({batches} batches)");
+    assert!(!bench.faults.observed.channel_open.load(Ordering::Relaxed), "locod motors left the channel open");
+}
+
+#[test]
 fn scan_lists_every_motor_and_names_a_silent_one() {
     let bench = Bench::new();
     let (ok, out, err) = bench.motors(&["scan"], "");

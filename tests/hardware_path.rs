@@ -23,6 +23,11 @@ struct Robot {
 
 /// The example robot on one slcan adapter, with the IMU and two depth sensors on the bridge.
 fn robot() -> Robot {
+    robot_at(&[])
+}
+
+/// `robot()` with some motors resting at other (motor-side) angles than zero.
+fn robot_at(positions: &[(usize, f32)]) -> Robot {
     let serial = common::one_daemon_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (canable, bridge) = (dir.path().join("canable"), dir.path().join("bridge"));
@@ -41,7 +46,7 @@ fn robot() -> Robot {
         .replace("motor_timeout_ms = 10.0", "motor_timeout_ms = 200.0");
     let config = dir.path().join("robot.toml");
     std::fs::write(&config, text).unwrap();
-    let motors = SlcanMotors::start(&Config::load(&config).unwrap(), &canable);
+    let motors = SlcanMotors::start_at(&Config::load(&config).unwrap(), &canable, positions);
     Robot { _serial: serial, _dir: dir, config, bridge, _motors: motors }
 }
 
@@ -100,7 +105,60 @@ fn a_silent_motor_on_the_adapter_is_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("motor of joint left_knee (can0 id 0x2) did not answer"), "{stderr}");
-    assert!(stderr.contains("fault: motor of joint 1: no reply received yet"), "{stderr}");
+    assert!(stderr.contains("fault: motor of joint left_knee: no reply received yet"), "{stderr}");
     assert!(stderr.contains("--goal Stand: waiting for a fault to clear before standing up"), "{stderr}");
     assert!(!stderr.contains("-> StandUp"), "{stderr}");
+}
+
+#[test]
+fn a_knee_that_powers_up_beyond_its_limit_stands_up_within_every_limit() {
+    // right_knee (joint 4, direction +1): pos_max_rad = 0, torque_max_nm = 18, stand kp 40, and
+    // an action-rate limit of 10 rad/s at 500 Hz (0.02 rad per tick). Resting at +0.6 rad, a
+    // target clamped straight to 0 would ask 24 N·m and jump 0.6 rad.
+    let r = robot_at(&[(4, 0.6)]);
+    let _emu = Emu::spawn(&r.bridge, &[]);
+    let out = Command::new(LOCOD)
+        .args(["run", "--goal", "stand", "--duration", "4", "--json", "--config"])
+        .arg(&r.config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("mode Passive -> StandUp (requested)"), "{stderr}");
+    let seen = &r._motors.faults.observed;
+    // The emulator judges each command at the rotor's state when it arrives, a reply later than
+    // the daemon's measurement: a little slack, far below the 24 N·m of a jump.
+    assert!(seen.max_demand_nm(4) <= 18.0 * 1.05, "torque demanded {} N·m > 18", seen.max_demand_nm(4));
+    assert!(seen.max_target_step_rad(4) <= 0.02 + 1e-3, "target step {} rad > 0.02", seen.max_target_step_rad(4));
+}
+
+#[test]
+fn garbage_on_the_adapter_is_counted_and_the_channel_is_closed_at_exit() {
+    let r = robot();
+    let _emu = Emu::spawn(&r.bridge, &[]);
+    let seen = &r._motors.faults;
+    seen.garbage.store(true, std::sync::atomic::Ordering::Relaxed);
+    let text =
+        std::fs::read_to_string(&r.config).unwrap().replace("status_interval_s = 5.0", "status_interval_s = 1.0");
+    std::fs::write(&r.config, text).unwrap();
+    let out = Command::new(LOCOD)
+        .args(["run", "--goal", "stand", "--duration", "3", "--json", "--config"])
+        .arg(&r.config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bus = &summary["buses"][0];
+    assert_eq!(bus["bus"], "can0", "{summary}");
+    // Every batch the daemon read is counted; batches answering its last frames may arrive after
+    // it stopped reading.
+    let batches = seen.observed.garbage_batches.load(std::sync::atomic::Ordering::Relaxed);
+    let (bad, unknown) = (bus["decode_errors"].as_u64().unwrap(), bus["unknown"].as_u64().unwrap());
+    assert!(batches > 100, "{batches}");
+    assert!(bad > 0 && bad <= 2 * batches, "{bad} bad lines for {batches} batches");
+    assert!(unknown > 0 && unknown <= batches, "{unknown} spoofed frames for {batches} batches");
+    assert!(bad + 2 >= 2 * unknown && bad <= 2 * unknown + 2, "{bad} bad lines, {unknown} spoofed");
+    assert!(stderr.contains("; bus can0: ") && stderr.contains(" undecodable, "), "status line: {stderr}");
+    assert!(!seen.observed.channel_open.load(std::sync::atomic::Ordering::Relaxed), "the slcan channel was left open");
 }

@@ -86,7 +86,7 @@ fn lockstep_imu_stream_stopping_damps_within_the_timeout() {
 fn lockstep_silent_motor_is_named_and_damps() {
     let r = run(6.0, &["motor-silent:left_knee@4"]);
     let log = format!("{:#?}", r.events);
-    assert!(first(&r, "Walk -> Passive (fault: motor of joint 1").is_some(), "{log}");
+    assert!(first(&r, "Walk -> Passive (fault: motor of joint left_knee").is_some(), "{log}");
 }
 
 /// config/sim.toml with private ports. Real-time runs take turns: two simulators and two daemons

@@ -79,8 +79,14 @@ pub struct PolicyReport {
     pub iterations: usize,
     /// The model call: observation in, clipped action out.
     pub forward_us: Percentiles,
-    /// A whole policy tick: observation building, forward, action mapping, records.
+    /// A whole policy tick: observation building, forward, action mapping, records, called back
+    /// to back on one thread.
     pub tick_us: Percentiles,
+    /// A whole policy tick as the daemon runs it and reports it (`policy compute`): the controller
+    /// built on the calling thread, run by the daemon's policy runner on its own thread at
+    /// `[loop] policy_hz` with the policy thread's scheduling, reading snapshots that a control
+    /// thread publishes at `control_hz`, handing each action back through the same triple buffer.
+    pub daemon_tick_us: Percentiles,
     pub reference: PythonReference,
     /// locod's forward p50 over Python's (target: at most 0.8).
     pub ratio: f64,
@@ -136,6 +142,7 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
         }
         Ok((forward, tick))
     })?;
+    let daemon = daemon_path(config, &path, device, DAEMON_TICKS.min(iterations.max(1)))?;
     let r = Reference::locate().run(
         &granted,
         &[
@@ -159,6 +166,7 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
         ratio: forward_us.p50 / py.p50,
         forward_us,
         tick_us: us(&tick),
+        daemon_tick_us: us(&daemon),
         reference: PythonReference {
             what: "torch.jit.load + torch.no_grad(), same model, same threads".into(),
             latency_us: py,
@@ -167,6 +175,56 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
         },
         target_ratio: 0.8,
     })
+}
+
+/// Policy ticks measured on the daemon's path (at 50 Hz, 5 s).
+const DAEMON_TICKS: usize = 250;
+
+/// `ticks` policy ticks of the student at `path` as the daemon runs them (see
+/// `PolicyReport::daemon_tick_us`): what `policy::run` records as `compute`.
+fn daemon_path(config: &Config, path: &Path, device: tch::Device, ticks: usize) -> Result<Histogram, String> {
+    use crate::policy::PolicyStats;
+    use crate::rt::sched::run_periodic;
+    use crate::rt::thread::Setup;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    // Built and warmed up on this thread, as `policy::build` does on the daemon's main thread.
+    let opened = load::open(path, config, Some(ModelKind::Policy), &config.depth_sensor_names(), device)
+        .map_err(|e| e.to_string())?;
+    let mut student: Box<dyn Policy> = Box::new(Student::new(opened, config, no_terrain())?);
+    let (mut snapshots_w, mut snapshots) = triple(Snapshot::default());
+    let (mut actions, mut actions_r) = triple(PolicyAction::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let control_period_ns = config.rate.control_period_ns();
+    let control = {
+        let stop = stop.clone();
+        thread::spawn("locod-control", "control", Setup::RtPrefaulted(config.rate.control_rt()), move |_| {
+            let mut i = 0;
+            run_periodic(&MonotonicClock, control_period_ns, |_| {
+                i += 1;
+                snapshots_w.write(snapshot(i));
+                let _ = actions_r.latest();
+                !stop.load(Ordering::Relaxed)
+            });
+        })
+        .map_err(|e| e.to_string())?
+    };
+    let period_ns = config.rate.policy_period_ns();
+    let policy = {
+        let stop = stop.clone();
+        thread::spawn("locod-policy", "policy", Setup::RtPrefaulted(config.rate.policy_rt()), move |_| {
+            crate::policy::run(student.as_mut(), &mut snapshots, &mut actions, &MonotonicClock, period_ns, &stop)
+        })
+        .map_err(|e| e.to_string())?
+    };
+    std::thread::sleep(std::time::Duration::from_nanos(period_ns * (ticks as u64 + 1)));
+    stop.store(true, Ordering::Relaxed);
+    let stats: PolicyStats = policy.join().map_err(|_| "the policy thread panicked".to_string())?;
+    control.join().map_err(|_| "the control thread panicked".to_string())?;
+    if let Some(e) = stats.last_error {
+        return Err(format!("{} policy ticks failed: {e}", stats.errors));
+    }
+    Ok(stats.compute)
 }
 
 #[derive(Debug, Serialize)]
@@ -432,6 +490,11 @@ impl std::fmt::Display for PolicyReport {
         writeln!(f, "student {} ({} thread(s)):", self.model, self.threads)?;
         writeln!(f, "  locod forward  p50 {:.1} us  p99 {:.1} us", self.forward_us.p50, self.forward_us.p99)?;
         writeln!(f, "  locod tick     p50 {:.1} us  p99 {:.1} us", self.tick_us.p50, self.tick_us.p99)?;
+        writeln!(
+            f,
+            "  daemon tick    p50 {:.1} us  p99 {:.1} us  (the daemon's policy thread at policy_hz, as `locod run` reports it)",
+            self.daemon_tick_us.p50, self.daemon_tick_us.p99
+        )?;
         let p = &self.reference.latency_us;
         writeln!(f, "  python         p50 {:.1} us  p99 {:.1} us", p.p50, p.p99)?;
         writeln!(f, "  ratio (p50)    {:.2} (target <= {})", self.ratio, self.target_ratio)

@@ -460,6 +460,9 @@ pub struct Safety {
     pub policy_timeout_ms: f64,
     /// Largest change of a position target per second, applied to every command.
     pub action_rate_limit_radps: f64,
+    /// A joint measured faster than `vel_max_radps` times this is a fault (the margin keeps
+    /// measurement noise and a commanded velocity at the limit from tripping it).
+    pub overspeed_factor: f64,
     /// How long the daemon keeps damping after a stop request before it exits.
     pub shutdown_damp_ms: f64,
 }
@@ -474,6 +477,7 @@ impl Default for Safety {
             max_consecutive_overruns: 5,
             policy_timeout_ms: 60.0,
             action_rate_limit_radps: 10.0,
+            overspeed_factor: 1.5,
             shutdown_damp_ms: 300.0,
         }
     }
@@ -691,6 +695,11 @@ impl Config {
     /// Names of the configured depth sensors, in `Perception::depth` order.
     pub fn depth_sensor_names(&self) -> Vec<String> {
         self.depth.as_ref().map_or_else(Vec::new, |d| d.sensors.iter().map(|s| s.name.clone()).collect())
+    }
+
+    /// Names of the joints, in configuration order (faults and events name joints by them).
+    pub fn joint_names(&self) -> Vec<String> {
+        self.joints.iter().map(|j| j.name.clone()).collect()
     }
 
     pub fn joint_index(&self, name: &str) -> Option<usize> {

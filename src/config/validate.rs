@@ -418,6 +418,9 @@ fn validate_safety(c: &Config) -> Check {
         );
     }
     positive(at("action_rate_limit_radps"), s.action_rate_limit_radps)?;
+    if !(s.overspeed_factor >= 1.0 && s.overspeed_factor.is_finite()) {
+        return fail(at("overspeed_factor"), format!("expected a finite factor >= 1, got {}", s.overspeed_factor));
+    }
     non_negative(at("shutdown_damp_ms"), s.shutdown_damp_ms)
 }
 

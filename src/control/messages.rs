@@ -81,6 +81,13 @@ pub enum Fault {
         what: &'static str,
         joint: Option<u8>,
     },
+    /// A joint measured faster than its velocity limit (`vel_max_radps`) allows, with the margin
+    /// of `[safety] overspeed_factor`.
+    OverSpeed {
+        joint: u8,
+        qd_radps: f64,
+        limit_radps: f64,
+    },
     Tilt {
         tilt_deg: f64,
     },
@@ -98,29 +105,78 @@ impl Fault {
             (MotorSilent { joint: a, .. }, MotorSilent { joint: b, .. }) => a == b,
             (MotorMissing { joint: a }, MotorMissing { joint: b }) => a == b,
             (MotorError { joint: a, code: x }, MotorError { joint: b, code: y }) => a == b && x == y,
+            (OverSpeed { joint: a, .. }, OverSpeed { joint: b, .. }) => a == b,
             _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+/// A joint in words: its configured name, or its index where no name is known.
+struct JointName<'a>(u8, &'a [String]);
+
+impl fmt::Display for JointName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1.get(usize::from(self.0)) {
+            Some(name) => f.write_str(name),
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+/// A message with the configured joint names at hand, for display: `fault.named(&joint_names)`.
+pub struct Named<'a, T> {
+    item: &'a T,
+    joints: &'a [String],
+}
+
+impl Fault {
+    /// Displays with joints by name (`joints` in configuration order).
+    pub fn named<'a>(&'a self, joints: &'a [String]) -> Named<'a, Fault> {
+        Named { item: self, joints }
+    }
+
+    /// The fault in words. `figures: false` leaves out the measured values (a cleared fault's
+    /// figures are stale).
+    fn write(&self, f: &mut fmt::Formatter<'_>, joints: &[String], figures: bool) -> fmt::Result {
+        let name = |j: &u8| JointName(*j, joints);
+        match self {
+            Fault::ImuMissing => f.write_str("IMU: no sample received yet"),
+            Fault::ImuStale { age_ms } if figures => write!(f, "IMU stale: last sample {age_ms:.1} ms old"),
+            Fault::ImuStale { .. } => f.write_str("IMU stale"),
+            Fault::MotorMissing { joint } => write!(f, "motor of joint {}: no reply received yet", name(joint)),
+            Fault::MotorSilent { joint, age_ms } if figures => {
+                write!(f, "motor of joint {} silent: last reply {age_ms:.1} ms old", name(joint))
+            }
+            Fault::MotorSilent { joint, .. } => write!(f, "motor of joint {} silent", name(joint)),
+            Fault::MotorError { joint, code } => write!(f, "motor of joint {} reports error {code:#x}", name(joint)),
+            Fault::NonFinite { what, joint: Some(j) } => write!(f, "non-finite {what} at joint {}", name(j)),
+            Fault::NonFinite { what, joint: None } => write!(f, "non-finite {what}"),
+            Fault::OverSpeed { joint, qd_radps, limit_radps } if figures => write!(
+                f,
+                "joint {} measured at {qd_radps:.1} rad/s, beyond {limit_radps:.1} rad/s (vel_max_radps with the overspeed margin)",
+                name(joint)
+            ),
+            Fault::OverSpeed { joint, .. } => write!(f, "joint {} over speed", name(joint)),
+            Fault::Tilt { tilt_deg } if figures => write!(f, "tilt {tilt_deg:.1} deg beyond the limit"),
+            Fault::Tilt { .. } => f.write_str("tilt beyond the limit"),
+            Fault::DeadlineOverruns { consecutive } if figures => {
+                write!(f, "{consecutive} consecutive control cycles overran their deadline")
+            }
+            Fault::DeadlineOverruns { .. } => f.write_str("consecutive control cycles overran their deadline"),
+            Fault::Hardware(h) => write!(f, "hardware: {h}"),
         }
     }
 }
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Fault::ImuMissing => f.write_str("IMU: no sample received yet"),
-            Fault::ImuStale { age_ms } => write!(f, "IMU stale: last sample {age_ms:.1} ms old"),
-            Fault::MotorMissing { joint } => write!(f, "motor of joint {joint}: no reply received yet"),
-            Fault::MotorSilent { joint, age_ms } => {
-                write!(f, "motor of joint {joint} silent: last reply {age_ms:.1} ms old")
-            }
-            Fault::MotorError { joint, code } => write!(f, "motor of joint {joint} reports error {code:#x}"),
-            Fault::NonFinite { what, joint: Some(j) } => write!(f, "non-finite {what} at joint {j}"),
-            Fault::NonFinite { what, joint: None } => write!(f, "non-finite {what}"),
-            Fault::Tilt { tilt_deg } => write!(f, "tilt {tilt_deg:.1} deg beyond the limit"),
-            Fault::DeadlineOverruns { consecutive } => {
-                write!(f, "{consecutive} consecutive control cycles overran their deadline")
-            }
-            Fault::Hardware(h) => write!(f, "hardware: {h}"),
-        }
+        self.write(f, &[], true)
+    }
+}
+
+impl fmt::Display for Named<'_, Fault> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.item.write(f, self.joints, true)
     }
 }
 
@@ -137,9 +193,15 @@ pub enum Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, &[])
+    }
+}
+
+impl Refusal {
+    fn write(&self, f: &mut fmt::Formatter<'_>, joints: &[String]) -> fmt::Result {
         match self {
             Refusal::EStopLatched => f.write_str("e-stop is latched: send reset first"),
-            Refusal::FaultActive(fault) => write!(f, "a fault is active ({fault})"),
+            Refusal::FaultActive(fault) => write!(f, "a fault is active ({})", fault.named(joints)),
             Refusal::NotStanding => f.write_str("stand up first: walking starts from a completed StandUp"),
             Refusal::NoWalkController => f.write_str("no walking controller is running (configure [controller] kind)"),
             Refusal::NotInEStop => f.write_str("reset only leaves EStop"),
@@ -160,9 +222,15 @@ pub enum Reason {
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, &[])
+    }
+}
+
+impl Reason {
+    fn write(&self, f: &mut fmt::Formatter<'_>, joints: &[String]) -> fmt::Result {
         match self {
             Reason::Requested => f.write_str("requested"),
-            Reason::Fault(fault) => write!(f, "fault: {fault}"),
+            Reason::Fault(fault) => write!(f, "fault: {}", fault.named(joints)),
             Reason::EStop => f.write_str("e-stop"),
             Reason::Completed => f.write_str("completed"),
             Reason::Shutdown => f.write_str("shutdown"),
@@ -217,13 +285,38 @@ pub struct Event {
 
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, &[])
+    }
+}
+
+impl fmt::Display for Named<'_, EventKind> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.item.write(f, self.joints)
+    }
+}
+
+impl EventKind {
+    /// Displays with joints by name (`joints` in configuration order).
+    pub fn named<'a>(&'a self, joints: &'a [String]) -> Named<'a, EventKind> {
+        Named { item: self, joints }
+    }
+
+    fn write(&self, f: &mut fmt::Formatter<'_>, joints: &[String]) -> fmt::Result {
         match self {
-            EventKind::ModeChanged { from, to, reason } => write!(f, "mode {from:?} -> {to:?} ({reason})"),
-            EventKind::Refused { request, mode, refusal } => {
-                write!(f, "request {request:?} refused in {mode:?}: {refusal}")
+            EventKind::ModeChanged { from, to, reason } => {
+                write!(f, "mode {from:?} -> {to:?} (")?;
+                reason.write(f, joints)?;
+                f.write_str(")")
             }
-            EventKind::FaultRaised(fault) => write!(f, "fault: {fault}"),
-            EventKind::FaultCleared(fault) => write!(f, "fault cleared: {fault}"),
+            EventKind::Refused { request, mode, refusal } => {
+                write!(f, "request {request:?} refused in {mode:?}: ")?;
+                refusal.write(f, joints)
+            }
+            EventKind::FaultRaised(fault) => write!(f, "fault: {}", fault.named(joints)),
+            EventKind::FaultCleared(fault) => {
+                f.write_str("fault cleared: ")?;
+                fault.write(f, joints, false)
+            }
             EventKind::FallbackSwitched { from, to, why: FallbackWhy::PolicyFailed(reason) } => {
                 write!(f, "controller {from:?} -> {to:?} (policy failed: {reason})")
             }
@@ -329,5 +422,40 @@ impl Default for Snapshot {
             commands: [MotorCommand::default(); MAX_JOINTS],
             skipped_cycles: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_name_joints_and_a_cleared_fault_drops_its_stale_figures() {
+        let names: Vec<String> = ["left_hip", "left_knee"].map(String::from).into();
+        let silent = Fault::MotorSilent { joint: 1, age_ms: 12.5 };
+        assert_eq!(silent.named(&names).to_string(), "motor of joint left_knee silent: last reply 12.5 ms old");
+        assert_eq!(
+            EventKind::FaultCleared(silent).named(&names).to_string(),
+            "fault cleared: motor of joint left_knee silent"
+        );
+        let over = Fault::OverSpeed { joint: 0, qd_radps: 31.0, limit_radps: 30.0 };
+        let mode = EventKind::ModeChanged { from: Mode::Walk, to: Mode::Passive, reason: Reason::Fault(over) };
+        assert!(mode
+            .named(&names)
+            .to_string()
+            .starts_with("mode Walk -> Passive (fault: joint left_hip measured at 31.0 rad/s"));
+        let stale = Fault::ImuStale { age_ms: 30.2 };
+        assert_eq!(EventKind::FaultCleared(stale).named(&names).to_string(), "fault cleared: IMU stale");
+        let refused = EventKind::Refused {
+            request: ModeRequest::StandUp,
+            mode: Mode::Passive,
+            refusal: Refusal::FaultActive(Fault::MotorMissing { joint: 0 }),
+        };
+        assert!(refused.named(&names).to_string().ends_with("(motor of joint left_hip: no reply received yet)"));
+        // Without names (an index beyond them), the index.
+        assert_eq!(
+            Fault::MotorError { joint: 7, code: 10 }.named(&names).to_string(),
+            "motor of joint 7 reports error 0xa"
+        );
     }
 }

@@ -21,6 +21,8 @@ pub struct Monitor {
     max_overruns: u32,
     consecutive_overruns: u32,
     consecutive_tx_full: u32,
+    /// Per joint: the measured speed beyond which it is a fault.
+    overspeed_radps: [f64; MAX_JOINTS],
 }
 
 impl Monitor {
@@ -33,6 +35,9 @@ impl Monitor {
             max_overruns: c.safety.max_consecutive_overruns,
             consecutive_overruns: 0,
             consecutive_tx_full: 0,
+            overspeed_radps: std::array::from_fn(|i| {
+                c.joints.get(i).map_or(f64::INFINITY, |j| j.vel_max_radps * c.safety.overspeed_factor)
+            }),
         }
     }
 
@@ -82,6 +87,12 @@ impl Monitor {
         for (i, j) in s.joints[..self.n].iter().enumerate() {
             if j.error != 0 {
                 return Some(Fault::MotorError { joint: i as u8, code: j.error });
+            }
+        }
+        for (i, j) in s.joints[..self.n].iter().enumerate() {
+            let limit_radps = self.overspeed_radps[i];
+            if j.qd_radps.abs() > limit_radps {
+                return Some(Fault::OverSpeed { joint: i as u8, qd_radps: j.qd_radps, limit_radps });
             }
         }
         if s.tilt_rad > self.tilt_limit_rad {
@@ -147,6 +158,14 @@ impl Limiter {
 
     /// Limits `cmds` in place. Returns a fault, and replaces every command with damping, when a
     /// command is not finite.
+    ///
+    /// Every limit holds at once, from the first command on and whatever the joint's position: a
+    /// position target lies within the joint's limits or, for a joint outside them (it powered up
+    /// there or was pushed), no further out than the last target; it moves at most the action-rate
+    /// step from the last target (the measured angle on the first command); and the torque the
+    /// motor's PD law will produce from the measured state stays within `torque_max_nm`. Where no
+    /// target satisfies all three (the damping term alone is over the limit), the gains are lowered
+    /// until the torque is within it: a softer joint, never a jump.
     pub fn apply(&mut self, s: &RobotState, cmds: &mut MotorCommands) -> Option<Fault> {
         if let Some(i) = cmds.joints[..self.n].iter().position(|c| !c.is_finite()) {
             self.damping(s, cmds);
@@ -157,6 +176,12 @@ impl Limiter {
             let l = self.limits[i];
             let (q, qd) = (s.joints[i].q_rad, s.joints[i].qd_radps);
             let c = &mut cmds.joints[i];
+            if !(q.is_finite() && qd.is_finite()) {
+                // Nothing can be predicted from this reading (the monitor faults it): damp the joint.
+                *c = MotorCommand::damping(l.damping_kd);
+                self.prev_q_des[i] = None;
+                continue;
+            }
             c.kp = c.kp.max(0.0);
             c.kd = c.kd.max(0.0);
             c.qd_radps = c.qd_radps.clamp(-l.vel_max, l.vel_max);
@@ -165,22 +190,44 @@ impl Limiter {
                 // No position term: the target is irrelevant to the motor; keep it at the joint.
                 c.q_rad = if l.position { q.clamp(l.lo, l.hi) } else { 0.0 };
                 self.prev_q_des[i] = None;
-                continue;
-            }
-            if l.position {
-                let prev = self.prev_q_des[i].unwrap_or(q);
-                let mut q_des = c.q_rad.clamp(prev - self.max_step_rad, prev + self.max_step_rad);
-                // Keep the torque the motor's PD law will produce within the joint's limit.
-                let tau = c.kp * (q_des - q) + c.kd * (c.qd_radps - qd) + c.tau_ff_nm;
-                if tau.abs() > l.tau_max {
-                    let allowed = tau.clamp(-l.tau_max, l.tau_max);
-                    q_des = q + (allowed - c.kd * (c.qd_radps - qd) - c.tau_ff_nm) / c.kp;
-                }
-                c.q_rad = q_des.clamp(l.lo, l.hi);
+            } else if l.position {
+                let anchor = self.prev_q_des[i].unwrap_or(q);
+                // Position and rate: an interval that always holds `anchor`.
+                let lo = l.lo.min(anchor).max(anchor - self.max_step_rad);
+                let hi = l.hi.max(anchor).min(anchor + self.max_step_rad);
+                // Torque: the targets whose predicted torque is within the limit.
+                let rest = c.kd * (c.qd_radps - qd) + c.tau_ff_nm;
+                let t_lo = q + (-l.tau_max - rest) / c.kp;
+                let t_hi = q + (l.tau_max - rest) / c.kp;
+                c.q_rad = if t_lo > hi {
+                    hi
+                } else if t_hi < lo {
+                    lo
+                } else {
+                    c.q_rad.clamp(lo.max(t_lo), hi.min(t_hi))
+                };
                 self.prev_q_des[i] = Some(c.q_rad);
             }
+            limit_gains(c, q, qd, l.tau_max);
         }
         None
+    }
+}
+
+/// The torque the motor's PD law produces for `c` at the measured `q`, `qd`.
+pub fn predicted_torque_nm(c: &MotorCommand, q: f64, qd: f64) -> f64 {
+    c.kp * (c.q_rad - q) + c.kd * (c.qd_radps - qd) + c.tau_ff_nm
+}
+
+/// Lowers both gains, in proportion, until the predicted torque is within `tau_max`.
+fn limit_gains(c: &mut MotorCommand, q: f64, qd: f64, tau_max: f64) {
+    let pd = c.kp * (c.q_rad - q) + c.kd * (c.qd_radps - qd);
+    let tau = pd + c.tau_ff_nm;
+    if tau.abs() > tau_max {
+        // |tau_ff| <= tau_max (clamped above), so a scale in [0, 1) brings the sum to the limit.
+        let scale = ((tau_max.copysign(tau) - c.tau_ff_nm) / pd).clamp(0.0, 1.0);
+        c.kp *= scale;
+        c.kd *= scale;
     }
 }
 
@@ -237,6 +284,147 @@ mod tests {
     }
 
     #[test]
+    fn a_joint_that_starts_outside_its_limits_is_brought_back_within_every_limit() {
+        // The outside test: a knee powered up at +0.25 rad against pos_max_rad = 0, StandUp gains
+        // kp 60 and a torque limit of 10 N·m.
+        let mut c = config();
+        c.joints[1].torque_max_nm = 10.0;
+        let mut l = Limiter::new(&c);
+        let mut s = state_at(-1.0);
+        s.joints[1].q_rad = 0.25;
+        let mut cmds = MotorCommands::default();
+        cmds.joints[1] = MotorCommand { q_rad: 0.0, qd_radps: 0.0, kp: 60.0, kd: 1.0, tau_ff_nm: 0.0 };
+        assert_eq!(l.apply(&s, &mut cmds), None);
+        let c1 = cmds.joints[1];
+        assert!((c1.q_rad - 0.23).abs() < 1e-12, "one rate step towards the limit: {}", c1.q_rad);
+        assert!(predicted_torque_nm(&c1, 0.25, 0.0).abs() <= 10.0);
+        // Towards the limit a step per tick while the joint follows.
+        for _ in 0..20 {
+            s.joints[1].q_rad = cmds.joints[1].q_rad;
+            cmds.joints[1].q_rad = 0.0;
+            l.apply(&s, &mut cmds);
+        }
+        assert_eq!(cmds.joints[1].q_rad, 0.0);
+    }
+
+    #[test]
+    fn when_damping_alone_is_over_the_torque_limit_the_gains_are_lowered() {
+        let c = config();
+        let mut l = Limiter::new(&c);
+        let mut s = state_at(0.0);
+        s.joints[0].qd_radps = 19.0;
+        let mut cmds = MotorCommands::default();
+        cmds.joints[0] = MotorCommand { q_rad: 0.0, qd_radps: 0.0, kp: 40.0, kd: 2.0, tau_ff_nm: 0.0 };
+        l.apply(&s, &mut cmds);
+        let c0 = cmds.joints[0];
+        assert!((predicted_torque_nm(&c0, 0.0, 19.0) + 18.0).abs() < 1e-9, "{c0:?}");
+        assert!(c0.q_rad.abs() <= 0.02 && c0.kd < 2.0 && c0.kp > 0.0, "{c0:?}");
+    }
+
+    #[test]
+    fn a_non_finite_reading_damps_that_joint_without_predicting_from_it() {
+        let c = config();
+        let mut l = Limiter::new(&c);
+        let mut s = state_at(0.0);
+        s.joints[3].q_rad = f64::NAN;
+        let mut cmds = MotorCommands::default();
+        cmds.joints[3] = MotorCommand { q_rad: 0.5, qd_radps: 0.0, kp: 40.0, kd: 1.0, tau_ff_nm: 0.0 };
+        assert_eq!(l.apply(&s, &mut cmds), None);
+        assert_eq!(cmds.joints[3], MotorCommand::damping(1.5));
+    }
+
+    /// Case count: `LOCOD_FUZZ_CASES=100000 cargo test --release --lib limits_hold`.
+    fn fuzz_cases() -> u32 {
+        std::env::var("LOCOD_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(256)
+    }
+
+    /// One joint's limits, a starting state, and a run of commands with the joint moving between them.
+    #[derive(Debug, Clone)]
+    struct Case {
+        lo: f64,
+        width: f64,
+        tau_max: f64,
+        vel_max: f64,
+        rate_radps: f64,
+        position: bool,
+        q0: f64,
+        ticks: Vec<([f64; 5], f64, f64)>,
+    }
+
+    fn case() -> impl proptest::strategy::Strategy<Value = Case> {
+        use proptest::prelude::*;
+        let command = (
+            (-6.0..6.0f64, -80.0..80.0f64, prop_oneof![Just(0.0), 0.0..500.0f64], 0.0..5.0f64, -60.0..60.0f64)
+                .prop_map(|(q, qd, kp, kd, tau)| [q, qd, kp, kd, tau]),
+            -0.3..0.3f64,
+            -200.0..200.0f64,
+        );
+        (
+            (-3.0..3.0f64, 0.0..3.0f64, 0.5..50.0f64, 1.0..60.0f64, 0.5..50.0f64, any::<bool>()),
+            -6.0..6.0f64,
+            proptest::collection::vec(command, 1..25),
+        )
+            .prop_map(|((lo, width, tau_max, vel_max, rate_radps, position), q0, ticks)| Case {
+                lo,
+                width,
+                tau_max,
+                vel_max,
+                rate_radps,
+                position,
+                q0,
+                ticks,
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(fuzz_cases()))]
+
+        /// Position, action-rate and predicted-torque limits hold together on every command,
+        /// from the first, whatever the starting state, the targets and the limits.
+        #[test]
+        fn limits_hold_together_from_any_starting_state(k in case()) {
+            let mut c = config();
+            let (lo, hi) = (k.lo, k.lo + k.width);
+            let j = &mut c.joints[0];
+            j.mode = if k.position { JointMode::Position } else { JointMode::Velocity };
+            (j.pos_min_rad, j.pos_max_rad) = if k.position { (Some(lo), Some(hi)) } else { (None, None) };
+            j.torque_max_nm = k.tau_max;
+            j.vel_max_radps = k.vel_max;
+            c.safety.action_rate_limit_radps = k.rate_radps;
+            let step = k.rate_radps / c.rate.control_hz as f64;
+            let mut l = Limiter::new(&c);
+            let mut s = state_at(0.0);
+            s.joints[0].q_rad = k.q0;
+            let mut last: Option<f64> = None;
+            for (cmd, dq, qd) in &k.ticks {
+                let [q_rad, qd_radps, kp, kd, tau_ff_nm] = *cmd;
+                let mut cmds = MotorCommands::default();
+                cmds.joints[0] = MotorCommand { q_rad, qd_radps, kp, kd, tau_ff_nm };
+                proptest::prop_assert_eq!(l.apply(&s, &mut cmds), None);
+                let (q, out) = (s.joints[0].q_rad, cmds.joints[0]);
+                let tau = predicted_torque_nm(&out, q, s.joints[0].qd_radps);
+                let eps = 1e-9 * (1.0 + k.tau_max + out.kp + out.kd);
+                proptest::prop_assert!(tau.abs() <= k.tau_max + eps, "torque {} > {} in {:?}", tau, k.tau_max, out);
+                proptest::prop_assert!(out.kp >= 0.0 && out.kd >= 0.0 && out.kp <= kp && out.kd <= kd);
+                proptest::prop_assert!(out.qd_radps.abs() <= k.vel_max && out.tau_ff_nm.abs() <= k.tau_max);
+                if k.position && kp > 0.0 {
+                    let anchor = last.unwrap_or(q);
+                    proptest::prop_assert!((out.q_rad - anchor).abs() <= step + 1e-12, "jump {} -> {}", anchor, out.q_rad);
+                    proptest::prop_assert!(
+                        out.q_rad >= lo.min(anchor) - 1e-12 && out.q_rad <= hi.max(anchor) + 1e-12,
+                        "{} outside [{lo}, {hi}] and further out than {anchor}", out.q_rad
+                    );
+                    last = Some(out.q_rad);
+                } else {
+                    last = None;
+                }
+                s.joints[0].q_rad += dq;
+                s.joints[0].qd_radps = *qd;
+            }
+        }
+    }
+
+    #[test]
     fn a_non_finite_command_becomes_damping_and_a_fault() {
         let c = config();
         let mut l = Limiter::new(&c);
@@ -260,6 +448,11 @@ mod tests {
         s.oldest_joint_age_ns = 11_000_000;
         assert!(matches!(m.check(&s), Some(Fault::MotorSilent { joint: 2, .. })));
         s.oldest_joint_age_ns = 0;
+        s.joints[2].qd_radps = -44.0; // left_wheel: vel_max 30 with the default margin 1.5
+        assert_eq!(m.check(&s), None);
+        s.joints[2].qd_radps = -46.0;
+        assert_eq!(m.check(&s), Some(Fault::OverSpeed { joint: 2, qd_radps: -46.0, limit_radps: 45.0 }));
+        s.joints[2].qd_radps = 0.0;
         s.tilt_rad = 1.0;
         assert!(matches!(m.check(&s), Some(Fault::Tilt { .. })));
         s.tilt_rad = 0.0;

@@ -140,6 +140,19 @@ impl Policy for Student {
         self.state = self.state_zero.as_ref().map(|t| t.shallow_clone());
     }
 
+    fn warm(&mut self) {
+        prepare_thread(self.threads);
+        let _inference = InferenceMode::enter();
+        if self.input.upload().is_err() {
+            return;
+        }
+        // The recurrent state is passed, and the next one dropped: nothing advances.
+        let _ = match &self.state {
+            None => self.module.call(c"forward", &[Arg::T(self.input.tensor())]).map(drop),
+            Some(state) => self.module.call2(c"forward", &[Arg::T(self.input.tensor()), Arg::T(state)]).map(drop),
+        };
+    }
+
     fn act(&mut self, snapshot: &Snapshot, out: &mut PolicyAction) -> Result<ControllerLevel, PolicyError> {
         prepare_thread(self.threads);
         let _inference = InferenceMode::enter();

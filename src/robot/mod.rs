@@ -12,7 +12,7 @@ pub mod sensors;
 mod tests;
 
 use crate::config::{BusKind, Config};
-use crate::io::device::can_motors::CanMotors;
+use crate::io::device::can_motors::{BusWatch, CanMotors};
 use crate::io::doubles::mem::MemRobot;
 use crate::io::OpenError;
 use crate::rt::triple::Reader;
@@ -56,11 +56,13 @@ impl Hardware for RealRobot {
     }
 }
 
-/// The robot as `open` hands it over: the hardware for the control loop, and what the sensors
-/// perceive of the terrain for the policy thread (when depth sensors are configured).
+/// The robot as `open` hands it over: the hardware for the control loop, what the sensors
+/// perceive of the terrain for the policy thread (when depth sensors are configured), and the
+/// buses' receive-side counters for the supervisor (empty for the in-memory robot).
 pub struct Opened {
     pub hardware: Box<dyn Hardware>,
     pub perception: Option<Reader<Perception>>,
+    pub buses: BusWatch,
 }
 
 /// Opens the hardware the configuration describes: the in-memory robot, or the motors on their
@@ -68,10 +70,11 @@ pub struct Opened {
 pub fn open(config: &Config) -> Result<Opened, OpenError> {
     if config.buses.iter().all(|b| b.kind == BusKind::Mem) {
         let (robot, _faults) = MemRobot::new(config);
-        return Ok(Opened { hardware: Box::new(robot), perception: None });
+        return Ok(Opened { hardware: Box::new(robot), perception: None, buses: BusWatch::default() });
     }
     let mut sensors = Sensors::start(config)?;
     let perception = sensors.perception.take();
     let motors = CanMotors::open(config)?;
-    Ok(Opened { hardware: Box::new(RealRobot::new(motors, sensors)), perception })
+    let buses = motors.bus_watch();
+    Ok(Opened { hardware: Box::new(RealRobot::new(motors, sensors)), perception, buses })
 }

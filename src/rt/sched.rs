@@ -48,6 +48,11 @@ impl Periodic {
         self.skipped_total
     }
 
+    /// The deadline the next `wait` sleeps until, unless it skips.
+    pub fn next_deadline(&self) -> u64 {
+        self.deadline(self.next_index)
+    }
+
     fn deadline(&self, index: u64) -> u64 {
         self.start_ns + index * self.period_ns
     }

@@ -602,8 +602,8 @@ impl Lockstep {
     }
 }
 
-fn logged(e: &Event) -> Logged {
-    Logged { t_s: e.t_ns.saturating_sub(T0_NS) as f64 * 1e-9, event: e.kind.to_string() }
+fn logged(e: &Event, joints: &[String]) -> Logged {
+    Logged { t_s: e.t_ns.saturating_sub(T0_NS) as f64 * 1e-9, event: e.kind.named(joints).to_string() }
 }
 
 /// Runs the daemon's control loop (and its configured controller) on the simulated robot for
@@ -625,6 +625,7 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
         }
     }
     let mut ls = Lockstep::new(config, opts.real_world, opts.policy_latency_ms)?;
+    let joints = config.joint_names();
     let end_ns = T0_NS + (opts.duration_s * 1e9) as u64;
 
     let mut report = LockstepReport {
@@ -659,11 +660,11 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
         ls.step(&mut events);
         for e in events.drain(..) {
             if let EventKind::ModeChanged { to: Mode::Walk, .. } = e.kind {
-                let et = logged(&e).t_s;
+                let et = logged(&e, &joints).t_s;
                 walk_start = Some((et, None));
                 report.walk_began_s = Some(et);
             }
-            report.events.push(logged(&e));
+            report.events.push(logged(&e, &joints));
         }
         let snap = *ls.snapshot();
         // As the daemon's supervisor: StandUp waits for a robot without faults (the first IMU
@@ -693,7 +694,7 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
     report.sim_seconds = ls.t_s();
     report.controller = ls.controller();
     report.final_mode = ls.finish(&mut events);
-    report.events.extend(events.iter().map(logged));
+    report.events.extend(events.iter().map(|e| logged(e, &joints)));
     report.wall_seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

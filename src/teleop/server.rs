@@ -8,12 +8,13 @@
 //! (the loop's `Arbiter` still checks every command).
 
 use super::session::{self, Role, TeleopError};
-use super::wire::{self, Counters, DecodeError, DiagMsg, EstopAction, EventMsg, RejectMsg, StateMsg};
+use super::wire::{self, BusMsg, Counters, DecodeError, DiagMsg, EstopAction, EventMsg, RejectMsg, StateMsg};
 use super::Keys;
 use crate::config::{Config, ControllerKind};
 use crate::control::inputs::Commander;
 use crate::control::messages::{Event, Snapshot};
 use crate::control::TimingSummary;
+use crate::io::transport::bus::BusCounts;
 use crate::report;
 use crate::rt::triple::Reader;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +61,8 @@ struct Stats {
     estop: KeyCounters,
     rejects: Mutex<Vec<RejectMsg>>,
     events_dropped: AtomicU64,
+    /// The buses' receive-side counters as the supervisor last saw them.
+    buses: Mutex<Vec<BusMsg>>,
 }
 
 impl Stats {
@@ -108,6 +111,12 @@ impl TelemetryFeed {
 
     pub fn timing(&self, t: &TimingSummary) {
         *self.timing.lock().unwrap_or_else(|p| p.into_inner()) = *t;
+    }
+
+    /// The buses' receive-side counters, for `diag`.
+    pub fn buses(&self, counts: Vec<(String, BusCounts)>) {
+        let msgs = counts.into_iter().map(|(bus, counts)| BusMsg { bus, counts }).collect();
+        *self.stats.buses.lock().unwrap_or_else(|p| p.into_inner()) = msgs;
     }
 }
 
@@ -233,7 +242,7 @@ impl Server {
             events: events_rx,
             timing,
             stats,
-            joints: config.joints.len(),
+            joints: config.joint_names(),
             controller: controller_name(config.controller.kind),
             diag_seq: 0,
         };
@@ -273,7 +282,8 @@ struct Telemetry {
     events: Receiver<Event>,
     timing: Arc<Mutex<TimingSummary>>,
     stats: Arc<Stats>,
-    joints: usize,
+    /// Joint names in configuration order.
+    joints: Vec<String>,
     controller: String,
     diag_seq: u64,
 }
@@ -281,13 +291,13 @@ struct Telemetry {
 impl Telemetry {
     fn state(&mut self) -> Vec<u8> {
         let timing = *self.timing.lock().unwrap_or_else(|p| p.into_inner());
-        let msg = StateMsg::new(self.snapshots.latest(), self.joints, &self.controller, &timing);
+        let msg = StateMsg::new(self.snapshots.latest(), &self.joints, &self.controller, &timing);
         serde_json::to_vec(&msg).unwrap_or_default()
     }
 
     /// The next `diag`, or `None` when there is no news and `force` is false.
     fn diag(&mut self, force: bool) -> Option<Vec<u8>> {
-        let events: Vec<EventMsg> = self.events.try_iter().map(|e| EventMsg::from(&e)).collect();
+        let events: Vec<EventMsg> = self.events.try_iter().map(|e| EventMsg::new(&e, &self.joints)).collect();
         let rejects = std::mem::take(&mut *self.stats.rejects.lock().unwrap_or_else(|p| p.into_inner()));
         if events.is_empty() && rejects.is_empty() && !force {
             return None;
@@ -304,6 +314,7 @@ impl Telemetry {
             mode: s.mode.read(),
             estop: s.estop.read(),
             events_dropped: s.events_dropped.load(Ordering::Relaxed),
+            buses: s.buses.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         };
         Some(serde_json::to_vec(&msg).unwrap_or_default())
     }

@@ -6,6 +6,7 @@
 
 use crate::control::messages::{CommandSource, ControllerLevel, Event, EventKind, Mode, ModeRequest, Snapshot};
 use crate::control::TimingSummary;
+use crate::io::transport::bus::BusCounts;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -41,13 +42,39 @@ impl fmt::Display for DecodeError {
             DecodeError::Malformed(why) => write!(f, "malformed: {why}"),
             DecodeError::NonFinite => f.write_str("a value is NaN or infinite"),
             DecodeError::OutOfRange { axis, value, max } => {
-                write!(f, "{} = {value} is beyond the limit ±{max}", AXES[*axis])
+                write!(f, "{} = {} is beyond the limit ±{max}", AXES[*axis], Short(*value))
             }
         }
     }
 }
 
 impl std::error::Error for DecodeError {}
+
+/// A rejected number as a reader wants it: short whatever its size (`1e308` is not 309 digits).
+struct Short(f64);
+
+impl fmt::Display for Short {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.abs() < 1e6 {
+            write!(f, "{}", self.0)
+        } else {
+            write!(f, "{:.3e}", self.0)
+        }
+    }
+}
+
+/// The longest parser message kept with a rejection; the parser quotes the offending text, which
+/// a sender controls.
+const MAX_REASON_CHARS: usize = 120;
+
+/// `why` cut to `MAX_REASON_CHARS` characters, marked where it was cut.
+fn truncated(mut why: String) -> String {
+    if let Some((cut, _)) = why.char_indices().nth(MAX_REASON_CHARS) {
+        why.truncate(cut);
+        why.push_str("...");
+    }
+    why
+}
 
 const AXES: [&str; 3] = ["vx", "vy", "wz"];
 
@@ -128,7 +155,7 @@ fn json<'a, T: Deserialize<'a>>(payload: &'a [u8], max: usize) -> Result<T, Deco
     check_size(payload, max)?;
     serde_json::from_slice(payload).map_err(|e| {
         // serde_json rejects NaN and Infinity literals as syntax; 1e999 overflows to an error too.
-        DecodeError::Malformed(e.to_string())
+        DecodeError::Malformed(truncated(e.to_string()))
     })
 }
 
@@ -256,7 +283,8 @@ pub struct StateMsg {
 }
 
 impl StateMsg {
-    pub fn new(s: &Snapshot, joints: usize, controller: &str, timing: &TimingSummary) -> Self {
+    /// `joints`: the joint names, in configuration order.
+    pub fn new(s: &Snapshot, joints: &[String], controller: &str, timing: &TimingSummary) -> Self {
         Self {
             tick: s.tick,
             t_ns: s.state.t_ns,
@@ -266,9 +294,9 @@ impl StateMsg {
             standing: s.standing,
             command: VelCmd { vx: s.command[0], vy: s.command[1], wz: s.command[2] },
             source: s.source,
-            fault: s.fault.map(|f| f.to_string()),
+            fault: s.fault.map(|f| f.named(joints).to_string()),
             tilt_deg: s.state.tilt_rad.to_degrees(),
-            q_rad: s.state.joints[..joints].iter().map(|j| j.q_rad).collect(),
+            q_rad: s.state.joints[..joints.len()].iter().map(|j| j.q_rad).collect(),
             timing: timing.into(),
         }
     }
@@ -284,8 +312,9 @@ pub struct EventMsg {
     pub text: String,
 }
 
-impl From<&Event> for EventMsg {
-    fn from(e: &Event) -> Self {
+impl EventMsg {
+    /// `joints`: the joint names, in configuration order.
+    pub fn new(e: &Event, joints: &[String]) -> Self {
         let kind = match e.kind {
             EventKind::ModeChanged { .. } => "mode_changed",
             EventKind::Refused { .. } => "refused",
@@ -294,7 +323,7 @@ impl From<&Event> for EventMsg {
             EventKind::FallbackSwitched { .. } => "fallback_switched",
             EventKind::CommandRejected { .. } => "command_rejected",
         };
-        Self { t_ns: e.t_ns, kind: kind.into(), text: e.kind.to_string() }
+        Self { t_ns: e.t_ns, kind: kind.into(), text: e.kind.named(joints).to_string() }
     }
 }
 
@@ -335,6 +364,17 @@ pub struct DiagMsg {
     pub estop: Counters,
     /// Events the telemetry could not keep (the supervisor still logged them).
     pub events_dropped: u64,
+    /// Per bus: frames and lines the receive side could not use, since start.
+    #[serde(default)]
+    pub buses: Vec<BusMsg>,
+}
+
+/// One bus's receive-side counters in `diag`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BusMsg {
+    pub bus: String,
+    #[serde(flatten)]
+    pub counts: BusCounts,
 }
 
 #[cfg(test)]
@@ -355,6 +395,17 @@ mod tests {
             assert_eq!(decode_vel(bad, 256, &MAX).unwrap_err().counter(), RejectReason::Malformed, "{bad:?}");
         }
         assert_eq!(check_velocity([f64::INFINITY, 0.0, 0.0], &MAX), Err(DecodeError::NonFinite));
+    }
+
+    #[test]
+    fn a_rejected_value_is_not_echoed_in_full() {
+        let huge = format!(r#"{{"vx":{}}}"#, "9".repeat(300));
+        let e = decode_vel(huge.as_bytes(), 1024, &MAX).unwrap_err();
+        assert_eq!(e.to_string(), "vx = 1.000e300 is beyond the limit ±1");
+        let long = format!(r#"{{"vx":"{}"}}"#, "x".repeat(500));
+        let e = decode_vel(long.as_bytes(), 1024, &MAX).unwrap_err().to_string();
+        assert!(e.len() < 200 && e.ends_with("..."), "{e}");
+        assert_eq!(decode_vel(br#"{"vx":1.5}"#, 256, &MAX).unwrap_err().to_string(), "vx = 1.5 is beyond the limit ±1");
     }
 
     #[test]

@@ -76,6 +76,11 @@ pub struct SlcanMotors {
 
 impl SlcanMotors {
     pub fn start(config: &locod::config::Config, link: &Path) -> SlcanMotors {
+        Self::start_at(config, link, &[])
+    }
+
+    /// The motors with some resting at other (motor-side) angles than zero: `(joint, q_rad)`.
+    pub fn start_at(config: &locod::config::Config, link: &Path, positions: &[(usize, f32)]) -> SlcanMotors {
         use serialport::SerialPort as _;
         let (master, slave) = serialport::TTYPort::pair().unwrap();
         let name = slave.name().unwrap();
@@ -84,7 +89,10 @@ impl SlcanMotors {
         std::os::unix::fs::symlink(&name, link).unwrap();
         // A plain handle (no lock) keeps the pty's slave side open between the daemon's opens.
         std::mem::forget(std::fs::File::open(&name).unwrap());
-        let (emu, faults) = locod::io::doubles::motor_emulator::MotorEmulator::new(config, 0).unwrap();
+        let (mut emu, faults) = locod::io::doubles::motor_emulator::MotorEmulator::new(config, 0).unwrap();
+        for &(joint, q_rad) in positions {
+            emu.set_position(joint, q_rad);
+        }
         let thread = emu.serve_slcan(locod::io::transport::serial::Port::from_tty(master).unwrap());
         SlcanMotors { faults, thread: Some(thread) }
     }

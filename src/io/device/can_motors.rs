@@ -8,7 +8,7 @@
 use super::motors::{Motor, ReplyRouter};
 use crate::config::Config;
 use crate::io::protocol::mit::Special;
-use crate::io::transport::bus::{self, BusPair, BusRx, BusState, BusTx, RxItem, SharedBusState};
+use crate::io::transport::bus::{self, BusCounts, BusHealth, BusPair, BusRx, BusState, BusTx, RxItem, SharedBusState};
 use crate::io::OpenError;
 use crate::report;
 use crate::rt::thread::{self, Setup};
@@ -30,12 +30,39 @@ pub struct CanMotors {
     bus_names: Vec<String>,
     txs: Vec<Box<dyn BusTx>>,
     states: Vec<Arc<SharedBusState>>,
+    health: BusWatch,
     joints: Vec<Reader<JointSample>>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
-fn rx_thread(mut rx: Box<dyn BusRx>, mut router: ReplyRouter, state: Arc<SharedBusState>, stop: Arc<AtomicBool>) {
+/// Every bus's receive-side health by bus name, in configuration order; cheap to clone and
+/// read from any thread.
+#[derive(Clone, Debug, Default)]
+pub struct BusWatch(Vec<(String, Arc<BusHealth>)>);
+
+impl BusWatch {
+    /// Each bus's name and counts now.
+    pub fn counts(&self) -> Vec<(String, BusCounts)> {
+        self.0.iter().map(|(name, h)| (name.clone(), h.counts())).collect()
+    }
+
+    /// The buses with anything counted, as `bus can0: 3 undecodable, ...; bus can1: ...`, or
+    /// `None` when every count is zero.
+    pub fn summary(&self) -> Option<String> {
+        let parts: Vec<String> =
+            self.counts().iter().filter(|(_, c)| c.total() > 0).map(|(name, c)| format!("bus {name}: {c}")).collect();
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+fn rx_thread(
+    mut rx: Box<dyn BusRx>,
+    mut router: ReplyRouter,
+    state: Arc<SharedBusState>,
+    health: Arc<BusHealth>,
+    stop: Arc<AtomicBool>,
+) {
     while !stop.load(Ordering::Relaxed) {
         match rx.recv(RX_POLL) {
             RxItem::Frame(frame, t_ns) => {
@@ -44,6 +71,7 @@ fn rx_thread(mut rx: Box<dyn BusRx>, mut router: ReplyRouter, state: Arc<SharedB
             RxItem::State(s) => state.set(s),
             RxItem::Idle => {}
         }
+        health.record(rx.counters(), router.unknown, router.malformed);
     }
 }
 
@@ -68,16 +96,19 @@ impl CanMotors {
         }
         let mut txs = Vec::new();
         let mut states = Vec::new();
+        let mut health = Vec::new();
         let mut threads = Vec::new();
         for (i, ((tx, rx), w)) in buses.into_iter().zip(writers).enumerate() {
             let state = Arc::new(SharedBusState::default());
-            let (s, st) = (state.clone(), stop.clone());
+            let counts = Arc::new(BusHealth::default());
+            let (s, h, st) = (state.clone(), counts.clone(), stop.clone());
             let router = ReplyRouter::new(w);
             let name = format!("locod-rx-{}", config.buses[i].name);
             let what = format!("bus {} receive", config.buses[i].name);
-            threads.push(thread::spawn(&name, &what, Setup::Rt(spec), move |_| rx_thread(rx, router, s, st))?);
+            threads.push(thread::spawn(&name, &what, Setup::Rt(spec), move |_| rx_thread(rx, router, s, h, st))?);
             txs.push(tx);
             states.push(state);
+            health.push((config.buses[i].name.clone(), counts));
         }
         Ok(Self {
             motors,
@@ -85,6 +116,7 @@ impl CanMotors {
             bus_names: config.buses.iter().map(|b| b.name.clone()).collect(),
             txs,
             states,
+            health: BusWatch(health),
             joints,
             stop,
             threads,
@@ -124,6 +156,11 @@ impl CanMotors {
 
     pub fn motor(&self, joint: usize) -> &Motor {
         &self.motors[joint]
+    }
+
+    /// Every bus's receive-side counters (garbage, unknown and malformed frames, queue drops).
+    pub fn bus_watch(&self) -> BusWatch {
+        self.health.clone()
     }
 
     /// Frames sent and dropped per bus.

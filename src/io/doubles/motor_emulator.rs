@@ -13,7 +13,7 @@ use crate::io::transport::bus::{BusRx, BusTx, RxItem};
 use crate::io::transport::can::CanFrame;
 use crate::io::transport::serial::Port;
 use crate::rt::clock::monotonic_ns;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,8 +29,52 @@ pub struct EmulatorFaults {
     /// Index of a motor that reports `error_code` (Damiao motors only); -1 for none.
     pub error_joint: AtomicI32,
     pub error_code: AtomicI32,
+    /// Whether the slcan adapter sends garbage with every batch of replies: a line that does not
+    /// decode and a frame from an id no motor has (`GARBAGE_LINES`, `SPOOFED_FRAMES` per batch).
+    pub garbage: AtomicBool,
     pub stop: AtomicBool,
+    /// What the emulator observed (not faults): see `Observed`.
+    pub observed: Observed,
 }
+
+/// What the emulated hardware saw of its host, for tests that judge the host from outside.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Whether the slcan adapter's CAN channel is open: `O` opens it, `C` closes it.
+    pub channel_open: AtomicBool,
+    /// Batches of garbage sent (each `GARBAGE_LINES` bad lines and `SPOOFED_FRAMES` frames).
+    pub garbage_batches: AtomicU64,
+    /// Per joint (configuration order, up to 16): the largest torque a command asked of the
+    /// motor's PD law at the rotor's state when it arrived, before the motor's saturation (f32
+    /// bits of a non-negative value, so that `fetch_max` orders them).
+    max_demand_nm: [AtomicU32; 16],
+    /// Per joint: the largest change of the position target between consecutive commands with a
+    /// position gain (from the rotor's angle when the previous one had none), f32 bits.
+    max_target_step_rad: [AtomicU32; 16],
+}
+
+impl Observed {
+    /// The largest torque demanded of joint `j`'s motor so far, N·m (motor side).
+    pub fn max_demand_nm(&self, j: usize) -> f32 {
+        self.max_demand_nm.get(j).map_or(0.0, |a| f32::from_bits(a.load(Ordering::Relaxed)))
+    }
+
+    /// The largest step of joint `j`'s position target so far, rad (motor side).
+    pub fn max_target_step_rad(&self, j: usize) -> f32 {
+        self.max_target_step_rad.get(j).map_or(0.0, |a| f32::from_bits(a.load(Ordering::Relaxed)))
+    }
+
+    fn record(slot: &[AtomicU32; 16], j: usize, v: f32) {
+        if let Some(a) = slot.get(j) {
+            a.fetch_max(v.abs().to_bits(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Per batch of garbage: lines that do not decode, and frames from an id no motor uses.
+pub const GARBAGE_LINES: u64 = 2;
+pub const SPOOFED_FRAMES: u64 = 1;
+const GARBAGE: &[u8] = b"xyz\rt12Q\rt7FF8EE02030405060708\r";
 
 impl Default for EmulatorFaults {
     fn default() -> Self {
@@ -38,7 +82,9 @@ impl Default for EmulatorFaults {
             silent_joint: AtomicI32::new(-1),
             error_joint: AtomicI32::new(-1),
             error_code: AtomicI32::new(0),
+            garbage: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            observed: Observed::default(),
         }
     }
 }
@@ -158,8 +204,20 @@ impl MotorEmulator {
         let silent = self.faults.silent_joint.load(Ordering::Relaxed);
         let error_joint = self.faults.error_joint.load(Ordering::Relaxed);
         let r = self.rotors.iter_mut().find(|r| r.fw.addressed(frame))?;
-        if r.fw.receive(frame)? == MotorRequest::Special(Special::SetZero) {
+        let before = r.fw.cmd;
+        let request = r.fw.receive(frame)?;
+        if request == MotorRequest::Special(Special::SetZero) {
             r.q_rad = 0.0;
+        }
+        if let MotorRequest::Command(c) = request {
+            let seen = &self.faults.observed;
+            let j = r.fw.spec.joint;
+            let demand = c.kp * (c.q_rad - r.q_rad) + c.kd * (c.qd_radps - r.qd_radps) + c.tau_ff_nm;
+            Observed::record(&seen.max_demand_nm, j, demand);
+            if c.kp > 0.0 {
+                let from = if before.kp > 0.0 { before.q_rad } else { r.q_rad };
+                Observed::record(&seen.max_target_step_rad, j, c.q_rad - from);
+            }
         }
         if r.fw.spec.joint as i32 == silent {
             return None;
@@ -210,15 +268,25 @@ impl MotorEmulator {
                     let mut replies = [None; 16];
                     let mut count = 0;
                     for event in decoder.decode(&buf[..n]) {
-                        if let Ok(SlcanEvent::Frame(f)) = event {
-                            self.step_to(now);
-                            if let Some(reply) = self.handle(&f) {
-                                if count < replies.len() {
-                                    replies[count] = Some(reply);
-                                    count += 1;
+                        match event {
+                            Ok(SlcanEvent::Frame(f)) => {
+                                self.step_to(now);
+                                if let Some(reply) = self.handle(&f) {
+                                    if count < replies.len() {
+                                        replies[count] = Some(reply);
+                                        count += 1;
+                                    }
                                 }
                             }
+                            Err(slcan::SlcanError::UnexpectedLine(c @ (b'C' | b'O'))) => {
+                                self.faults.observed.channel_open.store(c == b'O', Ordering::Relaxed);
+                            }
+                            _ => {}
                         }
+                    }
+                    if count > 0 && self.faults.garbage.load(Ordering::Relaxed) {
+                        let _ = port.write_all(GARBAGE, Duration::from_millis(50));
+                        self.faults.observed.garbage_batches.fetch_add(1, Ordering::Relaxed);
                     }
                     for reply in replies.iter().flatten() {
                         if let Ok(len) = slcan::encode_frame(reply, &mut line) {

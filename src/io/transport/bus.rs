@@ -81,8 +81,79 @@ pub enum RxItem {
     Idle,
 }
 
+/// What a receive side dropped before any frame reached the motors, since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxCounters {
+    /// Lines (slcan) or frames that did not decode: garbage on the link.
+    pub decode_errors: u64,
+    /// Frames decoded but dropped because the receive queue was full.
+    pub queue_dropped: u64,
+}
+
 pub trait BusRx: Send {
     fn recv(&mut self, timeout: Duration) -> RxItem;
+    /// Counters since opening; a transport that cannot lose or garble frames keeps them at zero.
+    fn counters(&self) -> RxCounters {
+        RxCounters::default()
+    }
+}
+
+/// The health of one bus's receive side, in atomics its receive thread writes and anyone may
+/// read (`locod motors`, the supervisor's status line, telemetry). Counters only grow.
+#[derive(Debug, Default)]
+pub struct BusHealth {
+    decode_errors: std::sync::atomic::AtomicU64,
+    queue_dropped: std::sync::atomic::AtomicU64,
+    unknown: std::sync::atomic::AtomicU64,
+    malformed: std::sync::atomic::AtomicU64,
+}
+
+/// `BusHealth` read at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BusCounts {
+    /// Lines or frames that did not decode (garbage on the link).
+    pub decode_errors: u64,
+    /// Frames no configured motor sent (another node, or spoofed).
+    pub unknown: u64,
+    /// Replies from a configured motor's id that did not decode.
+    pub malformed: u64,
+    /// Frames dropped because the receive queue was full.
+    pub queue_dropped: u64,
+}
+
+impl BusHealth {
+    /// Records the receive side's counters and the reply router's.
+    pub fn record(&self, rx: RxCounters, unknown: u64, malformed: u64) {
+        self.decode_errors.store(rx.decode_errors, Ordering::Relaxed);
+        self.queue_dropped.store(rx.queue_dropped, Ordering::Relaxed);
+        self.unknown.store(unknown, Ordering::Relaxed);
+        self.malformed.store(malformed, Ordering::Relaxed);
+    }
+
+    pub fn counts(&self) -> BusCounts {
+        BusCounts {
+            decode_errors: self.decode_errors.load(Ordering::Relaxed),
+            unknown: self.unknown.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            queue_dropped: self.queue_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl BusCounts {
+    pub fn total(&self) -> u64 {
+        self.decode_errors + self.unknown + self.malformed + self.queue_dropped
+    }
+}
+
+impl std::fmt::Display for BusCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} undecodable, {} unknown frames, {} malformed replies, {} dropped (receive queue full)",
+            self.decode_errors, self.unknown, self.malformed, self.queue_dropped
+        )
+    }
 }
 
 /// The two halves of an open bus.

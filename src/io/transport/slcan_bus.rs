@@ -7,7 +7,7 @@
 //! when the adapter is unplugged and comes back it reconfigures it and hands the new descriptor to
 //! the transmit side through an atomic, which the transmit side adopts at its next send.
 
-use super::bus::{BusRx, BusState, BusTx, RxItem, TxCounters, TxFault};
+use super::bus::{BusRx, BusState, BusTx, RxCounters, RxItem, TxCounters, TxFault};
 use super::can::CanFrame;
 use super::serial::{self, LinkEvent, Port, ReconnectingPort};
 use crate::io::protocol::slcan::{self, SlcanDecoder, SlcanEvent};
@@ -20,6 +20,8 @@ use std::time::Duration;
 /// USB CDC adapters ignore the baud rate; real UART adapters need theirs.
 pub const SERIAL_BAUD: u32 = 115_200;
 const QUEUED_FRAMES: usize = 64;
+/// How long closing the channel at exit may wait for a full serial buffer.
+const CLOSE_WAIT: Duration = Duration::from_millis(100);
 
 /// Sends the configuration sequence: close (in case it was open), bitrate, open.
 fn configure(port: &Port, bitrate: u32) -> Result<(), String> {
@@ -53,6 +55,7 @@ pub fn open(device: &str, bitrate: u32, backoff: Duration) -> Result<(SlcanTx, S
         queue: [None; QUEUED_FRAMES],
         head: 0,
         len: 0,
+        counters: RxCounters::default(),
     };
     Ok((tx, rx))
 }
@@ -108,9 +111,43 @@ impl SlcanTx {
         Ok(self.tail_len == 0)
     }
 
+    /// Finishes a pending line, then closes the CAN channel (`C`), so that the adapter stops
+    /// acknowledging frames for a host that is gone. Waits at most `CLOSE_WAIT`.
+    fn close_channel(&mut self) {
+        self.adopt_pending();
+        let deadline = monotonic_ns() + CLOSE_WAIT.as_nanos() as u64;
+        let mut close = [0u8; 2];
+        let Ok(n) = slcan::encode_close(&mut close) else { return };
+        let mut sent = 0;
+        while monotonic_ns() < deadline {
+            match self.flush_tail() {
+                Ok(true) => {}
+                Ok(false) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                Err(_) => return,
+            }
+            match self.write(&close[sent..n]) {
+                Ok(k) => sent += k,
+                Err(_) => return,
+            }
+            if sent == n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     fn drop_frame(&mut self, fault: TxFault) -> Result<(), TxFault> {
         self.counters.dropped += 1;
         Err(fault)
+    }
+}
+
+impl Drop for SlcanTx {
+    fn drop(&mut self) {
+        self.close_channel();
     }
 }
 
@@ -158,6 +195,7 @@ pub struct SlcanRx {
     queue: [Option<(CanFrame, u64)>; QUEUED_FRAMES],
     head: usize,
     len: usize,
+    counters: RxCounters,
 }
 
 impl SlcanRx {
@@ -198,11 +236,14 @@ impl BusRx for SlcanRx {
             LinkEvent::Data(n) => {
                 let t_ns = monotonic_ns();
                 for event in self.decoder.decode(&buf[..n]) {
-                    if let Ok(SlcanEvent::Frame(f)) = event {
-                        if self.len < QUEUED_FRAMES {
+                    match event {
+                        Ok(SlcanEvent::Frame(f)) if self.len < QUEUED_FRAMES => {
                             self.queue[(self.head + self.len) % QUEUED_FRAMES] = Some((f, t_ns));
                             self.len += 1;
                         }
+                        Ok(SlcanEvent::Frame(_)) => self.counters.queue_dropped += 1,
+                        Ok(_) => {}
+                        Err(_) => self.counters.decode_errors += 1,
                     }
                 }
                 match self.pop() {
@@ -220,6 +261,10 @@ impl BusRx for SlcanRx {
             }
             LinkEvent::Disconnected => RxItem::State(BusState::Down),
         }
+    }
+
+    fn counters(&self) -> RxCounters {
+        self.counters
     }
 }
 
@@ -303,6 +348,30 @@ mod tests {
         assert_eq!(read_text(&mut far, 7), "C\rS6\rO\r");
         tx.send(&f).unwrap();
         assert_eq!(read_text(&mut far, 7), "t003107\r");
+    }
+
+    #[test]
+    fn garbage_from_the_adapter_is_counted_and_the_channel_is_closed_at_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("canable");
+        let mut far = adapter(&link);
+        let (tx, mut rx) = open(link.to_str().unwrap(), 1_000_000, Duration::from_millis(1)).unwrap();
+        assert_eq!(read_text(&mut far, 7), "C\rS8\rO\r");
+        // Three bad lines (not a command, bad hex, a length that does not match), noise bytes that
+        // end up in a fourth, then a good frame.
+        far.write_all(b"xyz\rt12Q1AB\rt0013AB\r\x01\x02\xff\rt0021AB\r", Duration::from_millis(100)).unwrap();
+        let mut frames = 0;
+        for _ in 0..50 {
+            if let RxItem::Frame(f, _) = rx.recv(Duration::from_millis(20)) {
+                assert_eq!(f, CanFrame::standard(0x002, &[0xAB]).unwrap());
+                frames += 1;
+                break;
+            }
+        }
+        assert_eq!(frames, 1);
+        assert_eq!(rx.counters(), RxCounters { decode_errors: 4, queue_dropped: 0 });
+        drop(tx);
+        assert_eq!(read_text(&mut far, 2), "C\r", "the channel is closed when the transmit side goes");
     }
 
     #[test]
