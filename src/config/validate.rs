@@ -375,7 +375,18 @@ fn validate_safety(c: &Config) -> Check {
         );
     }
     positive(at("action_rate_limit_radps"), s.action_rate_limit_radps)?;
-    non_negative(at("shutdown_damp_ms"), s.shutdown_damp_ms)
+    non_negative(at("shutdown_damp_ms"), s.shutdown_damp_ms)?;
+    let d = &s.degrade;
+    for (key, v) in [
+        ("imu_stale_ms", d.imu_stale_ms),
+        ("deadline_overruns_ms", d.deadline_overruns_ms),
+        ("depth_stale_ms", d.depth_stale_ms),
+    ] {
+        if let Some(v) = v {
+            non_negative(vec![Key("safety"), Key("degrade"), Key(key)], v)?;
+        }
+    }
+    Ok(())
 }
 
 fn validate_command(c: &Config) -> Check {

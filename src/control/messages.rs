@@ -57,12 +57,19 @@ pub enum CommandSource {
     Autonomy,
 }
 
-/// A condition that takes the robot to damping.
+/// A condition that takes the robot to damping, or (a brief sensor gap or overrun burst on a
+/// robot configured to degrade, `control::response`) to its balance fallback.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fault {
     /// No IMU sample has arrived since start.
     ImuMissing,
     ImuStale {
+        age_ms: f64,
+    },
+    /// A depth sensor (index in `[[depth.sensor]]` order) whose newest frame is older than `[depth]
+    /// timeout_ms` (infinite: none yet) while a policy that reads the terrain walks.
+    DepthStale {
+        sensor: u8,
         age_ms: f64,
     },
     /// A motor has not replied once since start.
@@ -98,6 +105,7 @@ impl Fault {
             (MotorSilent { joint: a, .. }, MotorSilent { joint: b, .. }) => a == b,
             (MotorMissing { joint: a }, MotorMissing { joint: b }) => a == b,
             (MotorError { joint: a, code: x }, MotorError { joint: b, code: y }) => a == b && x == y,
+            (DepthStale { sensor: a, .. }, DepthStale { sensor: b, .. }) => a == b,
             _ => std::mem::discriminant(self) == std::mem::discriminant(other),
         }
     }
@@ -108,6 +116,10 @@ impl fmt::Display for Fault {
         match self {
             Fault::ImuMissing => f.write_str("IMU: no sample received yet"),
             Fault::ImuStale { age_ms } => write!(f, "IMU stale: last sample {age_ms:.1} ms old"),
+            Fault::DepthStale { sensor, age_ms } if age_ms.is_finite() => {
+                write!(f, "depth sensor {sensor} stale: last frame {age_ms:.1} ms old")
+            }
+            Fault::DepthStale { sensor, .. } => write!(f, "depth sensor {sensor}: no frame received yet"),
             Fault::MotorMissing { joint } => write!(f, "motor of joint {joint}: no reply received yet"),
             Fault::MotorSilent { joint, age_ms } => {
                 write!(f, "motor of joint {joint} silent: last reply {age_ms:.1} ms old")
@@ -153,6 +165,8 @@ impl fmt::Display for Refusal {
 pub enum Reason {
     Requested,
     Fault(Fault),
+    /// A fault that degrades lasted longer than its `[safety.degrade]` limit.
+    FaultPersisted(Fault),
     EStop,
     Completed,
     Shutdown,
@@ -163,6 +177,7 @@ impl fmt::Display for Reason {
         match self {
             Reason::Requested => f.write_str("requested"),
             Reason::Fault(fault) => write!(f, "fault: {fault}"),
+            Reason::FaultPersisted(fault) => write!(f, "fault: {fault}, for longer than [safety.degrade] allows"),
             Reason::EStop => f.write_str("e-stop"),
             Reason::Completed => f.write_str("completed"),
             Reason::Shutdown => f.write_str("shutdown"),
@@ -205,6 +220,9 @@ pub enum FallbackWhy {
     PolicyReported,
     /// A fresh action is available again.
     Recovered,
+    /// A fault that degrades (a brief sensor gap, an overrun burst): the balance fallback holds the
+    /// robot on the last good estimate until the fault clears or outlasts its limit.
+    Degraded,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -65,6 +65,7 @@ pub fn fault_code(f: &Option<Fault>) -> u8 {
         Some(Fault::Hardware(_)) => 7,
         Some(Fault::ImuMissing) => 8,
         Some(Fault::MotorMissing { .. }) => 9,
+        Some(Fault::DepthStale { .. }) => 10,
     }
 }
 

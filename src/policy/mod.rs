@@ -56,6 +56,12 @@ pub trait Policy: Send {
     /// Work for the next tick that needs no new data (a planner's random numbers), called after an
     /// action is published so that it stays off the observation-to-action path.
     fn prepare_next(&mut self) {}
+
+    /// Whether the observation reads the perceived terrain (height scan, depth): then the control
+    /// loop treats a stale depth sensor as a fault while walking (`ControlLoop::watch_depth`).
+    fn observes_terrain(&self) -> bool {
+        false
+    }
 }
 
 /// The common end of a controller's tick: clips the raw action (`raw`, as long as the action),
