@@ -137,6 +137,20 @@ fn lockstep_a_stopped_depth_sensor_stops_a_terrain_policy_walking_without_droppi
 }
 
 #[test]
+fn lockstep_stands_up_and_walks_on_the_daemons_own_attitude_filter() {
+    // The robot's path: the attitude from the daemon's Mahony filter on the board's raw IMU, not
+    // the simulator's truth. With the filter's old gain (kp 1.0) StandUp and Walk fell here.
+    let text = std::fs::read_to_string(SIM_TOML).unwrap().replace("[sim]\n", "[sim]\nlockstep_attitude = \"filter\"\n");
+    let c = Config::parse(&text, Path::new(SIM_TOML)).unwrap();
+    let r = run_on(&c, 10.0, &[]);
+    let log = format!("{:#?}", r.events);
+    assert!(r.walk_began_s.is_some_and(|t| t < 3.0), "{log}");
+    assert!(first(&r, "fault").is_none(), "no fault: {log}");
+    assert!(r.max_tilt_deg < 20.0, "upright: max tilt {} deg; {log}", r.max_tilt_deg);
+    assert!(r.min_base_height_m > 0.35, "standing tall: lowest base {} m", r.min_base_height_m);
+}
+
+#[test]
 fn lockstep_silent_motor_is_named_and_damps() {
     let r = run(6.0, &["motor-silent:left_knee@4"]);
     let log = format!("{:#?}", r.events);
