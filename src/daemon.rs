@@ -8,6 +8,8 @@
 //! teleop's telemetry), prints status, tells systemd READY, and pings the watchdog only while the
 //! control loop's heartbeat advances.
 
+mod journal;
+
 use crate::config::Config;
 use crate::control::goal::GoalSequencer;
 use crate::control::inputs::{inbox, Commander};
@@ -356,6 +358,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
     let action_writer = policy.as_ref().map(|_| inputs.connect_policy());
     let readers = 1 + usize::from(policy.is_some()) + usize::from(config.teleop.is_some());
     let (mut lp, mut outputs, mut snapshot_readers) = ControlLoop::new(config, hw, inputs, readers);
+    lp.watch_depth(policy.as_ref().is_some_and(|p| p.observes_terrain()));
     // Before the hardware starts: a teleop that cannot listen stops the daemon with a reason.
     let teleop = match &config.teleop {
         Some(_) => {
@@ -407,7 +410,8 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
 
     let status = snapshot_readers.pop().expect("a reader for the supervisor");
     let feed = teleop.as_ref().map(|(_, f)| f);
-    let supervised = supervise(config, &commander, &mut outputs, status, opts.goal, &control, feed, &buses);
+    let mut supervised = supervise(config, &commander, &mut outputs, status, opts.goal, &control, feed, &buses);
+    let journal = &mut supervised.journal;
 
     let result = control.join().map_err(|_| DaemonError::Panicked("control"))?;
     stop.store(true, Ordering::Relaxed);
@@ -431,7 +435,12 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
         if let Some(f) = feed {
             f.event(&e);
         }
-        report::info(e.kind.named(&joints));
+        if journal.admit(e.t_ns, &e.kind) {
+            report::info(e.kind.named(&joints));
+        }
+    }
+    for line in journal.flush(monotonic_ns(), true) {
+        report::warn(line);
     }
     if let Some((server, _)) = teleop {
         server.shutdown();
@@ -462,6 +471,8 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
 
 struct Supervised {
     faults_raised: u64,
+    /// Repeats it still holds back, to be counted at exit.
+    journal: journal::Journal,
 }
 
 /// The supervisor's loop, on the calling thread, until the control thread ends.
@@ -475,6 +486,7 @@ fn supervise(
     telemetry: Option<&TelemetryFeed>,
     buses: &BusWatch,
 ) -> Supervised {
+    let mut journal = journal::Journal::default();
     let notifier = Notifier::from_env();
     let watchdog_ns = systemd::watchdog_timeout().map(|d| d.as_nanos() as u64 / 2);
     let status_ns = (config.rate.status_interval_s * NS_PER_S as f64) as u64;
@@ -500,10 +512,16 @@ fn supervise(
                 }
                 _ => report::Level::Info,
             };
-            report::log(level, e.kind.named(&joints));
+            // Every event goes to telemetry (and the log); repeats reach the journal counted.
+            if journal.admit(e.t_ns, &e.kind) {
+                report::log(level, e.kind.named(&joints));
+            }
             if let Some(t) = telemetry {
                 t.event(&e);
             }
+        }
+        for line in journal.flush(now, false) {
+            report::warn(line);
         }
         if let Some(t) = telemetry {
             t.timing(outputs.stats.latest());
@@ -565,5 +583,5 @@ fn supervise(
         }
     }
     notifier.stopping();
-    Supervised { faults_raised }
+    Supervised { faults_raised, journal }
 }

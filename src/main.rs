@@ -128,7 +128,8 @@ struct SimArgs {
     /// Simulate the configuration's [sim.real_world] instead of the nominal robot.
     #[arg(long)]
     real_world: bool,
-    /// Inject a fault: imu-stop@S, motor-silent:JOINT@S, bridge-garbage@S, exit@S (repeatable).
+    /// Inject a fault: imu-stop@S, imu-gap:MS@S, depth-stop@S, motor-silent:JOINT@S, bridge-garbage@S,
+    /// exit@S (repeatable).
     #[arg(long = "fault", value_name = "KIND@SECONDS")]
     faults: Vec<locod::sim::ScheduledFault>,
     /// Run the daemon's control loop in lock-step with the simulation (no ports, no threads).

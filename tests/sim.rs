@@ -35,6 +35,10 @@ fn script(t_s: f64) -> [f64; 3] {
 }
 
 fn run(duration_s: f64, faults: &[&str]) -> LockstepReport {
+    run_on(&config(), duration_s, faults)
+}
+
+fn run_on(config: &Config, duration_s: f64, faults: &[&str]) -> LockstepReport {
     let opts = LockstepOptions {
         duration_s,
         goal: Goal::Walk,
@@ -43,7 +47,7 @@ fn run(duration_s: f64, faults: &[&str]) -> LockstepReport {
         faults: faults.iter().map(|f| f.parse::<ScheduledFault>().unwrap()).collect(),
         policy_latency_ms: None,
     };
-    lockstep::run(&config(), &opts).unwrap()
+    lockstep::run(config, &opts).unwrap()
 }
 
 fn first(r: &LockstepReport, needle: &str) -> Option<f64> {
@@ -73,13 +77,77 @@ fn lockstep_is_deterministic() {
 }
 
 #[test]
-fn lockstep_imu_stream_stopping_damps_within_the_timeout() {
+fn lockstep_imu_stream_stopping_damps_after_its_degrade_limit() {
     let r = run(7.0, &["imu-stop@5"]);
     let log = format!("{:#?}", r.events);
     let t = first(&r, "fault: IMU").unwrap_or_else(|| panic!("an IMU fault: {log}"));
-    let timeout_s = config().safety.imu_timeout_ms * 1e-3;
+    let c = config();
+    let timeout_s = c.safety.imu_timeout_ms * 1e-3;
     assert!(t > 5.0 && t <= 5.0 + timeout_s + 0.005, "fault at {t} s: {log}");
-    assert!(first(&r, "Walk -> Passive (fault: IMU").is_some(), "{log}");
+    // A robot that balances degrades first (the stand fallback on the last good attitude), then
+    // damps once the gap outlasts [safety.degrade] imu_stale_ms.
+    let degrade_s = c.degrade_limits().imu_stale_ms * 1e-3;
+    assert!(degrade_s > 0.0, "config/sim.toml balances: a stale IMU degrades by default");
+    assert!(first(&r, "Stand (Degraded)").is_some_and(|d| d <= t + 0.003), "{log}");
+    let damped = first(&r, "Walk -> Passive (fault: IMU").unwrap_or_else(|| panic!("damped: {log}"));
+    assert!(damped >= t + degrade_s && damped <= t + degrade_s + 0.005, "damped at {damped} s: {log}");
+}
+
+#[test]
+fn lockstep_a_40_ms_imu_gap_while_walking_keeps_the_robot_up() {
+    let r = run(9.0, &["imu-gap:40@5"]);
+    let log = format!("{:#?}", r.events);
+    assert!(first(&r, "fault: IMU stale").is_some(), "the gap is seen: {log}");
+    assert!(first(&r, "Stand (Degraded)").is_some(), "{log}");
+    assert!(first(&r, "fault cleared: IMU").is_some(), "{log}");
+    assert!(first(&r, "Primary (Recovered)").is_some(), "walking again: {log}");
+    assert!(first(&r, "-> Passive (fault").is_none(), "not damped: {log}");
+    assert!(r.max_tilt_deg < 20.0, "upright: max tilt {} deg; {log}", r.max_tilt_deg);
+    assert!(r.min_base_height_m > 0.35, "standing tall: lowest base {} m", r.min_base_height_m);
+}
+
+#[test]
+fn lockstep_a_40_ms_imu_gap_damps_and_drops_the_robot_where_degrading_is_off() {
+    // The behaviour before the graded response, for comparison: damping a balancing robot drops it.
+    let text = std::fs::read_to_string(SIM_TOML).unwrap().replace("imu_stale_ms = 100.0", "imu_stale_ms = 0.0");
+    let c = Config::parse(&text, Path::new(SIM_TOML)).unwrap();
+    let r = run_on(&c, 8.0, &["imu-gap:40@5"]);
+    let log = format!("{:#?}", r.events);
+    assert!(first(&r, "Walk -> Passive (fault: IMU stale").is_some(), "{log}");
+    assert!(r.min_base_height_m < 0.35, "damped, it sank: lowest base {} m", r.min_base_height_m);
+}
+
+#[test]
+fn lockstep_a_stopped_depth_sensor_stops_a_terrain_policy_walking_without_dropping_the_robot() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim-student.toml");
+    let c = Config::load(Path::new(path)).unwrap();
+    let timeout_s = c.depth.as_ref().unwrap().timeout_ms * 1e-3;
+    let r = run_on(&c, 8.0, &["depth-stop@5"]);
+    let log = format!("{:#?}", r.events);
+    assert!(r.walk_began_s.is_some_and(|t| t < 5.0), "walking before the fault: {log}");
+    let t = first(&r, "fault: depth sensor").unwrap_or_else(|| panic!("a depth fault: {log}"));
+    // The sensors send at 15 Hz: the last frame came at most one period before the stop.
+    assert!(t > 5.0 + timeout_s - 0.07 && t <= 5.0 + timeout_s + 0.005, "fault at {t} s: {log}");
+    assert!(first(&r, "controller Primary -> Stand (Degraded)").is_some_and(|d| d <= t + 0.003), "{log}");
+    assert!(first(&r, "-> Passive (fault").is_none(), "degraded, not damped: {log}");
+    // The balance controller takes over mid-stride while the legs return to the default pose: a
+    // large transient (about 25 degrees), but it stays up.
+    assert!(r.max_tilt_deg < c.safety.tilt_limit_deg, "upright: max tilt {} deg; {log}", r.max_tilt_deg);
+    assert!(r.min_base_height_m > 0.35, "standing tall: lowest base {} m", r.min_base_height_m);
+}
+
+#[test]
+fn lockstep_stands_up_and_walks_on_the_daemons_own_attitude_filter() {
+    // The robot's path: the attitude from the daemon's Mahony filter on the board's raw IMU, not
+    // the simulator's truth. With the filter's old gain (kp 1.0) StandUp and Walk fell here.
+    let text = std::fs::read_to_string(SIM_TOML).unwrap().replace("[sim]\n", "[sim]\nlockstep_attitude = \"filter\"\n");
+    let c = Config::parse(&text, Path::new(SIM_TOML)).unwrap();
+    let r = run_on(&c, 10.0, &[]);
+    let log = format!("{:#?}", r.events);
+    assert!(r.walk_began_s.is_some_and(|t| t < 3.0), "{log}");
+    assert!(first(&r, "fault").is_none(), "no fault: {log}");
+    assert!(r.max_tilt_deg < 20.0, "upright: max tilt {} deg; {log}", r.max_tilt_deg);
+    assert!(r.min_base_height_m > 0.35, "standing tall: lowest base {} m", r.min_base_height_m);
 }
 
 #[test]

@@ -302,7 +302,8 @@ pub struct Depth {
     /// Edge length of an elevation-map cell.
     #[serde(default = "default_map_resolution")]
     pub map_resolution_m: f64,
-    /// A depth frame older than this is a fault while walking with a depth-using model.
+    /// A depth sensor whose newest frame is older than this is a fault while a policy that reads
+    /// the terrain walks (`Fault::DepthStale`; it degrades per `[safety.degrade] depth_stale_ms`).
     #[serde(default = "default_depth_timeout")]
     pub timeout_ms: f64,
     #[serde(rename = "sensor")]
@@ -465,6 +466,9 @@ pub struct Safety {
     pub overspeed_factor: f64,
     /// How long the daemon keeps damping after a stop request before it exits.
     pub shutdown_damp_ms: f64,
+    /// Which faults degrade instead of damping, and for how long (`[safety.degrade]`).
+    #[serde(skip_serializing_if = "Degrade::is_unset")]
+    pub degrade: Degrade,
 }
 
 impl Default for Safety {
@@ -479,6 +483,54 @@ impl Default for Safety {
             action_rate_limit_radps: 10.0,
             overspeed_factor: 1.5,
             shutdown_damp_ms: 300.0,
+            degrade: Degrade::default(),
+        }
+    }
+}
+
+/// The graded response to faults (`[safety.degrade]`). A brief fault of one of these kinds does not
+/// damp: the robot is held by its balance fallback (Walk's stand level; StandUp and SitDown go on)
+/// on the last good estimate, and the fault damps only once its condition has been present for
+/// longer than the time given here, summed over the episode (until the fault clears). 0 damps at
+/// once. Every other fault (tilt, motor silent, missing or in error, non-finite values, bus
+/// faults) always damps. A key left out takes the default of the robot's kind: a robot that
+/// balances on wheels (`[balance]`) falls when damped, so it degrades; other robots damp, as
+/// before, except for a stale depth sensor, which only matters to a walking policy.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Degrade {
+    /// An IMU sample older than `imu_timeout_ms` (default 100 with `[balance]`, else 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub imu_stale_ms: Option<f64>,
+    /// `max_consecutive_overruns` late cycles in a row (default 200 with `[balance]`, else 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_overruns_ms: Option<f64>,
+    /// A depth sensor silent for longer than `[depth] timeout_ms` while a policy that reads the
+    /// terrain walks (default 5000 for every robot: standing needs no depth).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depth_stale_ms: Option<f64>,
+}
+
+/// `[safety.degrade]` with the robot kind's defaults filled in, ms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DegradeLimits {
+    pub imu_stale_ms: f64,
+    pub deadline_overruns_ms: f64,
+    pub depth_stale_ms: f64,
+}
+
+impl Degrade {
+    fn is_unset(&self) -> bool {
+        *self == Degrade::default()
+    }
+
+    /// The limits, with the defaults of a robot that balances on wheels (`balances`) or not.
+    pub fn limits(&self, balances: bool) -> DegradeLimits {
+        let kind = |balancing: f64, other: f64| if balances { balancing } else { other };
+        DegradeLimits {
+            imu_stale_ms: self.imu_stale_ms.unwrap_or(kind(100.0, 0.0)),
+            deadline_overruns_ms: self.deadline_overruns_ms.unwrap_or(kind(200.0, 0.0)),
+            depth_stale_ms: self.depth_stale_ms.unwrap_or(5000.0),
         }
     }
 }
@@ -700,6 +752,11 @@ impl Config {
     /// Names of the joints, in configuration order (faults and events name joints by them).
     pub fn joint_names(&self) -> Vec<String> {
         self.joints.iter().map(|j| j.name.clone()).collect()
+    }
+
+    /// `[safety.degrade]` resolved for this robot (it balances when `[balance]` is configured).
+    pub fn degrade_limits(&self) -> DegradeLimits {
+        self.safety.degrade.limits(self.balance.is_some())
     }
 
     pub fn joint_index(&self, name: &str) -> Option<usize> {

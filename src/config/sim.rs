@@ -21,6 +21,11 @@ pub struct Sim {
     pub hold_until_commanded: bool,
     /// Seed of every noise source and drop-out.
     pub seed: u64,
+    /// Where lock-step (`locod sim --lockstep`, `locod eval`) takes the attitude from: the IMU's
+    /// truth, as a converged filter would report it, or the daemon's own filter (`[imu]`
+    /// orientation and filter_gains) on the board's noisy gyro and accelerometer, as the robot
+    /// does. The real-time simulator always sends raw readings to the daemon's filter.
+    pub lockstep_attitude: LockstepAttitude,
     pub imu: SimImu,
     pub depth: SimDepth,
     pub motors: SimMotors,
@@ -36,12 +41,21 @@ impl Default for Sim {
             physics_hz: 1000,
             hold_until_commanded: true,
             seed: 1,
+            lockstep_attitude: LockstepAttitude::Truth,
             imu: SimImu::default(),
             depth: SimDepth::default(),
             motors: SimMotors::default(),
             real_world: Perturbation::real_world(),
         }
     }
+}
+
+/// See `Sim::lockstep_attitude`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockstepAttitude {
+    Truth,
+    Filter,
 }
 
 /// The IMU on the bridge board.

@@ -312,3 +312,24 @@ fn bad_configurations_are_refused_naming_file_line_column_and_key() {
         assert!(shown.contains(says), "{from:?} -> {to:.80?}\n  said: {shown}\n  want: {says}");
     }
 }
+
+#[test]
+fn degrade_limits_default_by_robot_kind_and_are_validated() {
+    // The in-memory stand has no [balance]: faults damp as before, but a stale depth sensor only
+    // stops a terrain-reading policy walking.
+    let c = parse(&example()).unwrap();
+    let l = c.degrade_limits();
+    assert_eq!((l.imu_stale_ms, l.deadline_overruns_ms, l.depth_stale_ms), (0.0, 0.0, 5000.0));
+    // A robot that balances on wheels falls when damped: it degrades by default.
+    let sim = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml"))).unwrap();
+    let l = sim.degrade_limits();
+    assert!(l.imu_stale_ms > 0.0 && l.deadline_overruns_ms > 0.0, "{l:?}");
+    // Set keys win over the kind's defaults, and round-trip.
+    let c = parse(&(example() + "\n[safety.degrade]\nimu_stale_ms = 80.0\n")).unwrap();
+    assert_eq!(c.degrade_limits().imu_stale_ms, 80.0);
+    assert_eq!(parse(&c.to_toml()).unwrap().safety, c.safety);
+    let e = err(&(example() + "\n[safety.degrade]\ndepth_stale_ms = -1.0\n"));
+    assert!(e.contains("safety.degrade.depth_stale_ms: expected a finite number >= 0, got -1"), "{e}");
+    let e = err(&(example() + "\n[safety.degrade]\ntilt_ms = 100.0\n"));
+    assert!(e.contains("tilt_ms"), "{e}");
+}

@@ -421,7 +421,18 @@ fn validate_safety(c: &Config) -> Check {
     if !(s.overspeed_factor >= 1.0 && s.overspeed_factor.is_finite()) {
         return fail(at("overspeed_factor"), format!("expected a finite factor >= 1, got {}", s.overspeed_factor));
     }
-    non_negative(at("shutdown_damp_ms"), s.shutdown_damp_ms)
+    non_negative(at("shutdown_damp_ms"), s.shutdown_damp_ms)?;
+    let d = &s.degrade;
+    for (key, v) in [
+        ("imu_stale_ms", d.imu_stale_ms),
+        ("deadline_overruns_ms", d.deadline_overruns_ms),
+        ("depth_stale_ms", d.depth_stale_ms),
+    ] {
+        if let Some(v) = v {
+            non_negative(vec![Key("safety"), Key("degrade"), Key(key)], v)?;
+        }
+    }
+    Ok(())
 }
 
 fn validate_command(c: &Config) -> Check {

@@ -21,6 +21,10 @@ pub struct BalanceController {
     left: usize,
     right: usize,
     dt_s: f64,
+    /// The forward speed it follows: the command, acceleration-limited (`[command] max_accel`), so
+    /// a switch between controllers (the stand fallback and back) never steps it.
+    vx_ref_mps: f64,
+    max_accel_mps2: f64,
     pos_error_m: f64,
     yaw_error_rad: f64,
 }
@@ -40,6 +44,8 @@ impl BalanceController {
             right: config.joint_index(&b.right_wheel)?,
             gains: b.clone(),
             dt_s: config.rate.control_period_ns() as f64 * 1e-9,
+            vx_ref_mps: 0.0,
+            max_accel_mps2: config.command.max_accel[0],
             pos_error_m: 0.0,
             yaw_error_rad: 0.0,
         })
@@ -51,8 +57,16 @@ impl BalanceController {
 
     /// Forgets the accumulated errors (at the start of every stand-up).
     pub fn reset(&mut self) {
+        self.vx_ref_mps = 0.0;
         self.pos_error_m = 0.0;
         self.yaw_error_rad = 0.0;
+    }
+
+    /// Takes over from another controller (a policy) mid-motion: follows from the speed the robot
+    /// has now, with no error accumulated under a controller that was not running.
+    pub fn take_over(&mut self, s: &RobotState) {
+        self.reset();
+        self.vx_ref_mps = self.speed_mps(s);
     }
 
     /// Forward speed over ground from the wheels' joint rates and the body's pitch rate.
@@ -66,7 +80,9 @@ impl BalanceController {
         let g = &self.gains;
         let pitch = pitch_rad(s) - g.pitch_offset_rad;
         let pitch_rate = s.ang_vel_body_radps[1];
-        let speed_error = self.speed_mps(s) - command[0];
+        let max_step = self.max_accel_mps2 * self.dt_s;
+        self.vx_ref_mps += (command[0] - self.vx_ref_mps).clamp(-max_step, max_step);
+        let speed_error = self.speed_mps(s) - self.vx_ref_mps;
         self.pos_error_m = (self.pos_error_m + speed_error * self.dt_s).clamp(-g.pos_error_max_m, g.pos_error_max_m);
         let u = g.k_pitch * pitch + g.k_pitch_rate * pitch_rate + g.k_vel * speed_error + g.k_pos * self.pos_error_m;
         let yaw_rate_error = command[2] - s.ang_vel_body_radps[2];
@@ -107,6 +123,23 @@ mod tests {
         let mut b = controller();
         let (l, _) = b.update(&pitched(b.gains.pitch_offset_rad), &[0.5, 0.0, 0.0]);
         assert!(l.tau_ff_nm < 0.0);
+    }
+
+    #[test]
+    fn a_step_in_the_command_is_followed_at_the_acceleration_limit() {
+        // The stand fallback sets the command to zero at once, and walking back sets it again:
+        // the pendulum must see a ramp, not a step (a 0.3 m/s step tips it over).
+        let mut b = controller();
+        let s = pitched(b.gains.pitch_offset_rad);
+        b.update(&s, &[0.3, 0.0, 0.0]);
+        let step = b.max_accel_mps2 * b.dt_s;
+        assert!((b.vx_ref_mps - step).abs() < 1e-12, "{}", b.vx_ref_mps);
+        for _ in 0..10_000 {
+            b.update(&s, &[0.3, 0.0, 0.0]);
+        }
+        assert!((b.vx_ref_mps - 0.3).abs() < 1e-12);
+        b.update(&s, &[0.0; 3]);
+        assert!((b.vx_ref_mps - (0.3 - step)).abs() < 1e-12);
     }
 
     #[test]

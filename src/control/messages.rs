@@ -57,12 +57,19 @@ pub enum CommandSource {
     Autonomy,
 }
 
-/// A condition that takes the robot to damping.
+/// A condition that takes the robot to damping, or (a brief sensor gap or overrun burst on a
+/// robot configured to degrade, `control::response`) to its balance fallback.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Fault {
     /// No IMU sample has arrived since start.
     ImuMissing,
     ImuStale {
+        age_ms: f64,
+    },
+    /// A depth sensor (index in `[[depth.sensor]]` order) whose newest frame is older than `[depth]
+    /// timeout_ms` (infinite: none yet) while a policy that reads the terrain walks.
+    DepthStale {
+        sensor: u8,
         age_ms: f64,
     },
     /// A motor has not replied once since start.
@@ -106,6 +113,7 @@ impl Fault {
             (MotorMissing { joint: a }, MotorMissing { joint: b }) => a == b,
             (MotorError { joint: a, code: x }, MotorError { joint: b, code: y }) => a == b && x == y,
             (OverSpeed { joint: a, .. }, OverSpeed { joint: b, .. }) => a == b,
+            (DepthStale { sensor: a, .. }, DepthStale { sensor: b, .. }) => a == b,
             _ => std::mem::discriminant(self) == std::mem::discriminant(other),
         }
     }
@@ -143,6 +151,13 @@ impl Fault {
             Fault::ImuMissing => f.write_str("IMU: no sample received yet"),
             Fault::ImuStale { age_ms } if figures => write!(f, "IMU stale: last sample {age_ms:.1} ms old"),
             Fault::ImuStale { .. } => f.write_str("IMU stale"),
+            Fault::DepthStale { sensor, age_ms } if figures && age_ms.is_finite() => {
+                write!(f, "depth sensor {sensor} stale: last frame {age_ms:.1} ms old")
+            }
+            Fault::DepthStale { sensor, age_ms } if !age_ms.is_finite() => {
+                write!(f, "depth sensor {sensor}: no frame received yet")
+            }
+            Fault::DepthStale { sensor, .. } => write!(f, "depth sensor {sensor} stale"),
             Fault::MotorMissing { joint } => write!(f, "motor of joint {}: no reply received yet", name(joint)),
             Fault::MotorSilent { joint, age_ms } if figures => {
                 write!(f, "motor of joint {} silent: last reply {age_ms:.1} ms old", name(joint))
@@ -215,6 +230,8 @@ impl Refusal {
 pub enum Reason {
     Requested,
     Fault(Fault),
+    /// A fault that degrades lasted longer than its `[safety.degrade]` limit.
+    FaultPersisted(Fault),
     EStop,
     Completed,
     Shutdown,
@@ -231,6 +248,9 @@ impl Reason {
         match self {
             Reason::Requested => f.write_str("requested"),
             Reason::Fault(fault) => write!(f, "fault: {}", fault.named(joints)),
+            Reason::FaultPersisted(fault) => {
+                write!(f, "fault: {}, for longer than [safety.degrade] allows", fault.named(joints))
+            }
             Reason::EStop => f.write_str("e-stop"),
             Reason::Completed => f.write_str("completed"),
             Reason::Shutdown => f.write_str("shutdown"),
@@ -275,6 +295,9 @@ pub enum FallbackWhy {
     Recovered,
     /// The policy failed on its latest snapshot (the reason is the policy's).
     PolicyFailed(&'static str),
+    /// A fault that degrades (a brief sensor gap, an overrun burst): the balance fallback holds the
+    /// robot on the last good estimate until the fault clears or outlasts its limit.
+    Degraded,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

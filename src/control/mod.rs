@@ -16,6 +16,7 @@ pub mod messages;
 pub mod mode;
 pub mod motion;
 pub mod record;
+pub mod response;
 pub mod safety;
 
 use crate::config::Config;
@@ -32,6 +33,7 @@ use messages::*;
 use mode::{Conditions, ModeMachine};
 use motion::Motion;
 use record::{flags, LogTap, TickRecord};
+use response::{Response, Verdict};
 use safety::{Limiter, Monitor};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +96,7 @@ pub struct ControlLoop {
     modes: ModeMachine,
     motion: Motion,
     monitor: Monitor,
+    response: Response,
     limiter: Limiter,
     arbiter: Arbiter,
     inputs: Inputs,
@@ -112,6 +115,8 @@ pub struct ControlLoop {
     policy_failure: Option<&'static str>,
     level: ControllerLevel,
     fault: Option<Fault>,
+    /// The active fault degrades (`response`): Walk is held by the balance fallback.
+    degraded: bool,
     /// When the active fault's condition was last seen to lapse.
     clear_since_ns: Option<u64>,
     fault_clear_ns: u64,
@@ -149,6 +154,7 @@ impl ControlLoop {
             modes: ModeMachine::default(),
             motion: Motion::new(config),
             monitor: Monitor::new(config),
+            response: Response::new(config),
             limiter: Limiter::new(config),
             arbiter: Arbiter::new(&config.command),
             inputs,
@@ -165,6 +171,7 @@ impl ControlLoop {
             policy_failure: None,
             level: ControllerLevel::Damp,
             fault: None,
+            degraded: false,
             clear_since_ns: None,
             fault_clear_ns: (config.safety.fault_clear_ms * 1e6) as u64,
             standup_complete: false,
@@ -213,6 +220,17 @@ impl ControlLoop {
         self.events_dropped
     }
 
+    /// Whether the active fault degrades rather than damps (`response`).
+    pub fn degraded(&self) -> bool {
+        self.degraded
+    }
+
+    /// Tells the loop that the walking controller reads the terrain: a depth sensor older than
+    /// `[depth] timeout_ms` is then a fault while walking (it degrades per `[safety.degrade]`).
+    pub fn watch_depth(&mut self, on: bool) {
+        self.monitor.watch_depth(on);
+    }
+
     /// Records every tick into `tap` from now on (the logger thread holds the other end).
     pub fn attach_log(&mut self, tap: LogTap) {
         self.log = Some(tap);
@@ -244,6 +262,7 @@ impl ControlLoop {
     }
 
     fn set_fault(&mut self, now: u64, new: Option<Fault>) {
+        let present = new.is_some();
         // A fault whose condition lapsed stays until it has been absent for `fault_clear_ns`.
         let new = match (self.fault, new) {
             (Some(old), None) => {
@@ -262,9 +281,11 @@ impl ControlLoop {
             _ => {}
         }
         self.fault = new;
-        if let Some(f) = new {
+        let verdict = self.response.judge(now, new.as_ref(), present);
+        self.degraded = verdict == Verdict::Degrade;
+        if let (Some(f), Verdict::Damp { persisted }) = (new, verdict) {
             let t = self.modes.fault();
-            self.transition(now, t, Reason::Fault(f));
+            self.transition(now, t, if persisted { Reason::FaultPersisted(f) } else { Reason::Fault(f) });
         }
     }
 
@@ -333,7 +354,11 @@ impl ControlLoop {
     /// their transitions before any request is considered. Returns whether the action is fresh.
     fn judge(&mut self, now: u64) -> bool {
         let hw_fault = self.monitor.write_outcome(self.last_write);
-        let fault = self.monitor.check(&self.state).or(hw_fault);
+        let walking = self.modes.mode() == Mode::Walk;
+        let fault = match self.monitor.check(&self.state, walking) {
+            Some(f) if !response::always_damps(&f) => hw_fault.or(Some(f)),
+            f => f.or(hw_fault),
+        };
         self.set_fault(now, fault);
         if self.inputs.take_estop() {
             let t = self.modes.estop();
@@ -352,7 +377,10 @@ impl ControlLoop {
         let walk_available = fresh || self.motion.walks();
         if let Some(request) = self.inputs.take_request() {
             if !self.shutting_down {
-                let c = Conditions { fault: self.fault, standup_complete: self.standup_complete, walk_available };
+                // Walking would read the terrain: a stale depth sensor refuses it.
+                let depth = (request == ModeRequest::Walk).then(|| self.monitor.depth(&self.state)).flatten();
+                let c =
+                    Conditions { fault: self.fault.or(depth), standup_complete: self.standup_complete, walk_available };
                 let mode = self.modes.mode();
                 match self.modes.request(request, &c) {
                     Ok(t) => self.transition(now, t, Reason::Requested),
@@ -394,7 +422,10 @@ impl ControlLoop {
                 }
             }
             Mode::Walk => {
-                if fresh {
+                if self.degraded {
+                    // A brief fault: balance in place on the last good estimate until it clears.
+                    self.stand_fallback(now, FallbackWhy::Degraded);
+                } else if fresh {
                     let why = if self.action.level != ControllerLevel::Primary {
                         FallbackWhy::PolicyReported
                     } else {
@@ -411,11 +442,20 @@ impl ControlLoop {
                         Some(reason) => FallbackWhy::PolicyFailed(reason),
                         None => FallbackWhy::ActionStale,
                     };
-                    self.set_level(now, ControllerLevel::Stand, why);
-                    self.motion.stand(&self.state, &mut self.cmds);
+                    self.stand_fallback(now, why);
                 }
             }
         }
+    }
+
+    /// Walk's stand level. When it takes over from a policy, the balance controller starts from
+    /// the robot's present speed (it was not running while the policy drove the wheels).
+    fn stand_fallback(&mut self, now: u64, why: FallbackWhy) {
+        if self.level != ControllerLevel::Stand && !self.motion.walks() {
+            self.motion.take_over(&self.state);
+        }
+        self.set_level(now, ControllerLevel::Stand, why);
+        self.motion.stand(&self.state, &mut self.cmds);
     }
 
     /// Limits last, always; damping modes damp whatever the targets were.

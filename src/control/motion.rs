@@ -137,6 +137,13 @@ impl Motion {
         done
     }
 
+    /// The balance controller takes over the wheels from a policy mid-motion (see `stand`).
+    pub fn take_over(&mut self, s: &RobotState) {
+        if let Some(b) = self.balance.as_mut() {
+            b.take_over(s);
+        }
+    }
+
     /// Holding the default pose (balancing in place): the stand fallback.
     pub fn stand(&mut self, s: &RobotState, out: &mut MotorCommands) {
         self.walk(s, &[0.0; 3], out);

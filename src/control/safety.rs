@@ -16,6 +16,10 @@ const MAX_CONSECUTIVE_TX_FULL: u32 = 10;
 pub struct Monitor {
     n: usize,
     imu_timeout_ns: u64,
+    /// `[depth] timeout_ms`, when depth sensors are configured.
+    depth_timeout_ns: Option<u64>,
+    /// The walking controller reads the terrain: a stale depth sensor is a fault in Walk.
+    watch_depth: bool,
     motor_timeout_ns: u64,
     tilt_limit_rad: f64,
     max_overruns: u32,
@@ -30,6 +34,8 @@ impl Monitor {
         Self {
             n: c.joints.len(),
             imu_timeout_ns: (c.safety.imu_timeout_ms * MS) as u64,
+            depth_timeout_ns: c.depth.as_ref().filter(|d| !d.sensors.is_empty()).map(|d| (d.timeout_ms * MS) as u64),
+            watch_depth: false,
             motor_timeout_ns: (c.safety.motor_timeout_ms * MS) as u64,
             tilt_limit_rad: c.safety.tilt_limit_deg.to_radians(),
             max_overruns: c.safety.max_consecutive_overruns,
@@ -61,8 +67,24 @@ impl Monitor {
         }
     }
 
-    /// The most important fault in `state`, if any.
-    pub fn check(&self, s: &RobotState) -> Option<Fault> {
+    /// Whether a stale depth sensor is a fault while walking (the policy reads the terrain).
+    pub fn watch_depth(&mut self, on: bool) {
+        self.watch_depth = on;
+    }
+
+    /// A depth sensor older than `[depth] timeout_ms`, when the walking controller reads the terrain.
+    pub fn depth(&self, s: &RobotState) -> Option<Fault> {
+        let timeout = self.depth_timeout_ns.filter(|_| self.watch_depth)?;
+        (s.depth_age_ns > timeout).then(|| Fault::DepthStale {
+            sensor: s.stalest_depth as u8,
+            age_ms: if s.depth_age_ns == NEVER { f64::INFINITY } else { s.depth_age_ns as f64 / MS },
+        })
+    }
+
+    /// The most important fault in `state`, if any; `walking` when the mode is Walk (depth matters
+    /// only then). Faults that always damp come before those that may degrade
+    /// (`response::always_damps`), so a brief gap never hides a severe fault.
+    pub fn check(&self, s: &RobotState, walking: bool) -> Option<Fault> {
         let gyro = s.ang_vel_body_radps.iter().chain(&s.quat_wxyz);
         if !gyro.clone().all(|v| v.is_finite()) {
             return Some(Fault::NonFinite { what: "IMU reading", joint: None });
@@ -74,9 +96,6 @@ impl Monitor {
         }
         if s.imu_age_ns == NEVER {
             return Some(Fault::ImuMissing);
-        }
-        if s.imu_age_ns > self.imu_timeout_ns {
-            return Some(Fault::ImuStale { age_ms: s.imu_age_ns as f64 / MS });
         }
         if s.oldest_joint_age_ns == NEVER {
             return Some(Fault::MotorMissing { joint: s.oldest_joint as u8 });
@@ -98,8 +117,14 @@ impl Monitor {
         if s.tilt_rad > self.tilt_limit_rad {
             return Some(Fault::Tilt { tilt_deg: s.tilt_rad.to_degrees() });
         }
+        if s.imu_age_ns > self.imu_timeout_ns {
+            return Some(Fault::ImuStale { age_ms: s.imu_age_ns as f64 / MS });
+        }
         if self.consecutive_overruns >= self.max_overruns {
             return Some(Fault::DeadlineOverruns { consecutive: self.consecutive_overruns });
+        }
+        if walking {
+            return self.depth(s);
         }
         None
     }
@@ -440,13 +465,13 @@ mod tests {
         let c = config();
         let mut m = Monitor::new(&c);
         let mut s = state_at(0.0);
-        assert_eq!(m.check(&s), None);
+        assert_eq!(m.check(&s, false), None);
         s.imu_age_ns = 30_000_000;
-        assert!(matches!(m.check(&s), Some(Fault::ImuStale { .. })));
+        assert!(matches!(m.check(&s, false), Some(Fault::ImuStale { .. })));
         s.imu_age_ns = 0;
         s.oldest_joint = 2;
         s.oldest_joint_age_ns = 11_000_000;
-        assert!(matches!(m.check(&s), Some(Fault::MotorSilent { joint: 2, .. })));
+        assert!(matches!(m.check(&s, false), Some(Fault::MotorSilent { joint: 2, .. })));
         s.oldest_joint_age_ns = 0;
         s.joints[2].qd_radps = -44.0; // left_wheel: vel_max 30 with the default margin 1.5
         assert_eq!(m.check(&s), None);
@@ -454,14 +479,14 @@ mod tests {
         assert_eq!(m.check(&s), Some(Fault::OverSpeed { joint: 2, qd_radps: -46.0, limit_radps: 45.0 }));
         s.joints[2].qd_radps = 0.0;
         s.tilt_rad = 1.0;
-        assert!(matches!(m.check(&s), Some(Fault::Tilt { .. })));
+        assert!(matches!(m.check(&s, false), Some(Fault::Tilt { .. })));
         s.tilt_rad = 0.0;
         for _ in 0..5 {
             m.cycle_overran(true);
         }
-        assert_eq!(m.check(&s), Some(Fault::DeadlineOverruns { consecutive: 5 }));
+        assert_eq!(m.check(&s, false), Some(Fault::DeadlineOverruns { consecutive: 5 }));
         m.cycle_overran(false);
-        assert_eq!(m.check(&s), None);
+        assert_eq!(m.check(&s, false), None);
     }
 
     #[test]

@@ -23,7 +23,13 @@ struct Rig {
 
 impl Rig {
     fn new(with_policy: bool) -> Self {
-        let config = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"))).unwrap();
+        Self::with(with_policy, "")
+    }
+
+    /// The in-memory test stand with `extra` appended to its configuration.
+    fn with(with_policy: bool, extra: &str) -> Self {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"));
+        let config = Config::parse(&(std::fs::read_to_string(path).unwrap() + extra), path).unwrap();
         let (robot, faults) = MemRobot::new(&config);
         let (cmd, mut inputs) = inbox();
         let policy = with_policy.then(|| inputs.connect_policy());
@@ -272,6 +278,84 @@ fn velocity_commands_are_arbitrated_in_the_loop() {
     rig.cmd.teleop_velocity_at([f64::INFINITY, 0.0, 0.0], now);
     rig.run_ms(2);
     assert!(rig.has(|k| matches!(k, EventKind::CommandRejected { source: CommandSource::Teleop })));
+}
+
+/// Stands up and walks with the stand policy on a stand configured with `degrade`.
+fn walking(degrade: &str) -> (Rig, MotorCommands) {
+    let mut rig = Rig::with(true, degrade);
+    rig.stand_up();
+    let hold = *rig.lp.commands();
+    rig.run_ms_with(100, |now, w| stand_policy(now, w, &hold));
+    rig.cmd.request_mode(ModeRequest::Walk);
+    rig.run_ms_with(100, |now, w| stand_policy(now, w, &hold));
+    assert_eq!((rig.lp.mode(), rig.lp.level()), (Mode::Walk, ControllerLevel::Primary));
+    (rig, hold)
+}
+
+#[test]
+fn a_brief_imu_gap_degrades_walk_to_the_stand_fallback_and_recovers() {
+    let (mut rig, hold) = walking("[safety.degrade]\nimu_stale_ms = 100.0\n");
+    rig.faults.imu_frozen.store(true, std::sync::atomic::Ordering::Relaxed);
+    rig.run_ms_with(40, |now, w| stand_policy(now, w, &hold));
+    assert!(matches!(rig.lp.fault(), Some(Fault::ImuStale { .. })));
+    assert!(rig.lp.degraded());
+    assert_eq!((rig.lp.mode(), rig.lp.level()), (Mode::Walk, ControllerLevel::Stand), "held up, not damped");
+    assert!(rig.lp.commands().joints[0].kp > 0.0, "the legs hold their pose");
+    assert!(rig.has(|k| matches!(
+        k,
+        EventKind::FallbackSwitched { to: ControllerLevel::Stand, why: FallbackWhy::Degraded, .. }
+    )));
+    rig.faults.clear();
+    rig.run_ms_with(250, |now, w| stand_policy(now, w, &hold));
+    assert_eq!(rig.lp.fault(), None);
+    assert_eq!((rig.lp.mode(), rig.lp.level()), (Mode::Walk, ControllerLevel::Primary));
+    assert!(!rig.has(|k| matches!(k, EventKind::ModeChanged { to: Mode::Passive, .. })));
+}
+
+#[test]
+fn an_imu_gap_beyond_its_degrade_limit_damps() {
+    let (mut rig, hold) = walking("[safety.degrade]\nimu_stale_ms = 100.0\n");
+    rig.faults.imu_frozen.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Stale after 20 ms, degraded for 100 ms more.
+    rig.run_ms_with(110, |now, w| stand_policy(now, w, &hold));
+    assert_eq!(rig.lp.mode(), Mode::Walk);
+    rig.run_ms_with(20, |now, w| stand_policy(now, w, &hold));
+    assert_eq!(rig.lp.mode(), Mode::Passive);
+    assert!(rig.has(|k| matches!(
+        k,
+        EventKind::ModeChanged {
+            from: Mode::Walk,
+            to: Mode::Passive,
+            reason: Reason::FaultPersisted(Fault::ImuStale { .. })
+        }
+    )));
+    assert_eq!(rig.lp.commands().joints[0].kp, 0.0, "damping");
+}
+
+#[test]
+fn a_silent_motor_damps_even_while_degraded() {
+    let (mut rig, hold) = walking("[safety.degrade]\nimu_stale_ms = 500.0\n");
+    rig.faults.imu_frozen.store(true, std::sync::atomic::Ordering::Relaxed);
+    rig.run_ms_with(30, |now, w| stand_policy(now, w, &hold));
+    assert!(rig.lp.degraded());
+    rig.faults.silent_joint.store(4, std::sync::atomic::Ordering::Relaxed);
+    rig.run_ms_with(14, |now, w| stand_policy(now, w, &hold));
+    assert!(matches!(rig.lp.fault(), Some(Fault::MotorSilent { joint: 4, .. })), "{:?}", rig.lp.fault());
+    assert_eq!(rig.lp.mode(), Mode::Passive);
+}
+
+#[test]
+fn an_overrun_burst_degrades_when_configured() {
+    let (mut rig, hold) = walking("[safety.degrade]\ndeadline_overruns_ms = 200.0\n");
+    for _ in 0..6 {
+        let r = rig.sched.wait(&rig.clock);
+        rig.lp.tick(&r, &rig.clock);
+        rig.clock.advance(5 * MS);
+    }
+    assert!(matches!(rig.lp.fault(), Some(Fault::DeadlineOverruns { .. })));
+    assert_eq!((rig.lp.mode(), rig.lp.level()), (Mode::Walk, ControllerLevel::Stand));
+    rig.run_ms_with(300, |now, w| stand_policy(now, w, &hold));
+    assert_eq!((rig.lp.mode(), rig.lp.level(), rig.lp.fault()), (Mode::Walk, ControllerLevel::Primary, None));
 }
 
 #[test]

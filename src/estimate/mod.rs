@@ -9,6 +9,7 @@ pub mod imu;
 pub mod mahony;
 
 use crate::config::Config;
+use crate::types::terrain::MAX_DEPTH_SENSORS;
 use crate::types::MAX_JOINTS;
 use crate::types::{JointSample, SensorFrame};
 
@@ -29,6 +30,10 @@ pub struct RobotState {
     /// Age of the stalest joint reply (`NEVER` before its first), and which joint it is.
     pub oldest_joint_age_ns: u64,
     pub oldest_joint: usize,
+    /// Age of the stalest depth sensor's newest frame (`NEVER` before its first; 0 without depth
+    /// sensors), and which sensor it is (`[[depth.sensor]]` order).
+    pub depth_age_ns: u64,
+    pub stalest_depth: usize,
 }
 
 impl Default for RobotState {
@@ -43,6 +48,8 @@ impl Default for RobotState {
             imu_age_ns: 0,
             oldest_joint_age_ns: 0,
             oldest_joint: 0,
+            depth_age_ns: 0,
+            stalest_depth: 0,
         }
     }
 }
@@ -65,11 +72,34 @@ pub const NEVER: u64 = u64::MAX;
 
 pub struct Estimator {
     n: usize,
+    depth_sensors: usize,
+}
+
+/// The age at `now_ns` of an input last seen at `t_ns` (0 = never).
+fn age_ns(now_ns: u64, t_ns: u64) -> u64 {
+    if t_ns == 0 {
+        NEVER
+    } else {
+        now_ns.saturating_sub(t_ns)
+    }
+}
+
+/// The stalest of `times` at `now_ns`: (index, age); (0, 0) when there are none.
+fn stalest(now_ns: u64, times: impl Iterator<Item = u64>) -> (usize, u64) {
+    let (mut which, mut oldest) = (0, 0);
+    for (i, t) in times.enumerate() {
+        let a = age_ns(now_ns, t);
+        if a > oldest {
+            (which, oldest) = (i, a);
+        }
+    }
+    (which, oldest)
 }
 
 impl Estimator {
     pub fn new(config: &Config) -> Self {
-        Self { n: config.joints.len() }
+        let depth_sensors = config.depth.as_ref().map_or(0, |d| d.sensors.len().min(MAX_DEPTH_SENSORS));
+        Self { n: config.joints.len(), depth_sensors }
     }
 
     pub fn joint_count(&self) -> usize {
@@ -85,16 +115,11 @@ impl Estimator {
         state.ang_vel_body_radps = frame.imu.gyro_body_radps;
         state.projected_gravity_body = world_to_body(state.quat_wxyz, [0.0, 0.0, -1.0]);
         state.tilt_rad = (-state.projected_gravity_body[2]).clamp(-1.0, 1.0).acos();
-        state.imu_age_ns = if frame.imu.t_ns == 0 { NEVER } else { now_ns.saturating_sub(frame.imu.t_ns) };
-        let (mut oldest, mut age) = (0, 0);
-        for (i, j) in frame.joints[..self.n].iter().enumerate() {
-            let a = if j.t_ns == 0 { NEVER } else { now_ns.saturating_sub(j.t_ns) };
-            if a > age {
-                (oldest, age) = (i, a);
-            }
-        }
-        state.oldest_joint = oldest;
-        state.oldest_joint_age_ns = age;
+        state.imu_age_ns = age_ns(now_ns, frame.imu.t_ns);
+        (state.oldest_joint, state.oldest_joint_age_ns) =
+            stalest(now_ns, frame.joints[..self.n].iter().map(|j| j.t_ns));
+        (state.stalest_depth, state.depth_age_ns) =
+            stalest(now_ns, frame.depth_t_ns[..self.depth_sensors].iter().copied());
     }
 }
 

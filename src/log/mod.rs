@@ -66,6 +66,7 @@ pub fn fault_code(f: &Option<Fault>) -> u8 {
         Some(Fault::ImuMissing) => 8,
         Some(Fault::MotorMissing { .. }) => 9,
         Some(Fault::OverSpeed { .. }) => 10,
+        Some(Fault::DepthStale { .. }) => 11,
     }
 }
 

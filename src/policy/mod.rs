@@ -64,6 +64,12 @@ pub trait Policy: Send {
     /// `policy compute` and a back-to-back benchmark); a planner whose tick takes milliseconds
     /// needs none.
     fn warm(&mut self) {}
+
+    /// Whether the observation reads the perceived terrain (height scan, depth): then the control
+    /// loop treats a stale depth sensor as a fault while walking (`ControlLoop::watch_depth`).
+    fn observes_terrain(&self) -> bool {
+        false
+    }
 }
 
 /// How long before each policy deadline `Policy::warm` runs: long enough for a cold forward to

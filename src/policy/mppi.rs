@@ -98,6 +98,7 @@ pub struct MppiPlanner {
     obs: ObsBuilder,
     actions: ActionMap,
     perception: Option<Reader<Perception>>,
+    observes_terrain: bool,
     s: PlannerDefaults,
     budget_ns: u64,
     seed: u64,
@@ -183,6 +184,7 @@ impl MppiPlanner {
             obs,
             actions,
             perception,
+            observes_terrain: contract.needs_perception(),
             budget_ns: settings.budget_ns,
             seed: settings.seed,
             has_pi: optional.pi,
@@ -488,6 +490,10 @@ impl MppiPlanner {
 impl Policy for MppiPlanner {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn observes_terrain(&self) -> bool {
+        self.observes_terrain
     }
 
     fn reset(&mut self) {

@@ -31,6 +31,7 @@ pub struct Student {
     perception: Option<Reader<Perception>>,
     raw: [f32; MAX_JOINTS],
     threads: u32,
+    observes_terrain: bool,
 }
 
 impl Student {
@@ -61,6 +62,7 @@ impl Student {
             perception,
             raw: [0.0; MAX_JOINTS],
             threads: config.controller.threads,
+            observes_terrain: contract.needs_perception(),
         };
         s.warm_up()?;
         Ok(s)
@@ -133,6 +135,10 @@ impl Student {
 impl Policy for Student {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn observes_terrain(&self) -> bool {
+        self.observes_terrain
     }
 
     fn reset(&mut self) {

@@ -45,6 +45,9 @@ impl Hardware for RealRobot {
     fn read(&mut self, _now_ns: u64, out: &mut SensorFrame) {
         self.motors.read_joints(out);
         out.imu = *self.sensors.imu.latest();
+        if let Some(times) = self.sensors.depth_times.as_mut() {
+            out.depth_t_ns = *times.latest();
+        }
     }
 
     fn write(&mut self, _now_ns: u64, commands: &MotorCommands) -> Result<(), HwFault> {

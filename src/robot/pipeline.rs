@@ -8,7 +8,7 @@
 use crate::estimate::depth::DepthMapper;
 use crate::estimate::imu::ImuFilter;
 use crate::rt::triple::{Reader, Writer};
-use crate::types::terrain::{DepthZones, Perception};
+use crate::types::terrain::{DepthZones, Perception, MAX_DEPTH_SENSORS};
 use crate::types::{Delivery, ImuSample, RawImu, SensorSink};
 
 /// Hands each sample to the control loop's reader and, optionally, to a second one (the depth
@@ -58,16 +58,27 @@ impl SensorSink for FilteredImu {
     }
 }
 
-/// Depth readings into the perception (zones and elevation map) and to its reader.
+/// Depth readings into the perception (zones and elevation map) and to its reader, and each
+/// sensor's newest frame time to the control loop, which judges their age.
 pub struct DepthPipeline {
     mapper: DepthMapper,
     writer: Writer<Perception>,
     perception: Box<Perception>,
+    times: Option<Writer<DepthTimes>>,
 }
+
+/// Each depth sensor's newest frame time (`SensorFrame::depth_t_ns`).
+pub type DepthTimes = [u64; MAX_DEPTH_SENSORS];
 
 impl DepthPipeline {
     pub fn new(mapper: DepthMapper, writer: Writer<Perception>) -> Self {
-        Self { mapper, writer, perception: Box::default() }
+        Self { mapper, writer, perception: Box::default(), times: None }
+    }
+
+    /// Also publishes each sensor's newest frame time into `times`.
+    pub fn with_times(mut self, times: Writer<DepthTimes>) -> Self {
+        self.times = Some(times);
+        self
     }
 }
 
@@ -103,6 +114,9 @@ impl SensorSink for BridgePipeline {
         };
         depth.mapper.rebuild(quat_wxyz, &mut depth.perception);
         depth.writer.write(*depth.perception);
+        if let Some(times) = &mut depth.times {
+            times.write(depth.perception.depth.map(|z| z.t_ns));
+        }
         Delivery::Used
     }
 

@@ -7,7 +7,7 @@
 //! Not for: motors or CAN, and no decisions: a silent sensor shows as an old `t_ns`, which the
 //! safety monitor judges.
 
-use super::pipeline::{BridgePipeline, DepthPipeline, FilteredImu, ImuPublisher};
+use super::pipeline::{BridgePipeline, DepthPipeline, DepthTimes, FilteredImu, ImuPublisher};
 use crate::config::{Config, ImuKind};
 use crate::estimate::depth::DepthMapper;
 use crate::estimate::imu::ImuFilter;
@@ -28,6 +28,8 @@ pub struct Sensors {
     pub imu: Reader<ImuSample>,
     /// The newest elevation map and depth zones, when `[depth]` is configured.
     pub perception: Option<Reader<Perception>>,
+    /// Each depth sensor's newest frame time, for the control loop (when `[depth]` is configured).
+    pub depth_times: Option<Reader<DepthTimes>>,
     pub stats: Arc<SensorStats>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -48,8 +50,21 @@ impl Sensors {
             }
             None => (None, None),
         };
-        let mut sensors =
-            Sensors { imu: imu_reader, perception: perception_reader, stats: stats.clone(), stop, threads: Vec::new() };
+        let (times_writer, depth_times) = match &config.depth {
+            Some(_) => {
+                let (w, r) = triple(DepthTimes::default());
+                (Some(w), Some(r))
+            }
+            None => (None, None),
+        };
+        let mut sensors = Sensors {
+            imu: imu_reader,
+            perception: perception_reader,
+            depth_times,
+            stats: stats.clone(),
+            stop,
+            threads: Vec::new(),
+        };
 
         // Depth needs the attitude; when the IMU is not on the bridge, the bridge reads it from a
         // second IMU triple buffer.
@@ -79,8 +94,8 @@ impl Sensors {
                 depth: config
                     .depth
                     .as_ref()
-                    .zip(perception_writer)
-                    .map(|(d, w)| DepthPipeline::new(DepthMapper::new(d), w)),
+                    .zip(perception_writer.zip(times_writer))
+                    .map(|(d, (w, t))| DepthPipeline::new(DepthMapper::new(d), w).with_times(t)),
                 attitude: attitude_reader,
             };
             let link = BridgeLink::new(bridge_config, sink, stats.clone());
@@ -97,6 +112,7 @@ impl Sensors {
         Sensors {
             imu,
             perception: None,
+            depth_times: None,
             stats: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),

@@ -25,6 +25,10 @@ const TOF_MAX_MM: f64 = 4000.0;
 pub struct BoardFaults {
     /// The IMU stream stops (the board still answers pings and sends heartbeats).
     pub imu_stopped: bool,
+    /// No IMU sample is taken before this board time (a brief gap).
+    pub imu_gap_until_ns: u64,
+    /// The depth sensors stop sending (their schedule goes on).
+    pub depth_stopped: bool,
     /// Random bytes between frames.
     pub garbage: bool,
 }
@@ -112,9 +116,23 @@ impl Board {
         }
     }
 
-    /// Whether an IMU sample taken now reaches the host (drop-outs, the stopped-stream fault).
-    pub fn imu_delivered(&mut self) -> bool {
-        !self.faults.imu_stopped && !self.rng.chance(self.imu.dropout)
+    /// Shows the fault `kind` from board time `now_ns` on; false for faults that are not the board's.
+    pub fn inject(&mut self, kind: &super::FaultKind, now_ns: u64) -> bool {
+        use super::FaultKind;
+        match kind {
+            FaultKind::ImuStop => self.faults.imu_stopped = true,
+            FaultKind::ImuGap(ms) => self.faults.imu_gap_until_ns = now_ns + (ms * 1e6) as u64,
+            FaultKind::DepthStop => self.faults.depth_stopped = true,
+            FaultKind::BridgeGarbage => self.faults.garbage = true,
+            FaultKind::MotorSilent(_) | FaultKind::Exit => return false,
+        }
+        true
+    }
+
+    /// Whether an IMU sample taken at `now_ns` reaches the host (drop-outs, the stopped-stream and
+    /// gap faults).
+    pub fn imu_delivered(&mut self, now_ns: u64) -> bool {
+        !self.faults.imu_stopped && now_ns >= self.faults.imu_gap_until_ns && !self.rng.chance(self.imu.dropout)
     }
 
     pub fn imu_latency_ns(&self) -> u64 {
@@ -134,6 +152,9 @@ impl Board {
             return None;
         }
         *next += self.depth_period_ns;
+        if self.faults.depth_stopped {
+            return None;
+        }
         Some(self.depth_frame(world, sensor))
     }
 
@@ -174,7 +195,7 @@ impl Board {
         }
         if now_ns >= self.next_imu_ns {
             self.next_imu_ns += self.imu_period_ns;
-            if self.imu_delivered() {
+            if self.imu_delivered(now_ns) {
                 let sample = self.measure_imu(world);
                 self.in_flight.push_back((now_ns + self.latency_ns, sample));
             }

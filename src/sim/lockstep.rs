@@ -17,7 +17,8 @@
 //!
 //! What differs from the real-time path: no pseudo-terminals, no bus and bridge threads (their
 //! timing is what `locod bench e2e` and the real-time tests measure), the attitude is the IMU's
-//! true one (the daemon's attitude filter runs on the bridge's receive thread, not here), depth
+//! true one unless `[sim] lockstep_attitude = "filter"` runs the daemon's own attitude filter on
+//! the board's raw readings (on the robot it runs on the bridge's receive thread), depth
 //! frames are stamped with their measurement time, and the policy does not share the CPU with
 //! the loop. For: tests, evaluation (`sim::eval`), data generation. Not for: timing measurements.
 
@@ -25,6 +26,7 @@ use super::board::Board;
 use super::motors::SimMotors;
 use super::world::World;
 use super::{settings, FaultKind, ScheduledFault, SimError};
+use crate::config::sim::LockstepAttitude;
 use crate::config::Config;
 use crate::control::goal::{Goal, GoalSequencer};
 use crate::control::inputs::{inbox, ActionWriter, Commander};
@@ -32,17 +34,20 @@ use crate::control::messages::{Event, EventKind, Mode, PolicyAction, Snapshot};
 use crate::control::record::LogTap;
 use crate::control::{ControlLoop, LoopOutputs};
 use crate::estimate::depth::DepthMapper;
+use crate::estimate::imu::ImuFilter;
 use crate::io::device::bridge::depth_zones;
 use crate::io::device::motors::Motor;
 use crate::io::protocol::mit::Special;
 use crate::policy::{self, Cycle, Policy};
-use crate::robot::pipeline::{BridgePipeline, DepthPipeline};
+use crate::robot::pipeline::{BridgePipeline, DepthPipeline, DepthTimes};
 use crate::rt::clock::{monotonic_ns, Clock, ManualClock, NS_PER_S};
 use crate::rt::hist::Histogram;
 use crate::rt::sched::Periodic;
 use crate::rt::triple::{self, Reader, Writer};
 use crate::types::terrain::{DepthZones, Perception};
-use crate::types::{Hardware, HwFault, ImuSample, JointSample, MotorCommands, SensorFrame, SensorSink, MAX_JOINTS};
+use crate::types::{
+    Hardware, HwFault, ImuSample, JointSample, MotorCommands, RawImu, SensorFrame, SensorSink, MAX_JOINTS,
+};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -120,6 +125,7 @@ pub struct View {
 /// The ToF readings through the real depth pipeline to the policy's `Perception`.
 struct DepthFeed {
     pipeline: BridgePipeline,
+    times: Reader<DepthTimes>,
     attitude: Writer<ImuSample>,
     zones: DepthZones,
 }
@@ -133,6 +139,10 @@ pub struct SimRobot {
     names: Vec<String>,
     joints: Vec<JointSample>,
     imu: ImuSample,
+    /// The daemon's attitude filter, with `[sim] lockstep_attitude = "filter"`.
+    filter: Option<ImuFilter>,
+    /// When the last sample went through `filter` (its `dt`); 0 = none yet.
+    filtered_ns: u64,
     imu_in_flight: VecDeque<(u64, ImuSample)>,
     next_imu_ns: u64,
     imu_period_ns: u64,
@@ -165,12 +175,13 @@ impl SimRobot {
             Some(d) if !d.sensors.is_empty() => {
                 let (writer, reader) = triple::triple(Perception::default());
                 let (attitude, attitude_reader) = triple::triple(ImuSample::default());
+                let (times_writer, times) = triple::triple(DepthTimes::default());
                 let pipeline = BridgePipeline {
                     imu: None,
-                    depth: Some(DepthPipeline::new(DepthMapper::new(d), writer)),
+                    depth: Some(DepthPipeline::new(DepthMapper::new(d), writer).with_times(times_writer)),
                     attitude: Some(attitude_reader),
                 };
-                (Some(DepthFeed { pipeline, attitude, zones: DepthZones::default() }), Some(reader))
+                (Some(DepthFeed { pipeline, times, attitude, zones: DepthZones::default() }), Some(reader))
             }
             _ => (None, None),
         };
@@ -183,6 +194,8 @@ impl SimRobot {
             names: config.joints.iter().map(|j| j.name.clone()).collect(),
             joints: vec![JointSample::default(); n],
             imu: ImuSample { t_ns: 0, ..Default::default() },
+            filter: (sim.lockstep_attitude == LockstepAttitude::Filter).then(|| ImuFilter::new(&config.imu)),
+            filtered_ns: 0,
             imu_in_flight: VecDeque::new(),
             next_imu_ns: T0_NS,
             imu_period_ns: NS_PER_S / u64::from(sim.imu.rate_hz.max(1)),
@@ -206,14 +219,12 @@ impl SimRobot {
     fn sync_view(&mut self) {
         let Ok(mut v) = self.view.lock() else { return };
         for f in v.inject.drain(..) {
-            match f {
-                FaultKind::ImuStop => self.board.faults.imu_stopped = true,
-                FaultKind::MotorSilent(name) => {
-                    if let Some(j) = self.names.iter().position(|n| *n == name) {
-                        self.motors.set_silent(j, true);
-                    }
+            if let FaultKind::MotorSilent(name) = &f {
+                if let Some(j) = self.names.iter().position(|n| n == name) {
+                    self.motors.set_silent(j, true);
                 }
-                FaultKind::BridgeGarbage | FaultKind::Exit => {}
+            } else {
+                self.board.inject(&f, self.t_ns);
             }
         }
         let t = &mut v.truth;
@@ -237,14 +248,29 @@ impl SimRobot {
             }
             if self.t_ns >= self.next_imu_ns {
                 self.next_imu_ns += self.imu_period_ns;
-                if self.board.imu_delivered() {
+                if self.board.imu_delivered(self.t_ns) {
                     let m = self.board.measure_imu(&self.world);
-                    // The attitude a converged filter would report: the board's truth.
-                    let sample = ImuSample {
-                        quat_wxyz: self.world.imu().quat_wxyz,
-                        gyro_body_radps: m.gyro_radps.map(f64::from),
-                        accel_body_mps2: m.accel_mps2.map(f64::from),
-                        t_ns: self.t_ns + self.board.imu_latency_ns(),
+                    let t_ns = self.t_ns + self.board.imu_latency_ns();
+                    let sample = match self.filter.as_mut() {
+                        // The robot's path: the raw reading through the daemon's filter.
+                        Some(f) => {
+                            let dt_ns = if self.filtered_ns == 0 { 0 } else { self.t_ns - self.filtered_ns };
+                            self.filtered_ns = self.t_ns;
+                            f.sample(&RawImu {
+                                accel_imu_mps2: m.accel_mps2.map(f64::from),
+                                gyro_imu_radps: m.gyro_radps.map(f64::from),
+                                device_quat_wxyz: m.quat_wxyz.map(|q| q.map(f64::from)),
+                                dt_s: dt_ns as f64 * 1e-9,
+                                t_ns,
+                            })
+                        }
+                        // The attitude a converged filter would report: the board's truth.
+                        None => ImuSample {
+                            quat_wxyz: self.world.imu().quat_wxyz,
+                            gyro_body_radps: m.gyro_radps.map(f64::from),
+                            accel_body_mps2: m.accel_mps2.map(f64::from),
+                            t_ns,
+                        },
                     };
                     self.imu_in_flight.push_back((sample.t_ns, sample));
                 }
@@ -293,6 +319,9 @@ impl Hardware for SimRobot {
         self.sync_view();
         out.joints[..self.joints.len()].copy_from_slice(&self.joints);
         out.imu = self.imu;
+        if let Some(feed) = self.depth.as_mut() {
+            out.depth_t_ns = *feed.times.latest();
+        }
     }
 
     fn write(&mut self, now_ns: u64, commands: &MotorCommands) -> Result<(), HwFault> {
@@ -504,6 +533,7 @@ impl Lockstep {
             }
         });
         let (mut lp, outputs, mut readers) = ControlLoop::new(config, Box::new(robot), inputs, 1);
+        lp.watch_depth(controller.as_ref().is_some_and(|c| c.policy.observes_terrain()));
         let snapshots = readers.pop().expect("one snapshot reader");
         lp.start().map_err(SimError::Config)?;
         let period = config.rate.control_period_ns();
@@ -621,7 +651,7 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
                     f.kind
                 )))
             }
-            FaultKind::ImuStop => {}
+            FaultKind::ImuStop | FaultKind::ImuGap(_) | FaultKind::DepthStop => {}
         }
     }
     let mut ls = Lockstep::new(config, opts.real_world, opts.policy_latency_ms)?;

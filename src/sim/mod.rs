@@ -75,6 +75,10 @@ pub struct ScheduledFault {
 pub enum FaultKind {
     /// The board's IMU stream stops.
     ImuStop,
+    /// The board's IMU stream pauses for this many milliseconds (a brief sensor gap).
+    ImuGap(f64),
+    /// The board's depth sensors stop sending.
+    DepthStop,
     /// The motor of the named joint stops answering.
     MotorSilent(String),
     /// The board starts sending random bytes between frames.
@@ -87,7 +91,8 @@ impl std::str::FromStr for ScheduledFault {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let usage = "expected KIND@SECONDS with KIND one of imu-stop, motor-silent:JOINT, bridge-garbage, exit";
+        let usage = "expected KIND@SECONDS with KIND one of imu-stop, imu-gap:MS, depth-stop, motor-silent:JOINT, \
+                     bridge-garbage, exit";
         let (kind, at) = s.rsplit_once('@').ok_or(usage)?;
         let at_s: f64 = at.parse().map_err(|_| format!("{s}: {usage}"))?;
         if !(at_s.is_finite() && at_s >= 0.0) {
@@ -95,6 +100,11 @@ impl std::str::FromStr for ScheduledFault {
         }
         let kind = match kind.split_once(':') {
             None if kind == "imu-stop" => FaultKind::ImuStop,
+            None if kind == "depth-stop" => FaultKind::DepthStop,
+            Some(("imu-gap", ms)) => match ms.parse::<f64>() {
+                Ok(ms) if ms.is_finite() && ms > 0.0 => FaultKind::ImuGap(ms),
+                _ => return Err(format!("{s}: imu-gap:MS needs a positive number of milliseconds")),
+            },
             None if kind == "bridge-garbage" => FaultKind::BridgeGarbage,
             None if kind == "exit" => FaultKind::Exit,
             Some(("motor-silent", joint)) if !joint.is_empty() => FaultKind::MotorSilent(joint.to_string()),
@@ -118,6 +128,9 @@ mod tests {
         let f: ScheduledFault = "motor-silent:left_knee@2.5".parse().unwrap();
         assert_eq!(f, ScheduledFault { at_s: 2.5, kind: FaultKind::MotorSilent("left_knee".into()) });
         assert_eq!("imu-stop@1".parse::<ScheduledFault>().unwrap().kind, FaultKind::ImuStop);
+        assert_eq!("imu-gap:40@5".parse::<ScheduledFault>().unwrap().kind, FaultKind::ImuGap(40.0));
+        assert!("imu-gap:-3@5".parse::<ScheduledFault>().unwrap_err().contains("milliseconds"));
+        assert_eq!("depth-stop@2".parse::<ScheduledFault>().unwrap().kind, FaultKind::DepthStop);
         assert!("imu-stop".parse::<ScheduledFault>().unwrap_err().contains("KIND@SECONDS"));
         assert!("melt@1".parse::<ScheduledFault>().is_err());
         assert!("exit@-1".parse::<ScheduledFault>().is_err());

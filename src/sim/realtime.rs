@@ -242,9 +242,11 @@ pub fn run(config: &Config, opts: &RealtimeOptions) -> Result<RealtimeSummary, S
 
         while let Some(f) = faults.next_if(|f| (f.at_s * 1e9) as u64 <= sim_ns) {
             report::warn(format!("sim: injecting {:?} at {:.2} s", f.kind, sim_ns as f64 * 1e-9));
+            if board.inject(&f.kind, sim_ns) {
+                continue;
+            }
             match f.kind {
-                FaultKind::ImuStop => board.faults.imu_stopped = true,
-                FaultKind::BridgeGarbage => board.faults.garbage = true,
+                FaultKind::ImuStop | FaultKind::ImuGap(_) | FaultKind::DepthStop | FaultKind::BridgeGarbage => {}
                 FaultKind::MotorSilent(name) => motors.set_silent(super::check_joint(config, &name)?, true),
                 FaultKind::Exit => {
                     report::error("sim: exiting at once (injected crash)");

@@ -51,11 +51,18 @@ impl Default for ImuSample {
 pub struct SensorFrame {
     pub joints: [JointSample; MAX_JOINTS],
     pub imu: ImuSample,
+    /// Time of each depth sensor's newest frame (`[[depth.sensor]]` order); 0 = never. The frames
+    /// themselves go to the policy side (`terrain::Perception`); the loop only judges their age.
+    pub depth_t_ns: [u64; terrain::MAX_DEPTH_SENSORS],
 }
 
 impl Default for SensorFrame {
     fn default() -> Self {
-        Self { joints: [JointSample::default(); MAX_JOINTS], imu: ImuSample::default() }
+        Self {
+            joints: [JointSample::default(); MAX_JOINTS],
+            imu: ImuSample::default(),
+            depth_t_ns: [0; terrain::MAX_DEPTH_SENSORS],
+        }
     }
 }
 
