@@ -17,18 +17,16 @@ export LIBTORCH_USE_PYTORCH := 1
 endif
 export LOCOD_FUZZ_CASES ?= 256
 
-.PHONY: run test bench build setup setup-python models models-smoke test-models lint clean
+.PHONY: run test bench build install setup setup-python models models-smoke test-models lint clean
 
 # The simulator (locod sim) and the daemon as two processes that only share the pseudo-terminals
-# named in $(CONFIG); Ctrl-C stops both (the daemon damps first).
+# named in $(CONFIG): the daemon starts once the simulator has linked them; Ctrl-C stops the daemon
+# (it damps first, the simulated motors still answering), then the simulator (scripts/run-sim.sh).
 run: setup-python
 	./scripts/setup-system.sh build
 	$(CARGO) build --release --bin locod
 	@echo "locod: simulator + daemon on $(CONFIG): the simulator's lines start 'locod: sim:'; Ctrl-C stops both"
-	@./target/release/locod sim --config $(CONFIG) & sim=$$!; \
-	trap 'kill -TERM $$sim 2>/dev/null' EXIT; trap 'true' INT TERM; \
-	sleep 1; ./target/release/locod run --config $(CONFIG) --goal walk; \
-	kill -TERM $$sim 2>/dev/null; wait $$sim
+	@./scripts/run-sim.sh $(CONFIG) --goal walk
 
 test: setup-python test-models models-smoke
 	./scripts/setup-system.sh build test
@@ -51,6 +49,19 @@ lint: setup-python
 
 build: setup-python
 	./scripts/setup-system.sh build
+	$(CARGO) build --release --bin locod
+
+# A self-contained tree for a robot: `make install PREFIX=/opt/locod` (DESTDIR for staging).
+# The robot build leaves the simulator out (no MuJoCo) and finds libtorch in PREFIX/lib, where
+# scripts/install.sh copies it; systemd/README.md walks through the rest. The robot build is a
+# second build of the locod crate only (its dependencies are shared); target/release/locod is the
+# development build again afterwards.
+PREFIX ?= /opt/locod
+DESTDIR ?=
+install: setup-python
+	./scripts/setup-system.sh build
+	LOCOD_RPATH='$$ORIGIN/../lib' $(CARGO) build --release --no-default-features --bin locod
+	./scripts/install.sh target/release/locod "$(PREFIX)" "$(DESTDIR)"
 	$(CARGO) build --release --bin locod
 
 setup: setup-python

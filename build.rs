@@ -3,14 +3,22 @@
 //! MuJoCo library directory (`MUJOCO_DYNAMIC_LINK_DIR`, set by .cargo/config.toml), so
 //! `target/*/locod` runs without LD_LIBRARY_PATH.
 //!
+//! `LOCOD_RPATH` replaces that rpath: `make install` builds the robot binary with
+//! `LOCOD_RPATH='$ORIGIN/../lib'`, so the installed tree finds the libtorch it carries beside it and
+//! nothing in the building user's home.
+//!
 //! Also compiles src/policy/inference_mode.cpp (libtorch's InferenceMode, which tch does not
 //! expose) against the headers of that same libtorch.
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=MUJOCO_DYNAMIC_LINK_DIR");
+    println!("cargo:rerun-if-env-changed=LOCOD_RPATH");
     println!("cargo:rerun-if-changed=src/policy/inference_mode.cpp");
     let libtorch_lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys reports where libtorch is");
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{libtorch_lib}");
+    match std::env::var("LOCOD_RPATH") {
+        Ok(rpath) if !rpath.is_empty() => println!("cargo:rustc-link-arg=-Wl,-rpath,{rpath}"),
+        _ => println!("cargo:rustc-link-arg=-Wl,-rpath,{libtorch_lib}"),
+    }
     let include = std::path::Path::new(&libtorch_lib).join("../include");
     cc::Build::new()
         .cpp(true)

@@ -452,6 +452,9 @@ fn bench(what: BenchCommand) -> Result<(), ExitCode> {
 fn run_daemon(config: &Path, duration: Option<f64>, goal: Goal, json: bool) -> Result<(), ExitCode> {
     let c = load(config)?;
     positive_seconds("--duration", duration)?;
+    if let Some(w) = locod::control::balance::standup_warning(&c) {
+        report::warn(w);
+    }
     report::info(format!(
         "{} from {}: {} joints, {} Hz; Ctrl-C stops (damping first)",
         c.robot.name,
@@ -477,6 +480,9 @@ fn check(config: &Path, model: Option<&Path>, quiet: bool) -> Result<(), ExitCod
     })?;
     for w in warnings {
         report::warn(format!("{}: {w}", config.display()));
+    }
+    if let Some(w) = locod::control::balance::standup_warning(&c) {
+        report::warn(w);
     }
     let opened = policy::check(&c, model).map_err(|e| {
         report::error(report::chain(&e));

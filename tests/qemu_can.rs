@@ -4,6 +4,8 @@
 //! Skipped, with the reason printed, when QEMU or the kernel from scripts/qemu-can/setup.sh is missing
 //! and `LOCOD_REQUIRE_QEMU` is unset; CI sets it (after running setup.sh) so a broken set-up fails.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -37,12 +39,8 @@ fn probe() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(manifest).join("target"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "locod-can-probe"])
-        .current_dir(manifest)
-        .status()
-        .expect("cannot run cargo");
+    let status =
+        common::cargo().args(["build", "--quiet", "-p", "locod-can-probe"]).status().expect("cannot run cargo");
     assert!(status.success(), "building can-probe failed");
     target.join("debug/can-probe")
 }

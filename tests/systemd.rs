@@ -18,7 +18,7 @@ fn verify(unit_text: &str) -> Option<(bool, String)> {
 
 fn shipped_unit() -> String {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/locod.service")).unwrap();
-    text.replace("/usr/local/bin/locod", env!("CARGO_BIN_EXE_locod"))
+    text.replace("/opt/locod/bin/locod", env!("CARGO_BIN_EXE_locod"))
 }
 
 #[test]

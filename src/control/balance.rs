@@ -11,7 +11,7 @@
 //! Not for: the legs (Motion holds them), limits (the Limiter clamps the torques afterwards), or
 //! anything about buses: it reads `RobotState` and writes `MotorCommand`s.
 
-use crate::config::{Balance, Config};
+use crate::config::{Balance, BusKind, Config, JointMode};
 use crate::estimate::RobotState;
 use crate::types::MotorCommand;
 
@@ -93,9 +93,63 @@ impl BalanceController {
     }
 }
 
+/// Why StandUp cannot keep a robot that `config` describes up, if it stands on one or two wheels
+/// (joints with `mode = "velocity"`) and has no `[balance]`: StandUp, SitDown and the stand
+/// fallback then hold the legs and only damp the wheels, and a wheeled inverted pendulum falls.
+/// (Three or more wheels stand by themselves; the in-memory robot stands on a test stand.)
+pub fn standup_warning(config: &Config) -> Option<String> {
+    if config.balance.is_some() || config.buses.iter().all(|b| b.kind == BusKind::Mem) {
+        return None;
+    }
+    let wheels: Vec<&str> =
+        config.joints.iter().filter(|j| j.mode == JointMode::Velocity).map(|j| j.name.as_str()).collect();
+    if !(1..=2).contains(&wheels.len()) {
+        return None;
+    }
+    Some(format!(
+        "{}: the robot stands on {} wheel{} ({}) but has no [balance]: StandUp, SitDown and the stand \
+         fallback only damp the wheels, and a robot that balances on them falls; add a [balance] table \
+         (config/biwheel-hardware.toml has one)",
+        config.source.display(),
+        wheels.len(),
+        if wheels.len() == 1 { "" } else { "s" },
+        wheels.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hardware() -> Config {
+        Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel-hardware.toml")))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_two_wheeled_robot_without_balance_is_warned_about() {
+        let mut c = hardware();
+        assert_eq!(standup_warning(&c), None, "config/biwheel-hardware.toml balances");
+        c.balance = None;
+        let w = standup_warning(&c).expect("a warning");
+        assert!(w.contains("biwheel-hardware.toml") && w.contains("left_wheel, right_wheel"), "{w}");
+        assert!(w.contains("[balance]"), "{w}");
+    }
+
+    #[test]
+    fn robots_that_stand_by_themselves_are_not_warned_about() {
+        let mut c = hardware();
+        c.balance = None;
+        // Six wheels: statically stable.
+        for j in c.joints.iter_mut() {
+            j.mode = JointMode::Velocity;
+        }
+        assert_eq!(standup_warning(&c), None);
+        // The in-memory test stand.
+        let stand =
+            Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"))).unwrap();
+        assert_eq!(standup_warning(&stand), None);
+    }
 
     fn controller() -> BalanceController {
         let c = Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml"))).unwrap();

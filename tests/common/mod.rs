@@ -17,6 +17,34 @@ pub fn one_daemon_at_a_time() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The variables `cargo test` sets for a test process that a build started from the test must not
+/// see: build scripts track some of them with `rerun-if-env-changed` (ring's: `CARGO_PKG_NAME`,
+/// `CARGO_MANIFEST_DIR`, ...), so a build that inherited them would not be the build `make run`
+/// makes from the shell, and the two would rebuild ring, rustls and zenoh in turn.
+pub fn set_by_cargo_test(name: &str) -> bool {
+    ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_CFG_", "CARGO_FEATURE_"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        || matches!(name, "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR")
+}
+
+/// `cmd` with the environment of the shell that ran `cargo test`: without what `cargo test` added.
+pub fn shell_env(cmd: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_test) {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
+/// `cargo`, in this workspace, as the shell that ran the tests would run it.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    shell_env(&mut cmd).current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
 /// `target/PROFILE/NAME` of this workspace, after `cargo build ARGS` (skipped when `always` is
 /// false and the binary exists).
 fn cargo_built(profile: &str, name: &str, args: &[&str], always: bool) -> PathBuf {
@@ -25,13 +53,7 @@ fn cargo_built(profile: &str, name: &str, args: &[&str], always: bool) -> PathBu
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     let path = target.join(profile).join(name);
     if always || !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .arg("build")
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
+        let status = cargo().arg("build").args(args).status().expect("run cargo build");
         assert!(status.success(), "cargo build {args:?} failed");
     }
     path
