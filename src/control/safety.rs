@@ -474,9 +474,9 @@ mod tests {
         assert!(matches!(m.check(&s, false), Some(Fault::MotorSilent { joint: 2, .. })));
         s.oldest_joint_age_ns = 0;
         s.joints[2].qd_radps = -44.0; // left_wheel: vel_max 30 with the default margin 1.5
-        assert_eq!(m.check(&s), None);
+        assert_eq!(m.check(&s, false), None);
         s.joints[2].qd_radps = -46.0;
-        assert_eq!(m.check(&s), Some(Fault::OverSpeed { joint: 2, qd_radps: -46.0, limit_radps: 45.0 }));
+        assert_eq!(m.check(&s, false), Some(Fault::OverSpeed { joint: 2, qd_radps: -46.0, limit_radps: 45.0 }));
         s.joints[2].qd_radps = 0.0;
         s.tilt_rad = 1.0;
         assert!(matches!(m.check(&s, false), Some(Fault::Tilt { .. })));
