@@ -96,9 +96,38 @@ pub struct Scan {
     pub has_tick_channel: bool,
 }
 
+/// A chunk claiming more than this uncompressed is damage, not data (the writer's chunks are a
+/// few megabytes): the MCAP reader would try to allocate whatever a damaged header claims.
+const MAX_CHUNK_BYTES: u64 = 1 << 30;
+
+/// The longest prefix of `data` whose chunks claim a plausible uncompressed size, and why it ends
+/// early if it does. Walks the top-level records (opcode, little-endian u64 length, body); a chunk
+/// (opcode 0x06) starts with two u64 times and its u64 uncompressed size.
+fn plausible_prefix(data: &[u8]) -> (usize, Option<String>) {
+    let u64_at = |i: usize| data.get(i..i + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+    let mut at = MAGIC.len();
+    while let (Some(&op), Some(len)) = (data.get(at), u64_at(at + 1)) {
+        let body = at + 9;
+        if op == 0x06 {
+            if let Some(size) = u64_at(body + 16) {
+                if size > MAX_CHUNK_BYTES {
+                    return (at, Some(format!("damaged chunk at byte {at}: it claims {size} bytes uncompressed")));
+                }
+            }
+        }
+        match usize::try_from(len).ok().and_then(|l| body.checked_add(l)) {
+            Some(next) if next <= data.len() => at = next,
+            _ => break,
+        }
+    }
+    (data.len(), None)
+}
+
 /// Reads `data` record by record; stops at the first record that is damaged or cut short.
 pub fn scan(data: &[u8]) -> Scan {
-    let complete = data.len() >= 2 * MAGIC.len() && data.ends_with(MAGIC);
+    let (end, damaged) = plausible_prefix(data);
+    let complete = damaged.is_none() && data.len() >= 2 * MAGIC.len() && data.ends_with(MAGIC);
+    let data = &data[..end];
     let mut s = Scan { metadata: Vec::new(), messages: Vec::new(), complete, stopped: None, has_tick_channel: false };
     let records = match ChunkFlattener::new_with_options(data, Options::IgnoreEndMagic | Options::ValidateChunkCrcs) {
         Ok(r) => r,
@@ -129,6 +158,9 @@ pub fn scan(data: &[u8]) -> Scan {
                 break;
             }
         }
+    }
+    if s.stopped.is_none() {
+        s.stopped = damaged;
     }
     s
 }

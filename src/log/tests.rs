@@ -240,6 +240,27 @@ fn recovery_keeps_every_complete_chunk_of_a_cut_short_file() {
 }
 
 #[test]
+fn a_chunk_claiming_an_absurd_size_is_damage_not_an_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &(1..=50).map(|t| record(t, Mode::Passive)).collect::<Vec<_>>());
+    let good = read::log_files(dir.path()).unwrap().remove(0);
+    let mut b = std::fs::read(&good).unwrap();
+    // The first chunk record (opcode 0x06): its body starts with two u64 times, then the size.
+    let mut at = 8;
+    while b[at] != 0x06 {
+        at += 9 + u64::from_le_bytes(b[at + 1..at + 9].try_into().unwrap()) as usize;
+    }
+    b[at + 25..at + 33].copy_from_slice(&(1u64 << 42).to_le_bytes());
+    let s = read::scan(&b);
+    assert!(!s.complete);
+    let why = s.stopped.unwrap();
+    assert!(why.contains(&format!("damaged chunk at byte {at}: it claims 4398046511104 bytes")), "{why}");
+    let bad = dir.path().join("bad.mcap");
+    std::fs::write(&bad, &b).unwrap();
+    let _ = read::read_file(&bad); // an error or what precedes the chunk, not an abort
+}
+
+#[test]
 fn damaged_files_are_errors_never_panics() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), &(1..=400).map(|t| record(t, Mode::Passive)).collect::<Vec<_>>());
