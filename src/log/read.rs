@@ -11,8 +11,8 @@
 //! Not for: writing logs during a run (`writer`).
 
 use super::schema::{self, Tick, EPISODE_END_NAME, METADATA_NAME};
-use mcap::read::{ChunkFlattener, Options};
 use mcap::records::Record;
+use mcap::sans_io::{LinearReadEvent, LinearReader, LinearReaderOptions};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::BufWriter;
@@ -123,20 +123,53 @@ fn plausible_prefix(data: &[u8]) -> (usize, Option<String>) {
     (data.len(), None)
 }
 
+/// Every record of `data`, chunks unpacked, as `mcap::read::ChunkFlattener` gives them, but with
+/// a record length limit: inside a damaged chunk a record may claim any length, and the
+/// flattener would try to allocate it.
+struct Records<'a> {
+    buf: &'a [u8],
+    reader: LinearReader,
+}
+
+impl<'a> Records<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        let options = LinearReaderOptions::default()
+            .with_skip_end_magic(true)
+            .with_validate_chunk_crcs(true)
+            .with_record_length_limit(MAX_CHUNK_BYTES as usize);
+        Records { buf, reader: LinearReader::new_with_options(options) }
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = mcap::McapResult<Record<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while let Some(event) = self.reader.next_event() {
+            match event {
+                Ok(LinearReadEvent::ReadRequest(need)) => {
+                    let len = need.min(self.buf.len());
+                    self.reader.insert(len).copy_from_slice(&self.buf[..len]);
+                    self.reader.notify_read(len);
+                    self.buf = &self.buf[len..];
+                }
+                Ok(LinearReadEvent::Record { data, opcode }) => {
+                    return Some(mcap::parse_record(opcode, data).map(|r| r.into_owned()));
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        None
+    }
+}
+
 /// Reads `data` record by record; stops at the first record that is damaged or cut short.
 pub fn scan(data: &[u8]) -> Scan {
     let (end, damaged) = plausible_prefix(data);
     let complete = damaged.is_none() && data.len() >= 2 * MAGIC.len() && data.ends_with(MAGIC);
     let data = &data[..end];
     let mut s = Scan { metadata: Vec::new(), messages: Vec::new(), complete, stopped: None, has_tick_channel: false };
-    let records = match ChunkFlattener::new_with_options(data, Options::IgnoreEndMagic | Options::ValidateChunkCrcs) {
-        Ok(r) => r,
-        Err(e) => {
-            s.stopped = Some(e.to_string());
-            s.complete = false;
-            return s;
-        }
-    };
+    let records = Records::new(data);
     let mut tick_schemas = Vec::new();
     let mut tick_channel = None;
     for record in records {
