@@ -184,6 +184,17 @@ fn fused_and_stepped_rollouts_agree() {
     }
 }
 
+/// The test world model's prior on the observation `out` was planned from: pi(encode(obs)), clipped.
+fn prior_action(out: &PolicyAction) -> Vec<f32> {
+    let m = tch::CModule::load(model("world_model.pt")).unwrap();
+    let obs = Tensor::from_slice(&out.obs[..out.obs_len as usize]).reshape([1, out.obs_len as i64]);
+    let want = tch::no_grad(|| {
+        let z = m.method_ts("encode", &[obs]).unwrap();
+        m.method_ts("pi", &[z]).unwrap().clamp(-1.0, 1.0)
+    });
+    Vec::try_from(want.reshape([6])).unwrap()
+}
+
 #[test]
 fn a_planner_centred_on_the_prior_refines_the_prior() {
     // With a vanishing spread every sample is the prior's own trajectory, so the plan's action is
@@ -196,13 +207,7 @@ fn a_planner_centred_on_the_prior_refines_the_prior() {
     let mut p = planner(&cfg, "world_model.pt");
     let mut out = PolicyAction::default();
     assert_eq!(p.act(&snapshot(2), &mut out).unwrap(), ControllerLevel::Primary);
-    let m = tch::CModule::load(model("world_model.pt")).unwrap();
-    let obs = Tensor::from_slice(&out.obs[..out.obs_len as usize]).reshape([1, out.obs_len as i64]);
-    let want = tch::no_grad(|| {
-        let z = m.method_ts("encode", &[obs]).unwrap();
-        m.method_ts("pi", &[z]).unwrap().clamp(-1.0, 1.0)
-    });
-    let want: Vec<f32> = Vec::try_from(want.reshape([6])).unwrap();
+    let want = prior_action(&out);
     let diff = |a: &[f32]| (0..6).map(|j| (a[j] - want[j]).abs()).fold(0.0, f32::max);
     assert!(diff(&out.action) < 1e-4, "centred on the prior: {:?} vs {want:?}", &out.action[..6]);
     cfg.mppi.centre = Some(locod::config::PlanCentre::LastPlan);
@@ -220,13 +225,7 @@ fn mppi_falls_back_to_the_prior_when_no_iteration_fits() {
     assert_eq!(p.act(&snapshot(2), &mut out).unwrap(), ControllerLevel::Prior);
     assert_eq!(out.planner.iterations, 0);
     // The action is the prior's: pi(encode(obs)), clipped.
-    let m = tch::CModule::load(model("world_model.pt")).unwrap();
-    let obs = Tensor::from_slice(&out.obs[..out.obs_len as usize]).reshape([1, out.obs_len as i64]);
-    let want = tch::no_grad(|| {
-        let z = m.method_ts("encode", &[obs]).unwrap();
-        m.method_ts("pi", &[z]).unwrap().clamp(-1.0, 1.0)
-    });
-    let want: Vec<f32> = Vec::try_from(want.reshape([6])).unwrap();
+    let want = prior_action(&out);
     for (j, w) in want.iter().enumerate() {
         assert!((out.action[j] - w).abs() < 1e-6, "joint {j}: {} vs {w}", out.action[j]);
     }
