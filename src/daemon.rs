@@ -410,7 +410,8 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
 
     let status = snapshot_readers.pop().expect("a reader for the supervisor");
     let feed = teleop.as_ref().map(|(_, f)| f);
-    let mut supervised = supervise(config, &commander, &mut outputs, status, opts.goal, &control, feed, &buses);
+    let view = ControlView { thread: &control, outputs: &mut outputs, status };
+    let mut supervised = supervise(config, &commander, view, opts.goal, feed, &buses);
     let journal = &mut supervised.journal;
 
     let result = control.join().map_err(|_| DaemonError::Panicked("control"))?;
@@ -475,17 +476,23 @@ struct Supervised {
     journal: journal::Journal,
 }
 
+/// The control thread as the supervisor sees it: its handle, its outputs and its status.
+struct ControlView<'a> {
+    thread: &'a std::thread::JoinHandle<ControlResult>,
+    outputs: &'a mut crate::control::LoopOutputs,
+    status: Reader<Snapshot>,
+}
+
 /// The supervisor's loop, on the calling thread, until the control thread ends.
 fn supervise(
     config: &Config,
     commander: &Commander,
-    outputs: &mut crate::control::LoopOutputs,
-    mut status: Reader<Snapshot>,
+    control: ControlView,
     goal: Goal,
-    control: &std::thread::JoinHandle<ControlResult>,
     telemetry: Option<&TelemetryFeed>,
     buses: &BusWatch,
 ) -> Supervised {
+    let ControlView { thread: control, outputs, mut status } = control;
     let mut journal = journal::Journal::default();
     let notifier = Notifier::from_env();
     let watchdog_ns = systemd::watchdog_timeout().map(|d| d.as_nanos() as u64 / 2);
