@@ -13,7 +13,7 @@ mod journal;
 use crate::config::Config;
 use crate::control::goal::GoalSequencer;
 use crate::control::inputs::{inbox, Commander};
-use crate::control::messages::{EventKind, Mode, Snapshot};
+use crate::control::messages::{EventKind, LevelCounts, Mode, Snapshot};
 use crate::control::{ControlLoop, LoopTiming, TimingSummary};
 use crate::io::device::can_motors::BusWatch;
 use crate::io::transport::bus::BusCounts;
@@ -500,6 +500,7 @@ fn supervise(
     let mut ready = false;
     let mut last_ping = (monotonic_ns(), 0u64);
     let mut last_status = monotonic_ns();
+    let mut last_levels = LevelCounts::default();
     let mut goals = GoalSequencer::new(goal);
     let mut faults_raised = 0;
     let mut warned_stall = false;
@@ -577,8 +578,13 @@ fn supervise(
             last_status = now;
             let t = *outputs.stats.latest();
             let fault = snap.fault.map_or("none".to_string(), |f| f.named(&joints).to_string());
+            // Walk's level shares since the last line: a planner that often falls back to its
+            // prior shows here, not only in the level at this instant.
+            let walked = snap.walk_levels.since(&last_levels);
+            last_levels = snap.walk_levels;
+            let shares = if walked.total() > 0 { format!(" (walk ticks: {walked})") } else { String::new() };
             let line = format!(
-                "mode {:?}, controller {:?}, command {:?} from {:?}, fault {fault}; wake p99 {:.0} us, max {:.0} us, skipped {}",
+                "mode {:?}, controller {:?}{shares}, command {:?} from {:?}, fault {fault}; wake p99 {:.0} us, max {:.0} us, skipped {}",
                 snap.mode, snap.level, snap.command, snap.source, t.wake.p99_us, t.wake.max_us, t.skipped
             );
             let line = match buses.summary() {

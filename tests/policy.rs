@@ -241,6 +241,23 @@ fn mppi_falls_back_to_the_prior_when_no_iteration_fits() {
 }
 
 #[test]
+fn one_slow_iteration_does_not_keep_the_planner_on_its_prior() {
+    // An iteration that once took five budgets (a burst of load, the warm-up's first) makes the
+    // next plans fall back to the prior; then the estimate ages and the planner is back. Before,
+    // nothing updated the estimate once no iteration ran, and the prior acted for good. (A budget
+    // of 100 ms: the test model's iteration fits it however loaded the machine.)
+    let mut cfg = config("mppi.toml");
+    cfg.mppi.budget_ms = Some(100.0);
+    let mut p = planner(&cfg, "world_model.pt");
+    let mut out = PolicyAction::default();
+    p.assume_iteration_ns(500_000_000);
+    assert_eq!(p.act(&snapshot(2), &mut out).unwrap(), ControllerLevel::Prior);
+    // The estimate has to age from 500 ms to under the budget (less the encode): ~13 plans at 1/8.
+    let back = (3..60).find(|&i| p.act(&snapshot(i), &mut out).unwrap() == ControllerLevel::Primary);
+    assert!(back.is_some_and(|i| i < 30), "the planner came back after plan {back:?}");
+}
+
+#[test]
 fn replay_reproduces_logged_actions_and_finds_a_difference() {
     for name in ["student.pt", "student_gru.pt"] {
         let cfg = config("student.toml");

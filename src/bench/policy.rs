@@ -10,7 +10,7 @@
 use super::reference::{Granted, Reference};
 use super::Percentiles;
 use crate::config::{Config, ControllerKind};
-use crate::control::messages::{PolicyAction, Snapshot};
+use crate::control::messages::{LevelCounts, PolicyAction, Snapshot};
 use crate::policy::contract::ModelKind;
 use crate::policy::load::{self, prepare_thread};
 use crate::policy::mppi::MppiPlanner;
@@ -142,7 +142,11 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
         }
         Ok((forward, tick))
     })?;
-    let daemon = daemon_path(config, &path, device, DAEMON_TICKS.min(iterations.max(1)))?;
+    // Built and warmed up on this thread, as `policy::build` does on the daemon's main thread.
+    let opened = load::open(&path, config, Some(ModelKind::Policy), &config.depth_sensor_names(), device)
+        .map_err(|e| e.to_string())?;
+    let student = Box::new(Student::new(opened, config, no_terrain())?);
+    let daemon = daemon_path(config, student, DAEMON_TICKS.min(iterations.max(1)))?.compute;
     let r = Reference::locate().run(
         &granted,
         &[
@@ -180,18 +184,18 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
 /// Policy ticks measured on the daemon's path (at 50 Hz, 5 s).
 const DAEMON_TICKS: usize = 250;
 
-/// `ticks` policy ticks of the student at `path` as the daemon runs them (see
-/// `PolicyReport::daemon_tick_us`): what `policy::run` records as `compute`.
-fn daemon_path(config: &Config, path: &Path, device: tch::Device, ticks: usize) -> Result<Histogram, String> {
+/// `ticks` policy ticks of `policy` as the daemon runs them (see `PolicyReport::daemon_tick_us`):
+/// what `policy::run` records (`compute`, and the level of each action).
+fn daemon_path(
+    config: &Config,
+    mut policy: Box<dyn Policy>,
+    ticks: usize,
+) -> Result<crate::policy::PolicyStats, String> {
     use crate::policy::PolicyStats;
     use crate::rt::sched::run_periodic;
     use crate::rt::thread::Setup;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    // Built and warmed up on this thread, as `policy::build` does on the daemon's main thread.
-    let opened = load::open(path, config, Some(ModelKind::Policy), &config.depth_sensor_names(), device)
-        .map_err(|e| e.to_string())?;
-    let mut student: Box<dyn Policy> = Box::new(Student::new(opened, config, no_terrain())?);
     let (mut snapshots_w, mut snapshots) = triple(Snapshot::default());
     let (mut actions, mut actions_r) = triple(PolicyAction::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -210,21 +214,21 @@ fn daemon_path(config: &Config, path: &Path, device: tch::Device, ticks: usize) 
         .map_err(|e| e.to_string())?
     };
     let period_ns = config.rate.policy_period_ns();
-    let policy = {
+    let runner = {
         let stop = stop.clone();
         thread::spawn("locod-policy", "policy", Setup::RtPrefaulted(config.rate.policy_rt()), move |_| {
-            crate::policy::run(student.as_mut(), &mut snapshots, &mut actions, &MonotonicClock, period_ns, &stop)
+            crate::policy::run(policy.as_mut(), &mut snapshots, &mut actions, &MonotonicClock, period_ns, &stop)
         })
         .map_err(|e| e.to_string())?
     };
     std::thread::sleep(std::time::Duration::from_nanos(period_ns * (ticks as u64 + 1)));
     stop.store(true, Ordering::Relaxed);
-    let stats: PolicyStats = policy.join().map_err(|_| "the policy thread panicked".to_string())?;
+    let stats: PolicyStats = runner.join().map_err(|_| "the policy thread panicked".to_string())?;
     control.join().map_err(|_| "the control thread panicked".to_string())?;
     if let Some(e) = stats.last_error {
         return Err(format!("{} policy ticks failed: {e}", stats.errors));
     }
-    Ok(stats.compute)
+    Ok(stats)
 }
 
 #[derive(Debug, Serialize)]
@@ -311,8 +315,31 @@ pub struct MppiReport {
     pub ratio_bound: f64,
     /// locod's planner time p50 over the Python reference's: the part a planner can win.
     pub planner_ratio: f64,
+    /// The configured plan budget (`[mppi] budget_ms`, else half the policy period).
+    pub budget_us: f64,
+    /// Plans as the daemon runs them (`policy::run` on its own thread at `policy_hz`, a control
+    /// thread publishing snapshots) at the configured budget, where a plan that misses it is
+    /// replaced by the prior's action.
+    pub daemon_plan_us: Percentiles,
+    /// Of those plans, the shares the planner and the prior produced.
+    pub daemon_levels: LevelShares,
     pub target_ratio: f64,
     pub target_p99_us: f64,
+}
+
+/// Shares of the actions by the level that produced them.
+#[derive(Debug, Serialize)]
+pub struct LevelShares {
+    pub actions: u64,
+    pub primary: f64,
+    pub prior: f64,
+}
+
+impl LevelShares {
+    fn of(c: &LevelCounts) -> Self {
+        let s = c.shares();
+        LevelShares { actions: c.total(), primary: s[0], prior: s[1] }
+    }
 }
 
 /// Plan latencies, split into model time and the planner's own.
@@ -433,6 +460,9 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         };
         Ok((ours, theirs, stepped, flops, ready["fused_rollout"].as_bool() == Some(true), matmul_rates()))
     })?;
+    // The daemon's path at the configured budget: how often the plan fits, and the prior acts when not.
+    let budget_ns = (config.mppi.budget_ms(&config.rate) * 1e6) as u64;
+    let daemon = daemon_path(config, Box::new(MppiPlanner::new(open()?, config, no_terrain())?), plans)?;
     let steps = planner.steps_per_plan();
     let prior = planner.prior_trajectories();
     let reference_steps = prior * s.horizon + s.samples * s.horizon * s.iterations;
@@ -480,6 +510,9 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         plan_us: plan,
         model_us,
         planner_us,
+        budget_us: budget_ns as f64 * 1e-3,
+        daemon_plan_us: us(&daemon.compute),
+        daemon_levels: LevelShares::of(&daemon.levels),
         target_ratio: 0.8,
         target_p99_us: 10_000.0,
     })
@@ -520,6 +553,17 @@ impl std::fmt::Display for MppiReport {
             self.matmul_floor_us,
             100.0 * self.fraction_of_floor
         )?;
-        writeln!(f, "  ratio (p50)    {:.2} (target <= {})", self.ratio, self.target_ratio)
+        writeln!(f, "  ratio (p50)    {:.2} (target <= {})", self.ratio, self.target_ratio)?;
+        let l = &self.daemon_levels;
+        writeln!(
+            f,
+            "  daemon plan    p50 {:.0} us  p99 {:.0} us  budget {:.0} us: planner {:.1}%, prior {:.1}% of {} actions",
+            self.daemon_plan_us.p50,
+            self.daemon_plan_us.p99,
+            self.budget_us,
+            100.0 * l.primary,
+            100.0 * l.prior,
+            l.actions
+        )
     }
 }

@@ -48,6 +48,59 @@ pub enum ControllerLevel {
     Damp,
 }
 
+impl ControllerLevel {
+    /// Every level, in order; `index` is the position here.
+    pub const ALL: [ControllerLevel; 4] = [Self::Primary, Self::Prior, Self::Stand, Self::Damp];
+    pub const NAMES: [&'static str; 4] = ["primary", "prior", "stand", "damp"];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How many ticks (or plans) each controller level produced, in `ControllerLevel` order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LevelCounts(pub [u64; 4]);
+
+impl LevelCounts {
+    pub fn add(&mut self, level: ControllerLevel) {
+        self.0[level.index()] += 1;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// The counts added since `earlier` (an older copy of the same running count).
+    pub fn since(&self, earlier: &LevelCounts) -> LevelCounts {
+        LevelCounts(std::array::from_fn(|i| self.0[i].saturating_sub(earlier.0[i])))
+    }
+
+    /// Each level's share of the total (0 when there is none).
+    pub fn shares(&self) -> [f64; 4] {
+        let total = self.total().max(1) as f64;
+        self.0.map(|c| c as f64 / total)
+    }
+}
+
+/// `primary 72%, prior 28%`: the levels that occurred, or `none`.
+impl fmt::Display for LevelCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.total() == 0 {
+            return f.write_str("none");
+        }
+        let mut first = true;
+        for (level, share) in ControllerLevel::ALL.iter().zip(self.shares()) {
+            if self.0[level.index()] > 0 {
+                let sep = if first { "" } else { ", " };
+                write!(f, "{sep}{} {:.0}%", ControllerLevel::NAMES[level.index()], 100.0 * share)?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where the velocity command came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -429,6 +482,8 @@ pub struct Snapshot {
     pub commands: [MotorCommand; MAX_JOINTS],
     /// Cycles skipped so far because of overruns.
     pub skipped_cycles: u64,
+    /// Walk's ticks so far by the level in charge (status lines show the shares between them).
+    pub walk_levels: LevelCounts,
 }
 
 impl Default for Snapshot {
@@ -444,6 +499,7 @@ impl Default for Snapshot {
             standing: false,
             commands: [MotorCommand::default(); MAX_JOINTS],
             skipped_cycles: 0,
+            walk_levels: LevelCounts::default(),
         }
     }
 }

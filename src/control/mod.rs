@@ -114,6 +114,8 @@ pub struct ControlLoop {
     /// Why the policy's latest publication was a failure, if it was (`PolicyAction::failed`).
     policy_failure: Option<&'static str>,
     level: ControllerLevel,
+    /// Walk's ticks so far by level (published in the snapshot).
+    walk_levels: LevelCounts,
     fault: Option<Fault>,
     /// The active fault degrades (`response`): Walk is held by the balance fallback.
     degraded: bool,
@@ -170,6 +172,7 @@ impl ControlLoop {
             action: PolicyAction::default(),
             policy_failure: None,
             level: ControllerLevel::Damp,
+            walk_levels: LevelCounts::default(),
             fault: None,
             degraded: false,
             clear_since_ns: None,
@@ -470,6 +473,9 @@ impl ControlLoop {
 
     /// The snapshot to every reader, the timing summary now and then, the heartbeat, the log record.
     fn publish(&mut self, now: u64, release: &Release, clock: &dyn Clock, arb: &Arbitrated, fresh: bool) {
+        if self.modes.mode() == Mode::Walk {
+            self.walk_levels.add(self.level);
+        }
         let snapshot = Snapshot {
             tick: self.tick,
             state: self.state,
@@ -481,6 +487,7 @@ impl ControlLoop {
             standing: self.standup_complete,
             commands: self.cmds.joints,
             skipped_cycles: self.timing.skipped,
+            walk_levels: self.walk_levels,
         };
         for w in self.snapshots.iter_mut() {
             *w.back_mut() = snapshot;

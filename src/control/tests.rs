@@ -19,6 +19,7 @@ struct Rig {
     events: Vec<Event>,
     policy: Option<ActionWriter>,
     period_ns: u64,
+    status: Reader<Snapshot>,
 }
 
 impl Rig {
@@ -33,12 +34,13 @@ impl Rig {
         let (robot, faults) = MemRobot::new(&config);
         let (cmd, mut inputs) = inbox();
         let policy = with_policy.then(|| inputs.connect_policy());
-        let (mut lp, out, _) = ControlLoop::new(&config, Box::new(robot), inputs, 0);
+        let (mut lp, out, mut readers) = ControlLoop::new(&config, Box::new(robot), inputs, 1);
+        let status = readers.pop().unwrap();
         lp.start().unwrap();
         let clock = ManualClock::new(1_000 * MS);
         let sched = Periodic::new(clock.now_ns() + 2 * MS, config.rate.control_period_ns());
         let period_ns = config.rate.control_period_ns();
-        Self { lp, out, cmd, faults, clock, sched, events: Vec::new(), policy, period_ns }
+        Self { lp, out, cmd, faults, clock, sched, events: Vec::new(), policy, period_ns, status }
     }
 
     fn run_ms(&mut self, ms: u64) {
@@ -242,6 +244,15 @@ fn a_policy_reporting_its_prior_is_followed_and_reported() {
         k,
         EventKind::FallbackSwitched { to: ControllerLevel::Prior, why: FallbackWhy::PolicyReported, .. }
     )));
+    // The snapshot counts Walk's ticks by level (the status line shows their shares): 50 ms at
+    // 500 Hz, the first tick or two before the prior's first action is taken.
+    let walked = rig.status.latest().walk_levels;
+    assert_eq!(walked.total(), 25, "{walked:?}");
+    assert!(walked.0[ControllerLevel::Prior.index()] >= 23, "{walked:?}");
+    assert_eq!(walked.0[ControllerLevel::Stand.index()] + walked.0[ControllerLevel::Damp.index()], 0);
+    let later = LevelCounts([walked.0[0] + 75, walked.0[1] + 25, 0, 0]);
+    assert_eq!(later.since(&walked).to_string(), "primary 75%, prior 25%");
+    assert_eq!(LevelCounts::default().to_string(), "none");
 }
 
 #[test]

@@ -33,15 +33,10 @@ pub const MODE_NAMES: [&str; 5] = ["passive", "stand_up", "walk", "sit_down", "e
 pub const MODE_WALK: u8 = 2;
 
 pub fn level_code(l: ControllerLevel) -> u8 {
-    match l {
-        ControllerLevel::Primary => 0,
-        ControllerLevel::Prior => 1,
-        ControllerLevel::Stand => 2,
-        ControllerLevel::Damp => 3,
-    }
+    l.index() as u8
 }
 
-pub const LEVEL_NAMES: [&str; 4] = ["primary", "prior", "stand", "damp"];
+pub const LEVEL_NAMES: [&str; 4] = ControllerLevel::NAMES;
 
 pub fn source_code(s: CommandSource) -> u8 {
     match s {

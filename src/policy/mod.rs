@@ -21,7 +21,7 @@ pub mod torch;
 
 use crate::config::{Config, ControllerKind};
 use crate::control::inputs::ActionWriter;
-use crate::control::messages::{ControllerLevel, Mode, PolicyAction, Snapshot};
+use crate::control::messages::{ControllerLevel, LevelCounts, Mode, PolicyAction, Snapshot};
 use crate::rt::clock::Clock;
 use crate::rt::hist::Histogram;
 use crate::rt::sched::Periodic;
@@ -104,6 +104,9 @@ pub struct PolicyStats {
     pub errors: u64,
     pub last_error: Option<PolicyError>,
     pub skipped: u64,
+    /// Actions published, by the level that produced them (an MPPI plan that missed its budget
+    /// is the prior's).
+    pub levels: LevelCounts,
 }
 
 /// One policy period's decision, the same on the policy thread (`run`) and in lock-step
@@ -169,7 +172,10 @@ pub fn run(
         let snapshot = *snapshots.latest();
         match cycle.act(policy, &snapshot, actions.back_mut()) {
             None => continue,
-            Some(Ok(())) => actions.publish(),
+            Some(Ok(())) => {
+                stats.levels.add(actions.back_mut().level);
+                actions.publish();
+            }
             Some(Err(e)) => {
                 stats.errors += 1;
                 stats.last_error = Some(e);

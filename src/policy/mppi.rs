@@ -236,6 +236,12 @@ impl MppiPlanner {
         self.budget_ns = budget_ns;
     }
 
+    /// Takes `ns` as the last iteration's duration, as after a burst of load: what the next plan
+    /// uses to decide whether an iteration still fits (tests reproduce a slow iteration with it).
+    pub fn assume_iteration_ns(&mut self, ns: u64) {
+        self.iter_estimate_ns = ns;
+    }
+
     pub fn last_plan(&self) -> PlanReport {
         self.last
     }

@@ -230,12 +230,7 @@ impl Meter {
         self.yaw_err2 += (truth.base_ang_vel_body_radps[2] - command[2]).powi(2);
         let n = joints.max(1);
         self.tau2 += truth.torque_nm[..joints].iter().map(|t| t * t).sum::<f64>() / n as f64;
-        self.levels[match level {
-            ControllerLevel::Primary => 0,
-            ControllerLevel::Prior => 1,
-            ControllerLevel::Stand => 2,
-            ControllerLevel::Damp => 3,
-        }] += 1;
+        self.levels[level.index()] += 1;
     }
 
     fn policy(&mut self, p: &PolicyStep, walking: bool) {
