@@ -51,10 +51,22 @@ enum Command {
         action: Option<MotorsAction>,
     },
     /// The operator's client: the robot's state live, driving with the keyboard or a gamepad,
-    /// over zenoh as configured by the robot's [teleop] section.
+    /// over zenoh as configured by the robot's [teleop] section; or, with --drive, a scripted drive
+    /// (stand up, walk, a command file's velocities) that reports whether the robot stayed walking
+    /// (exit status 1 when it did not).
     Teleop {
         #[arg(long, short)]
         config: PathBuf,
+        /// A command file (`t_s, vx, yaw_rate` per line, from Walk's start; config/drives/ has
+        /// examples) to drive instead of the keyboard.
+        #[arg(long)]
+        drive: Option<String>,
+        /// With --drive: seconds of Walk (at least until the file's last command starts).
+        #[arg(long, default_value_t = 0.0)]
+        seconds: f64,
+        /// With --drive: the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// The MuJoCo simulator of the robot, behind its real protocols (pseudo-terminals at the
     /// configured ports), in real time; or, with --lockstep, the daemon's control loop and its
@@ -322,6 +334,20 @@ enum Text {
 }
 
 /// Prints a report: pretty JSON on stdout with `--json`, else its text.
+/// `locod teleop --drive`: exit status 1 when the robot did not stay walking.
+fn teleop_drive(config: &Path, file: &str, seconds: f64, json: bool) -> Result<(), ExitCode> {
+    use locod::teleop::script::{drive, Script};
+    let config = load(config)?;
+    let script = Script::read(file).map_err(fail)?;
+    let report = drive(&config, &script, seconds, !json).map_err(fail)?;
+    emit(json, &report, Text::Stdout);
+    if report.stayed_walking {
+        Ok(())
+    } else {
+        Err(ExitCode::FAILURE)
+    }
+}
+
 fn emit<R: serde::Serialize + std::fmt::Display>(json: bool, r: &R, text: Text) {
     if json {
         println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
@@ -406,7 +432,8 @@ fn run(command: Command) -> Result<(), ExitCode> {
         Command::Run { config, duration, goal, json } => run_daemon(&config, duration, goal, json),
         Command::Check { config, model, quiet } => check(&config, model.as_deref(), quiet),
         Command::Motors { config, action } => motors(&config, action.unwrap_or(MotorsAction::Scan)),
-        Command::Teleop { config } => locod::teleop::client::run(&load(&config)?).map_err(fail),
+        Command::Teleop { config, drive: None, .. } => locod::teleop::client::run(&load(&config)?).map_err(fail),
+        Command::Teleop { config, drive: Some(file), seconds, json } => teleop_drive(&config, &file, seconds, json),
         #[cfg(feature = "sim")]
         Command::Sim(args) => sim(args),
         #[cfg(feature = "sim")]

@@ -6,12 +6,14 @@
 //! - `forward`: 0.4 m/s straight ahead (toward the obstacle of the step, stairs and slope scenes);
 //! - a file: one command per line, `t_s, vx, yaw_rate` (commas or spaces between the numbers),
 //!   each held from `t_s` (seconds since Walk began) until the next line's; before the first line
-//!   the command is zero. Times must increase; `#` starts a comment; blank lines are skipped.
+//!   the command is zero. Times must increase; `#` starts a comment; blank lines are skipped. The
+//!   same files drive the real-time robot over zenoh (`locod teleop --drive`, `teleop::script`).
 //!
 //! The control loop's arbiter limits the commands' acceleration as it does on the robot (the
 //! Python evaluation limits them the same way). Not for: running episodes (`eval`).
 
 use super::noise::NoiseRng;
+use crate::teleop::script::parse_rows;
 
 pub const RANDOM_VX_MPS: f64 = 0.8;
 pub const RANDOM_YAW_RADPS: f64 = 1.0;
@@ -88,34 +90,6 @@ impl Profile {
     }
 }
 
-fn parse_rows(path: &str, text: &str) -> Result<Vec<(f64, f64, f64)>, String> {
-    let mut rows: Vec<(f64, f64, f64)> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let at = |m: String| format!("{path}:{}: {m}", i + 1);
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(|c: char| c == ',' || c.is_whitespace()).filter(|f| !f.is_empty()).collect();
-        let numbers: Result<Vec<f64>, _> = fields.iter().map(|f| f.parse::<f64>()).collect();
-        let v = match numbers {
-            Ok(v) if v.len() == 3 => v,
-            _ => return Err(at(format!("expected `t_s, vx, yaw_rate` (three numbers), got {line:?}"))),
-        };
-        if v.iter().any(|x| !x.is_finite()) {
-            return Err(at("the numbers must be finite".into()));
-        }
-        if v[0] < 0.0 || rows.last().is_some_and(|r| v[0] <= r.0) {
-            return Err(at(format!("t_s {} must be >= 0 and later than the line before", v[0])));
-        }
-        rows.push((v[0], v[1], v[2]));
-    }
-    if rows.is_empty() {
-        return Err(format!("{path}: no commands (lines of `t_s, vx, yaw_rate`)"));
-    }
-    Ok(rows)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,11 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_command_files_say_where() {
-        assert!(parse_rows("c", "0, 1\n").unwrap_err().starts_with("c:1: expected"));
-        assert!(parse_rows("c", "0 0 0\n0 1 1\n").unwrap_err().starts_with("c:2: t_s 0"));
-        assert!(parse_rows("c", "0 nan 0\n").unwrap_err().starts_with("c:1:"));
-        assert!(parse_rows("c", "# nothing\n").unwrap_err().contains("no commands"));
+    fn a_missing_command_file_is_named() {
         assert!(Commands::parse("/nonexistent/commands.csv").unwrap_err().contains("not `random` or `forward`"));
     }
 }

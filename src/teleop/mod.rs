@@ -1,5 +1,5 @@
 //! Teleop and telemetry over zenoh: the daemon's side (`server`) and the operator's client
-//! (`client`, `locod teleop`), with the payloads both speak (`wire`).
+//! (`client`, `locod teleop`; `script`, its scripted drives), with the payloads both speak (`wire`).
 //!
 //! The zenoh session runs on its own multi-thread tokio runtime at normal priority. Commands
 //! reach the control thread only through `control::inputs::Commander`; telemetry comes from a
@@ -10,6 +10,7 @@
 //! malformed before it gets there) or deciding modes.
 
 pub mod client;
+pub mod script;
 pub mod server;
 pub mod session;
 pub mod wire;
