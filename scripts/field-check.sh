@@ -3,7 +3,8 @@
 # daemon), driven over zenoh by `locod teleop --drive`, RUNS times. Each run: stand up, walk, the
 # drive file's commands (config/drives/field.txt: 0.3 m/s forward for 20 s, a turn, then zero), for
 # SECONDS of Walk; then Ctrl-C, as an operator would. Per run and in total it prints whether the
-# robot stayed walking, the control tick's compute p99 (the daemon's own summary), the simulator's
+# robot stayed walking (a fault held by the balance fallback is listed, not a fall), the control
+# tick's compute p99 (the daemon's own summary), the simulator's
 # late physics steps, and from the simulator's ground truth (its status lines) the tilt and the
 # base's drift over the last STILL seconds (the zero-command stand).
 #
@@ -59,6 +60,7 @@ r = {
     "run": int(i),
     "stayed_walking": bool(drive.get("stayed_walking")),
     "left_walk": drive.get("left_walk"),
+    "first_fault": drive.get("first_fault"),
     "compute_p99_us": float(m.group(2)) if m else None,
     "late_sim_steps": int(late.group(1)) if late else None,
     "still_s": round(window[-1][0] - window[0][0], 1) if len(window) > 1 else 0.0,

