@@ -121,7 +121,8 @@ class Pipeline:
             os.path.join(self.out, "world_model.md"),
             "world_model",
             "The SimDist world model: encoder over the deployable observation, latent dynamics (`dynamics.*`), reward and value heads "
-            "(value regressed on the teacher's privileged critic) and a policy prior cloned from the teacher's clean actions, with a "
+            "(value regressed on the teacher's privileged critic) and a policy prior cloned from the teacher's clean actions, then "
+            "refined by DAgger on its own visited states (the `prior` stage: encoder and everything else frozen), with a "
             "fused `rollout` and planner defaults. Planned by locod's MPPI (`config/sim-mppi.toml`).",
             "make models  (python -m locod_train.pipeline; stage: python -m locod_train.world_model all)",
             self.seed,
