@@ -86,7 +86,7 @@ pub struct DriveReport {
     pub left_walk: Option<String>,
     /// The first fault the robot reported during the drive, if any, and when.
     pub first_fault: Option<String>,
-    /// Largest tilt the robot's own estimate reported while walking.
+    /// Largest tilt the robot's own estimate reported during the drive (a fall included).
     pub tilt_max_deg: f64,
     /// The state messages of the drive by controller level: `primary 98%, stand 2%`.
     pub levels: String,
