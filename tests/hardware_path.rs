@@ -21,6 +21,20 @@ struct Robot {
     _serial: std::sync::MutexGuard<'static, ()>,
 }
 
+impl Robot {
+    /// `locod run --goal stand --json` for `seconds`: it must exit 0; its stdout and stderr.
+    fn stand_for(&self, seconds: u32) -> (std::process::Output, String) {
+        let out = Command::new(LOCOD)
+            .args(["run", "--goal", "stand", "--duration", &seconds.to_string(), "--json", "--config"])
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        (out, stderr)
+    }
+}
+
 /// The example robot on one slcan adapter, with the IMU and two depth sensors on the bridge.
 fn robot() -> Robot {
     robot_at(&[])
@@ -54,13 +68,7 @@ fn robot_at(positions: &[(usize, f32)]) -> Robot {
 fn stands_up_on_the_hardware_path_and_stops_cleanly() {
     let r = robot();
     let _emu = Emu::spawn(&r.bridge, &[]);
-    let out = Command::new(LOCOD)
-        .args(["run", "--goal", "stand", "--duration", "4", "--json", "--config"])
-        .arg(&r.config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (out, stderr) = r.stand_for(4);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["faults_raised"], 0, "{stderr}\n{summary}");
     assert!(stderr.contains("mode Passive -> StandUp (requested)"), "{stderr}");
@@ -97,13 +105,7 @@ fn a_silent_motor_on_the_adapter_is_named() {
     let r = robot();
     let _emu = Emu::spawn(&r.bridge, &[]);
     r._motors.faults.silent_joint.store(1, std::sync::atomic::Ordering::Relaxed);
-    let out = Command::new(LOCOD)
-        .args(["run", "--goal", "stand", "--duration", "4", "--config"])
-        .arg(&r.config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (_, stderr) = r.stand_for(4);
     assert!(stderr.contains("motor of joint left_knee (can0 id 0x2) did not answer"), "{stderr}");
     assert!(stderr.contains("fault: motor of joint left_knee: no reply received yet"), "{stderr}");
     assert!(stderr.contains("--goal Stand: waiting for a fault to clear before standing up"), "{stderr}");
@@ -117,13 +119,7 @@ fn a_knee_that_powers_up_beyond_its_limit_stands_up_within_every_limit() {
     // target clamped straight to 0 would ask 24 N·m and jump 0.6 rad.
     let r = robot_at(&[(4, 0.6)]);
     let _emu = Emu::spawn(&r.bridge, &[]);
-    let out = Command::new(LOCOD)
-        .args(["run", "--goal", "stand", "--duration", "4", "--json", "--config"])
-        .arg(&r.config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (_, stderr) = r.stand_for(4);
     assert!(stderr.contains("mode Passive -> StandUp (requested)"), "{stderr}");
     let seen = &r._motors.faults.observed;
     // The emulator judges each command at the rotor's state when it arrives, a reply later than
@@ -141,13 +137,7 @@ fn garbage_on_the_adapter_is_counted_and_the_channel_is_closed_at_exit() {
     let text =
         std::fs::read_to_string(&r.config).unwrap().replace("status_interval_s = 5.0", "status_interval_s = 1.0");
     std::fs::write(&r.config, text).unwrap();
-    let out = Command::new(LOCOD)
-        .args(["run", "--goal", "stand", "--duration", "3", "--json", "--config"])
-        .arg(&r.config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (out, stderr) = r.stand_for(3);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let bus = &summary["buses"][0];
     assert_eq!(bus["bus"], "can0", "{summary}");

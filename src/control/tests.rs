@@ -196,13 +196,7 @@ fn estop_latches_over_requests_until_reset() {
 
 #[test]
 fn walk_falls_back_to_stand_when_the_policy_stops_and_recovers() {
-    let mut rig = Rig::new(true);
-    rig.stand_up();
-    let hold = *rig.lp.commands();
-    rig.run_ms_with(100, |now, w| stand_policy(now, w, &hold));
-    rig.cmd.request_mode(ModeRequest::Walk);
-    rig.run_ms_with(100, |now, w| stand_policy(now, w, &hold));
-    assert_eq!((rig.lp.mode(), rig.lp.level()), (Mode::Walk, ControllerLevel::Primary));
+    let (mut rig, hold) = walking("");
     // The policy goes quiet: after the 60 ms timeout the stand controller takes over.
     rig.run_ms(100);
     assert_eq!((rig.lp.mode(), rig.lp.level()), (Mode::Walk, ControllerLevel::Stand));
