@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// How long a motor gets to answer.
 const REPLY_WAIT: Duration = Duration::from_millis(150);
 /// The largest jog step allowed.
-pub const MAX_JOG_RAD: f64 = 0.5;
+pub(crate) const MAX_JOG_RAD: f64 = 0.5;
 const JOG_RATE_HZ: f64 = 200.0;
 
 fn open(config: &Config) -> Result<CanMotors, String> {

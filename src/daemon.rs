@@ -163,9 +163,9 @@ fn writable_dir(dir: &std::path::Path) -> bool {
 pub struct RunOptions {
     pub duration: Option<Duration>,
     pub goal: Goal,
+    /// A policy built by the caller (tests) instead of the configured controller; the logs then
+    /// name no model.
     pub policy: Option<Box<dyn Policy>>,
-    /// The model files the policy was loaded from; their hashes go into the log metadata.
-    pub model_files: Vec<std::path::PathBuf>,
     /// Set to stop the daemon as SIGTERM would (for embedding and tests).
     pub stop: Option<Arc<AtomicBool>>,
 }
@@ -176,8 +176,8 @@ pub struct RunSummary {
     pub stopped_by: String,
     pub final_mode: Mode,
     pub faults_raised: u64,
-    pub events_dropped: u64,
-    pub control_thread: String,
+    pub(crate) events_dropped: u64,
+    pub(crate) control_thread: String,
     pub timing: TimingSummary,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_compute: Option<Summary>,
@@ -341,15 +341,22 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
     let buses = robot.buses;
     // The configured controller, checked and warmed up before READY; it reads the terrain the
     // sensors perceive. A policy given by the caller (tests) takes precedence.
+    let mut models = Vec::new();
     let mut policy = match opts.policy {
         Some(p) => Some(p),
         None => match crate::policy::build(config, robot.perception)? {
-            Some((p, warnings)) => {
-                for w in warnings {
+            Some(built) => {
+                for w in built.warnings {
                     report::warn(w);
                 }
-                report::info(format!("controller: {}", p.name()));
-                Some(p)
+                report::info(format!(
+                    "controller: {} ({} sha256:{})",
+                    built.policy.name(),
+                    built.model.path.display(),
+                    &built.model.sha256[..12]
+                ));
+                models.push(built.model);
+                Some(built.policy)
             }
             None => None,
         },
@@ -375,7 +382,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
     let logger = if config.log.enabled {
         let (tap, ring) = crate::control::record::ring(config.log.ring_records, config.joints.len());
         lp.attach_log(tap);
-        let logger = Logger::new(&config.log, log_writer::metadata(config, &opts.model_files));
+        let logger = Logger::new(&config.log, log_writer::metadata(config, &models));
         Some(log_writer::spawn(logger, ring, log_stop.clone())?)
     } else {
         None

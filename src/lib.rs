@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod estimate;
+pub mod finetune;
 pub mod io;
 pub mod log;
 pub mod policy;

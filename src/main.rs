@@ -96,6 +96,9 @@ enum Command {
         /// Only episodes spent entirely in Walk.
         #[arg(long)]
         walk_only: bool,
+        /// A frame per control tick, or per policy step (the model's observation and raw action).
+        #[arg(long, value_enum, default_value_t = export::Rate::Control)]
+        rate: export::Rate,
     },
     /// Transition logs: recovery after a crash.
     Log {
@@ -121,6 +124,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Finetune a world model's latent dynamics (`dynamics.*` only) on logged policy steps
+    /// (SimDist's latent consistency loss); encoder, reward, value and prior stay bit-identical.
+    Finetune(FinetuneArgs),
     /// Measure, with a reference measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -161,6 +167,45 @@ struct SimArgs {
     /// plans without its time budget.
     #[arg(long, value_name = "MS")]
     policy_latency: Option<f64>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct FinetuneArgs {
+    /// The robot's configuration (the model's contract is checked against it).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The world model to start from (kept unchanged).
+    #[arg(long)]
+    model: PathBuf,
+    /// Directories of transition logs (several: logs from several robots are one dataset).
+    #[arg(long, required = true, num_args = 1..)]
+    data: Vec<PathBuf>,
+    /// Where the finetuned model goes.
+    #[arg(long)]
+    out: PathBuf,
+    /// Policy steps per training window, the loss's horizon [default: 5].
+    #[arg(long)]
+    horizon: Option<usize>,
+    /// Weight of step t's error is rho^t [default: 0.9].
+    #[arg(long)]
+    rho: Option<f64>,
+    /// Epochs at most [default: 60].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Windows per optimiser step [default: 64].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Adam's peak learning rate, after warm-up, before cosine decay [default: 3e-4].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Stop after this many epochs without a better validation loss [default: 10].
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Seed of the batch order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     #[arg(long)]
     json: bool,
 }
@@ -438,8 +483,9 @@ fn run(command: Command) -> Result<(), ExitCode> {
         Command::Sim(args) => sim(args),
         #[cfg(feature = "sim")]
         Command::Eval(args) => eval(args),
+        Command::Finetune(args) => finetune(args),
         Command::Sensors { config, seconds } => sensors(&config, seconds),
-        Command::Export { logs, out, format, walk_only } => export_logs(&logs, &out, format, walk_only),
+        Command::Export { logs, out, format, walk_only, rate } => export_logs(&logs, &out, format, rate, walk_only),
         Command::Log { what: LogCommand::Recover { path } } => recover(&path),
         Command::Report { log, out } => plot_report(&log, &out),
         Command::Replay { logs, config, model, json } => replay(&logs, &config, model, json),
@@ -597,6 +643,32 @@ fn sim(a: SimArgs) -> Result<(), ExitCode> {
     Ok(())
 }
 
+/// `locod finetune`: the world model's dynamics on logged data.
+fn finetune(a: FinetuneArgs) -> Result<(), ExitCode> {
+    let c = load(&a.config)?;
+    let defaults = locod::finetune::FinetuneOptions::default();
+    let opts = locod::finetune::FinetuneOptions {
+        model: a.model,
+        data: a.data,
+        out: a.out,
+        horizon: a.horizon.unwrap_or(defaults.horizon),
+        rho: a.rho.unwrap_or(defaults.rho),
+        epochs: a.epochs.unwrap_or(defaults.epochs),
+        batch: a.batch.unwrap_or(defaults.batch),
+        lr: a.lr.unwrap_or(defaults.lr),
+        warmup_epochs: defaults.warmup_epochs,
+        patience: a.patience.unwrap_or(defaults.patience),
+        seed: a.seed,
+        progress: !a.json,
+    };
+    let r = locod::finetune::run(&c, &opts).map_err(fail)?;
+    emit(a.json, &r, Text::Stdout);
+    if !a.json {
+        println!();
+    }
+    Ok(())
+}
+
 /// `locod eval`: seeded lock-step episodes of the configured controller.
 #[cfg(feature = "sim")]
 fn eval(a: EvalArgs) -> Result<(), ExitCode> {
@@ -628,12 +700,19 @@ fn sensors(config: &Path, seconds: Option<f64>) -> Result<(), ExitCode> {
 }
 
 /// `locod export`: logs into a training dataset.
-fn export_logs(logs: &Path, out: &Path, format: export::Format, walk_only: bool) -> Result<(), ExitCode> {
-    let s = export::export(logs, out, format, walk_only).map_err(fail)?;
+fn export_logs(
+    logs: &Path,
+    out: &Path,
+    format: export::Format,
+    rate: export::Rate,
+    walk_only: bool,
+) -> Result<(), ExitCode> {
+    let s = export::export(logs, out, format, rate, walk_only).map_err(fail)?;
     report::info(format!(
-        "exported {} episodes, {} frames ({} valid transitions) at {} Hz to {}",
+        "exported {} episodes, {} {} ({} valid transitions) at {} Hz to {}",
         s.episodes,
         s.frames,
+        rate.frame_name(),
         s.valid_pairs,
         s.fps,
         s.out.display()

@@ -231,6 +231,106 @@ fn export_pairs_next_observations_only_within_episodes_and_read_back_by_pyarrow(
     assert!(stderr.contains("exported 1 episodes, 99 frames (96 valid transitions)"), "{stderr}");
 }
 
+/// 300 ticks of Walk at 500 Hz with a 50 Hz policy (a new action every 10 ticks, computed from a
+/// snapshot 1 ms before the tick that takes it). The balance fallback holds the robot on ticks
+/// 101..=110, the policy skips the step due at tick 151, tick 201 is missing from the ring.
+fn synthetic_policy_logs(dir: &Path) {
+    let cfg = LogConfig { enabled: true, dir: dir.into(), ..LogConfig::default() };
+    let meta = BTreeMap::from([
+        ("robot".to_string(), "synthetic".to_string()),
+        ("joint_names".to_string(), "hip,knee".to_string()),
+        ("control_hz".to_string(), "500".to_string()),
+        ("policy_hz".to_string(), "50".to_string()),
+        ("model_files".to_string(), "wm.pt sha256:abc".to_string()),
+    ]);
+    let mut logger = Logger::new(&cfg, meta);
+    let mut action = PolicyAction::default();
+    for t in 1..=300u64 {
+        let mut r = tick(t, Mode::Walk, 0);
+        let step = t % 10 == 1 && t != 151;
+        if step {
+            let k = (t / 10) as f32;
+            action.t_ns = r.t_ns - MS;
+            action.obs_len = 2;
+            action.obs[..2].copy_from_slice(&[k, 2.0 * k]);
+            action.action_len = 2;
+            action.action[..2].copy_from_slice(&[0.1 * k, -0.1 * k]);
+            action.planner.best_return = k;
+            r.flags |= flags::POLICY_STEP;
+        }
+        r.policy = action;
+        if (101..=110).contains(&t) {
+            r.level = ControllerLevel::Stand;
+        } else {
+            r.flags |= flags::POLICY_FRESH;
+        }
+        if t == 201 {
+            continue; // refused by the ring
+        }
+        if t == 202 {
+            r.flags |= flags::RECORDS_DROPPED;
+            r.records_dropped = 1;
+        }
+        logger.record(&r, r.t_ns);
+    }
+    logger.close();
+}
+
+#[test]
+fn policy_rate_export_pairs_steps_only_where_the_action_was_applied_throughout() {
+    let logs = tempfile::tempdir().unwrap();
+    synthetic_policy_logs(logs.path());
+    // 29 steps (151's was skipped; 201's is found at 202, the first record carrying it). Steps
+    // 101 (the fallback held the robot), 141 (the next step is 20 ms late), 191 (a record is
+    // missing) and 291 (the episode ends) have no next.
+    let want = serde_json::json!({
+        "fps": 50, "frames": 29, "episodes": 1, "valid_pairs": 25, "state_dim": 2,
+        "unpaired_frames": [10, 14, 18, 28],
+    });
+    for format in ["lerobot", "numpy"] {
+        let out = tempfile::tempdir().unwrap();
+        let stderr = ok(&Command::new(LOCOD)
+            .arg("export")
+            .arg(logs.path())
+            .arg("--out")
+            .arg(out.path())
+            .args(["--format", format, "--rate", "policy"])
+            .output()
+            .unwrap());
+        assert!(stderr.contains("exported 1 episodes, 29 policy steps (25 valid transitions) at 50 Hz"), "{stderr}");
+        let check = Command::new(python())
+            .arg(script("check_export.py"))
+            .arg(out.path())
+            .arg(want.to_string())
+            .output()
+            .unwrap();
+        ok(&check);
+        if format == "lerobot" {
+            let info: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(out.path().join("meta/info.json")).unwrap()).unwrap();
+            assert_eq!(info["locod"]["rate"], "policy");
+            assert_eq!(info["locod"]["provenance"][0]["model_files"], "wm.pt sha256:abc");
+            for name in ["action", "observation.robot_state", "plan.value", "plan.compute_us", "next.valid"] {
+                assert!(info["features"].get(name).is_some(), "{name} missing: {}", info["features"]);
+            }
+        }
+    }
+    // Logs in which no learned controller ran have no policy steps: a clear error.
+    let control_only = tempfile::tempdir().unwrap();
+    synthetic_logs(control_only.path());
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new(LOCOD)
+        .arg("export")
+        .arg(control_only.path())
+        .arg("--out")
+        .arg(out.path())
+        .args(["--rate", "policy"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no policy steps to export"), "{o:?}");
+}
+
 #[test]
 fn report_writes_the_plots() {
     let logs = tempfile::tempdir().unwrap();

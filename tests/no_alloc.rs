@@ -20,7 +20,7 @@ static ALLOC: common::alloc::Counting = common::alloc::Counting;
 fn the_control_loop_allocates_nothing_after_start_up() {
     let config =
         Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"))).unwrap();
-    let (robot, faults) = MemRobot::new(&config);
+    let (robot, faults) = MemRobot::new(&config.joints);
     let (cmd, mut inputs) = inbox();
     let mut policy = inputs.connect_policy();
     let (mut lp, mut out, _readers) = ControlLoop::new(&config, Box::new(robot), inputs, 2);

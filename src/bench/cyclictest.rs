@@ -5,13 +5,13 @@ use super::Percentiles;
 use std::process::{Child, Command, Stdio};
 
 /// What cyclictest is asked to do: the same rate, priority and CPU as the loop under test.
-pub struct CyclictestRun {
-    pub interval_us: u64,
+pub(crate) struct CyclictestRun {
+    pub(crate) interval_us: u64,
     pub seconds: u64,
     pub priority: i32,
     pub cpu: Option<usize>,
     /// Histogram range; latencies beyond it count as overflows.
-    pub max_us: u64,
+    pub(crate) max_us: u64,
 }
 
 impl CyclictestRun {
@@ -33,7 +33,7 @@ impl CyclictestRun {
 
 /// Percentiles from cyclictest's `-h` output: one `latency_us count` line per bucket, plus
 /// `# Histogram Overflows:` and `# Max Latencies:` lines.
-pub fn parse_histogram(output: &str) -> Option<Percentiles> {
+pub(crate) fn parse_histogram(output: &str) -> Option<Percentiles> {
     let mut buckets: Vec<(u64, u64)> = Vec::new();
     let mut overflows = 0;
     let mut max = None;

@@ -27,23 +27,23 @@ use std::time::{Duration, Instant};
 pub struct IoReport {
     pub bench: &'static str,
     /// Nanoseconds per operation, single thread.
-    pub codecs_ns_per_op: Codecs,
+    pub(crate) codecs_ns_per_op: Codecs,
     pub latency: Latencies,
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct Codecs {
-    pub mit_pack_command: f64,
-    pub mit_decode_reply: f64,
-    pub slcan_encode_frame: f64,
-    pub slcan_decode_line: f64,
-    pub witmotion_decode_frame: f64,
+pub(crate) struct Codecs {
+    pub(crate) mit_pack_command: f64,
+    pub(crate) mit_decode_reply: f64,
+    pub(crate) slcan_encode_frame: f64,
+    pub(crate) slcan_decode_line: f64,
+    pub(crate) witmotion_decode_frame: f64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Latencies {
     pub membus: PathLatency,
-    pub slcan_pty: PathLatency,
+    pub(crate) slcan_pty: PathLatency,
 }
 
 /// Send → visible in the joint slot, and the transport's own wake-up floor.

@@ -31,58 +31,58 @@ const OBS_LEN: usize = 48;
 #[derive(Debug, Serialize)]
 pub struct LogBenchReport {
     pub bench: &'static str,
-    pub control_thread: String,
+    pub(crate) control_thread: String,
     /// Size of one record in the ring.
-    pub record_bytes: usize,
-    pub overhead_us: Overhead,
-    pub sustained: Vec<Sustained>,
-    pub compression: Vec<CompressionRun>,
+    pub(crate) record_bytes: usize,
+    pub(crate) overhead_us: Overhead,
+    pub(crate) sustained: Vec<Sustained>,
+    pub(crate) compression: Vec<CompressionRun>,
     pub encoding: Encoding,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Overhead {
+pub(crate) struct Overhead {
     pub rate_hz: u32,
     pub seconds: f64,
     /// Compute-time percentile with logging minus without (same run, alternate ticks).
     pub p50: f64,
-    pub p99: f64,
-    pub target_p99: f64,
-    pub compute_without_us: Percentiles,
-    pub compute_with_us: Percentiles,
+    pub(crate) p99: f64,
+    pub(crate) target_p99: f64,
+    pub(crate) compute_without_us: Percentiles,
+    pub(crate) compute_with_us: Percentiles,
     /// Filling and pushing the record alone.
-    pub push_us: Percentiles,
+    pub(crate) push_us: Percentiles,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Sustained {
+pub(crate) struct Sustained {
     pub rate_hz: u32,
     pub seconds: f64,
     pub ticks: u64,
     pub records_written: u64,
     pub records_dropped: u64,
     pub records_lost: u64,
-    pub bytes_on_disk: u64,
-    pub bytes_per_step: f64,
-    pub compression: LogCompression,
+    pub(crate) bytes_on_disk: u64,
+    pub(crate) bytes_per_step: f64,
+    pub(crate) compression: LogCompression,
 }
 
 #[derive(Debug, Serialize)]
-pub struct CompressionRun {
-    pub compression: LogCompression,
+pub(crate) struct CompressionRun {
+    pub(crate) compression: LogCompression,
     pub records: u64,
     pub bytes: u64,
-    pub bytes_per_step: f64,
+    pub(crate) bytes_per_step: f64,
     /// Logger time per record (encode, compress, write).
-    pub write_us_per_record: f64,
+    pub(crate) write_us_per_record: f64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Encoding {
-    pub cdr_bytes_per_record: f64,
-    pub cdr_ns_per_record: f64,
-    pub json_bytes_per_record: f64,
-    pub json_ns_per_record: f64,
+    pub(crate) cdr_bytes_per_record: f64,
+    pub(crate) cdr_ns_per_record: f64,
+    pub(crate) json_bytes_per_record: f64,
+    pub(crate) json_ns_per_record: f64,
 }
 
 fn publish_action(writer: &mut ActionWriter, lp: &ControlLoop, now_ns: u64) {

@@ -21,28 +21,28 @@ pub struct LoopReport {
     pub rate_hz: u32,
     pub seconds: u64,
     pub cpu: Option<usize>,
-    pub control_thread: String,
+    pub(crate) control_thread: String,
     pub locod: LocodTiming,
     pub reference: Reference,
     /// locod's p99.9 wake-up latency over the reference's (target: at most 1.5).
     pub ratio: f64,
-    pub target_ratio: f64,
+    pub(crate) target_ratio: f64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct LocodTiming {
-    pub wake_us: Percentiles,
+    pub(crate) wake_us: Percentiles,
     pub compute_us: Percentiles,
-    pub period_us: Percentiles,
+    pub(crate) period_us: Percentiles,
     pub skipped: u64,
-    pub overruns: u64,
+    pub(crate) overruns: u64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Reference {
     /// "cyclictest", or "builtin" when cyclictest is not installed.
     pub tool: String,
-    pub wake_us: Percentiles,
+    pub(crate) wake_us: Percentiles,
 }
 
 /// A cyclictest-like measurement in-process: sleep to absolute deadlines, record the lateness.

@@ -24,8 +24,8 @@ use std::thread::JoinHandle;
 pub struct Percentiles {
     pub count: u64,
     pub p50: f64,
-    pub p99: f64,
-    pub p999: f64,
+    pub(crate) p99: f64,
+    pub(crate) p999: f64,
     pub max: f64,
 }
 
@@ -37,7 +37,7 @@ impl From<Summary> for Percentiles {
 
 /// Runs `lp` on its own real-time thread for `seconds`, on absolute deadlines like the daemon's
 /// control thread, then stops the hardware; returns the loop's timing and what the thread got.
-pub fn run_control_thread(
+pub(crate) fn run_control_thread(
     mut lp: ControlLoop,
     spec: RtSpec,
     period_ns: u64,

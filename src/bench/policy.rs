@@ -9,7 +9,7 @@
 
 use super::reference::{Granted, Reference};
 use super::Percentiles;
-use crate::config::{Config, ControllerKind};
+use crate::config::{Config, ControllerKind, LoopConfig};
 use crate::control::messages::{LevelCounts, PolicyAction, Snapshot};
 use crate::policy::contract::ModelKind;
 use crate::policy::load::{self, prepare_thread};
@@ -42,13 +42,13 @@ fn model_path(config: &Config, model: Option<&Path>) -> Result<PathBuf, String> 
 /// and, with [loop] lock_memory, the process's memory locked, as the daemon runs a policy; returns
 /// its result and what was granted.
 fn on_policy_thread<T: Send>(
-    config: &Config,
+    rate: &LoopConfig,
     f: impl FnOnce(&Granted) -> Result<T, String> + Send,
 ) -> Result<(T, Granted), String> {
-    let locked = config.rate.lock_memory.then(thread::lock_memory);
+    let locked = rate.lock_memory.then(thread::lock_memory);
     std::thread::scope(|s| {
         s.spawn(|| {
-            let granted = Granted { rt: thread::apply(config.rate.policy_rt()), locked };
+            let granted = Granted { rt: thread::apply(rate.policy_rt()), locked };
             f(&granted).map(|t| (t, granted))
         })
         .join()
@@ -78,19 +78,19 @@ pub struct PolicyReport {
     pub scheduling: String,
     pub iterations: usize,
     /// The model call: observation in, clipped action out.
-    pub forward_us: Percentiles,
+    pub(crate) forward_us: Percentiles,
     /// A whole policy tick: observation building, forward, action mapping, records, called back
     /// to back on one thread.
-    pub tick_us: Percentiles,
+    pub(crate) tick_us: Percentiles,
     /// A whole policy tick as the daemon runs it and reports it (`policy compute`): the controller
     /// built on the calling thread, run by the daemon's policy runner on its own thread at
     /// `[loop] policy_hz` with the policy thread's scheduling, reading snapshots that a control
     /// thread publishes at `control_hz`, handing each action back through the same triple buffer.
-    pub daemon_tick_us: Percentiles,
+    pub(crate) daemon_tick_us: Percentiles,
     pub reference: PythonReference,
     /// locod's forward p50 over Python's (target: at most 0.8).
     pub ratio: f64,
-    pub target_ratio: f64,
+    pub(crate) target_ratio: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -119,7 +119,7 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
     let threads = config.controller.threads;
     torch::set_threads(threads, config.controller.interop_threads);
     let device = torch::parse_device(&config.controller.device)?;
-    let ((forward, tick), granted) = on_policy_thread(config, |_| {
+    let ((forward, tick), granted) = on_policy_thread(&config.rate, |_| {
         let opened = load::open(&path, config, Some(ModelKind::Policy), &config.depth_sensor_names(), device)
             .map_err(|e| e.to_string())?;
         let mut student = Student::new(opened, config, no_terrain())?;
@@ -146,7 +146,7 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
     let opened = load::open(&path, config, Some(ModelKind::Policy), &config.depth_sensor_names(), device)
         .map_err(|e| e.to_string())?;
     let student = Box::new(Student::new(opened, config, no_terrain())?);
-    let daemon = daemon_path(config, student, DAEMON_TICKS.min(iterations.max(1)))?.compute;
+    let daemon = daemon_path(&config.rate, student, DAEMON_TICKS.min(iterations.max(1)))?.compute;
     let r = Reference::locate().run(
         &granted,
         &[
@@ -187,7 +187,7 @@ const DAEMON_TICKS: usize = 250;
 /// `ticks` policy ticks of `policy` as the daemon runs them (see `PolicyReport::daemon_tick_us`):
 /// what `policy::run` records (`compute`, and the level of each action).
 fn daemon_path(
-    config: &Config,
+    rate: &LoopConfig,
     mut policy: Box<dyn Policy>,
     ticks: usize,
 ) -> Result<crate::policy::PolicyStats, String> {
@@ -199,10 +199,10 @@ fn daemon_path(
     let (mut snapshots_w, mut snapshots) = triple(Snapshot::default());
     let (mut actions, mut actions_r) = triple(PolicyAction::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let control_period_ns = config.rate.control_period_ns();
+    let control_period_ns = rate.control_period_ns();
     let control = {
         let stop = stop.clone();
-        thread::spawn("locod-control", "control", Setup::RtPrefaulted(config.rate.control_rt()), move |_| {
+        thread::spawn("locod-control", "control", Setup::RtPrefaulted(rate.control_rt()), move |_| {
             let mut i = 0;
             run_periodic(&MonotonicClock, control_period_ns, |_| {
                 i += 1;
@@ -213,10 +213,10 @@ fn daemon_path(
         })
         .map_err(|e| e.to_string())?
     };
-    let period_ns = config.rate.policy_period_ns();
+    let period_ns = rate.policy_period_ns();
     let runner = {
         let stop = stop.clone();
-        thread::spawn("locod-policy", "policy", Setup::RtPrefaulted(config.rate.policy_rt()), move |_| {
+        thread::spawn("locod-policy", "policy", Setup::RtPrefaulted(rate.policy_rt()), move |_| {
             crate::policy::run(policy.as_mut(), &mut snapshots, &mut actions, &MonotonicClock, period_ns, &stop)
         })
         .map_err(|e| e.to_string())?
@@ -232,15 +232,15 @@ fn daemon_path(
 }
 
 #[derive(Debug, Serialize)]
-pub struct MatmulRate {
+pub(crate) struct MatmulRate {
     pub m: i64,
     pub k: i64,
     pub n: i64,
-    pub gflops: f64,
+    pub(crate) gflops: f64,
 }
 
 /// One-thread fp32 matrix products through libtorch at a few sizes; the best is the limit.
-pub fn matmul_rates() -> Vec<MatmulRate> {
+pub(crate) fn matmul_rates() -> Vec<MatmulRate> {
     use tch::{Kind, Tensor};
     let _no_grad = tch::no_grad_guard();
     let mut rates = Vec::new();
@@ -275,11 +275,11 @@ pub struct MppiReport {
     /// reference runs under the same.
     pub scheduling: String,
     pub plans: usize,
-    pub horizon: usize,
+    pub(crate) horizon: usize,
     pub samples: usize,
-    pub elites: usize,
+    pub(crate) elites: usize,
     pub iterations: usize,
-    pub prior_samples: usize,
+    pub(crate) prior_samples: usize,
     /// The planner's route: "fused" (the model's `rollout`) or "stepped" (`next`/`reward` from Rust).
     pub rollout: &'static str,
     /// Whole policy ticks (observation to action), every iteration run (no deadline).
@@ -289,21 +289,21 @@ pub struct MppiReport {
     pub model_us: Percentiles,
     /// Of each plan, the planner's own time: sampling, elite selection, refit, copies, calls.
     pub planner_us: Percentiles,
-    pub model_steps_per_plan: usize,
-    pub model_steps_per_s: f64,
+    pub(crate) model_steps_per_plan: usize,
+    pub(crate) model_steps_per_s: f64,
     /// Matrix-product FLOPs of one of locod's plans: the reference's count scaled by the model
     /// steps each evaluates (a prior step costs within 1% of a rollout step in the test models).
     pub flops_per_plan: f64,
     /// Matrix-product FLOPs of one of the reference's plans, counted by torch.profiler (TD-MPC2
     /// rolls the prior's trajectories out again in every iteration).
     pub reference_flops_per_plan: f64,
-    pub achieved_gflops: f64,
+    pub(crate) achieved_gflops: f64,
     pub matmul_limit_gflops: f64,
-    pub matmul_rates: Vec<MatmulRate>,
+    pub(crate) matmul_rates: Vec<MatmulRate>,
     /// Time the matrix products alone need at the limit rate.
-    pub matmul_floor_us: f64,
+    pub(crate) matmul_floor_us: f64,
     /// matmul floor over locod's plan p50 (1.0 = at the physical limit).
-    pub fraction_of_floor: f64,
+    pub(crate) fraction_of_floor: f64,
     /// The other route on the same model, when it has a fused `rollout`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stepped_plan_us: Option<Percentiles>,
@@ -314,22 +314,22 @@ pub struct MppiReport {
     /// no time of its own would reach with this model on this machine.
     pub ratio_bound: f64,
     /// locod's planner time p50 over the Python reference's: the part a planner can win.
-    pub planner_ratio: f64,
+    pub(crate) planner_ratio: f64,
     /// The configured plan budget (`[mppi] budget_ms`, else half the policy period).
-    pub budget_us: f64,
+    pub(crate) budget_us: f64,
     /// Plans as the daemon runs them (`policy::run` on its own thread at `policy_hz`, a control
     /// thread publishing snapshots) at the configured budget, where a plan that misses it is
     /// replaced by the prior's action.
-    pub daemon_plan_us: Percentiles,
+    pub(crate) daemon_plan_us: Percentiles,
     /// Of those plans, the shares the planner and the prior produced.
-    pub daemon_levels: LevelShares,
-    pub target_ratio: f64,
-    pub target_p99_us: f64,
+    pub(crate) daemon_levels: LevelShares,
+    pub(crate) target_ratio: f64,
+    pub(crate) target_p99_us: f64,
 }
 
 /// Shares of the actions by the level that produced them.
 #[derive(Debug, Serialize)]
-pub struct LevelShares {
+pub(crate) struct LevelShares {
     pub actions: u64,
     pub primary: f64,
     pub prior: f64,
@@ -433,7 +433,7 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         args.push(v);
     }
     let fused = planner.uses_fused_rollout();
-    let ((ours, theirs, stepped, flops, py_fused, rates), granted) = on_policy_thread(config, |granted| {
+    let ((ours, theirs, stepped, flops, py_fused, rates), granted) = on_policy_thread(&config.rate, |granted| {
         let (mut python, ready) = Reference::locate().serve(granted, &args)?;
         prepare_thread(threads);
         planner.set_budget_ns(u64::MAX);
@@ -462,7 +462,7 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
     })?;
     // The daemon's path at the configured budget: how often the plan fits, and the prior acts when not.
     let budget_ns = (config.mppi.budget_ms(&config.rate) * 1e6) as u64;
-    let daemon = daemon_path(config, Box::new(MppiPlanner::new(open()?, config, no_terrain())?), plans)?;
+    let daemon = daemon_path(&config.rate, Box::new(MppiPlanner::new(open()?, config, no_terrain())?), plans)?;
     let steps = planner.steps_per_plan();
     let prior = planner.prior_trajectories();
     let reference_steps = prior * s.horizon + s.samples * s.horizon * s.iterations;

@@ -38,7 +38,7 @@ pub struct Reference {
 impl Reference {
     /// `$LOCOD_PYTHON`, else the project's `.venv` (from the working directory or the source
     /// tree), else `python3`; the script from `models/` likewise.
-    pub fn locate() -> Reference {
+    pub(crate) fn locate() -> Reference {
         let roots = [PathBuf::from("."), PathBuf::from(env!("CARGO_MANIFEST_DIR"))];
         let python = std::env::var_os("LOCOD_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
             roots.iter().map(|r| r.join(".venv/bin/python")).find(|p| p.is_file()).unwrap_or("python3".into())
@@ -85,7 +85,7 @@ impl Reference {
     }
 
     /// Starts the script with `--serve` and waits until it is ready.
-    pub fn serve(&self, granted: &Granted, args: &[String]) -> Result<(Served, serde_json::Value), String> {
+    pub(crate) fn serve(&self, granted: &Granted, args: &[String]) -> Result<(Served, serde_json::Value), String> {
         let stderr_path = std::env::temp_dir().join(format!("locod-bench-reference-{}.log", std::process::id()));
         let stderr =
             std::fs::File::create(&stderr_path).map_err(|e| format!("cannot create {}: {e}", stderr_path.display()))?;
@@ -107,7 +107,7 @@ impl Reference {
 
 /// The Python reference planner as a child process that plans when asked (`--serve`), so that
 /// its blocks of plans can alternate with locod's and both see the same machine.
-pub struct Served {
+pub(crate) struct Served {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,

@@ -30,8 +30,8 @@ use zenoh::Wait;
 pub struct TeleopReport {
     pub bench: &'static str,
     pub rate_hz: u32,
-    pub seconds_per_phase: u64,
-    pub control_thread: String,
+    pub(crate) seconds_per_phase: u64,
+    pub(crate) control_thread: String,
     pub latency: Latency,
     pub telemetry: TelemetryCost,
 }
@@ -42,9 +42,9 @@ pub struct Latency {
     pub sent: u64,
     /// Commands seen applied by the control loop.
     pub applied: u64,
-    pub send_interval_ms: f64,
+    pub(crate) send_interval_ms: f64,
     /// Publish → first control tick whose arbitrated command is the one sent.
-    pub publish_to_applied_us: Percentiles,
+    pub(crate) publish_to_applied_us: Percentiles,
     /// Publish → delivery to a plain subscriber in another session (zenoh alone).
     pub reference: &'static str,
     pub reference_us: Percentiles,
@@ -54,24 +54,24 @@ pub struct Latency {
 
 #[derive(Debug, Serialize)]
 pub struct LoopFigures {
-    pub wake_us: Percentiles,
+    pub(crate) wake_us: Percentiles,
     pub compute_us: Percentiles,
     pub skipped: u64,
-    pub overruns: u64,
+    pub(crate) overruns: u64,
 }
 
 #[derive(Debug, Serialize)]
 pub struct TelemetryCost {
     /// `state` messages per second published (the control rate).
-    pub state_hz: f64,
+    pub(crate) state_hz: f64,
     /// `state` messages an operator's session received.
-    pub states_received: u64,
-    pub with_telemetry: LoopFigures,
+    pub(crate) states_received: u64,
+    pub(crate) with_telemetry: LoopFigures,
     /// The same loop, teleop off.
     pub reference: LoopFigures,
     /// with / without, wake-up p99 and compute p99.
-    pub ratio_wake_p99: f64,
-    pub ratio_compute_p99: f64,
+    pub(crate) ratio_wake_p99: f64,
+    pub(crate) ratio_compute_p99: f64,
 }
 
 fn figures(t: &LoopTiming) -> LoopFigures {

@@ -77,7 +77,7 @@ pub fn apply(config: &mut Config) -> Result<(), ConfigError> {
 
 /// Writes `offset` for `joint` into the calibration file, keeping its other entries and comments.
 /// The file is replaced atomically (written beside it, then renamed).
-pub fn write_offset(file: &Path, joint: &str, offset: f64) -> Result<(), String> {
+pub(crate) fn write_offset(file: &Path, joint: &str, offset: f64) -> Result<(), String> {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::from(

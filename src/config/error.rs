@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 pub struct ConfigError {
     pub file: PathBuf,
     /// 1-based line and column, when the offending text could be located.
-    pub line_col: Option<(usize, usize)>,
+    pub(crate) line_col: Option<(usize, usize)>,
     /// Dotted key path, e.g. `joint[2].bus`.
     pub key: Option<String>,
     pub message: String,
@@ -36,7 +36,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// 1-based line and column of byte `offset` in `text`.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
@@ -46,12 +46,12 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// One step of a key path: a table key or an index into an array (of tables).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Seg {
+pub(crate) enum Seg {
     Key(&'static str),
     Index(usize),
 }
 
-pub fn path_string(path: &[Seg]) -> String {
+pub(crate) fn path_string(path: &[Seg]) -> String {
     let mut s = String::new();
     for seg in path {
         match seg {
@@ -69,7 +69,7 @@ pub fn path_string(path: &[Seg]) -> String {
 
 /// Finds where `path` is written in the TOML `text`: the key itself when it is present, else the
 /// closest enclosing table that is.
-pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
+pub(crate) fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
     let doc = toml_edit::Document::parse(text).ok()?;
     let mut item = doc.as_item();
     let mut best = None;
@@ -91,7 +91,7 @@ pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
 /// The dotted key path whose key or value covers byte `span.start` of the TOML `text`, e.g.
 /// `loop.control_hz` for a type error in its value: what a serde error (which knows only the
 /// span) is about. Text that does not parse (a duplicate key) is read line by line instead.
-pub fn key_at(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+pub(crate) fn key_at(text: &str, span: std::ops::Range<usize>) -> Option<String> {
     match toml_edit::Document::parse(text) {
         Ok(doc) => {
             let mut path = Vec::new();

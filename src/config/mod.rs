@@ -77,9 +77,9 @@ pub struct LoopConfig {
     /// SCHED_FIFO priority of the control thread (1..=99); 0 runs it SCHED_OTHER.
     pub priority: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy_cpu: Option<usize>,
+    pub(crate) policy_cpu: Option<usize>,
     /// SCHED_FIFO priority of the policy thread; below the control thread's.
-    pub policy_priority: i32,
+    pub(crate) policy_priority: i32,
     /// mlockall and prefaulted stacks.
     pub lock_memory: bool,
     /// How often the daemon prints a status line (0 = never).
@@ -105,15 +105,15 @@ impl LoopConfig {
     pub fn control_period_ns(&self) -> u64 {
         1_000_000_000 / self.control_hz as u64
     }
-    pub fn policy_period_ns(&self) -> u64 {
+    pub(crate) fn policy_period_ns(&self) -> u64 {
         1_000_000_000 / self.policy_hz as u64
     }
     /// What the control thread asks of the scheduler.
-    pub fn control_rt(&self) -> RtSpec {
+    pub(crate) fn control_rt(&self) -> RtSpec {
         RtSpec { fifo_priority: (self.priority > 0).then_some(self.priority), cpu: self.cpu }
     }
     /// What the policy thread asks of the scheduler.
-    pub fn policy_rt(&self) -> RtSpec {
+    pub(crate) fn policy_rt(&self) -> RtSpec {
         RtSpec { fifo_priority: (self.policy_priority > 0).then_some(self.policy_priority), cpu: self.policy_cpu }
     }
 }
@@ -140,11 +140,11 @@ pub struct Bus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     #[serde(default = "default_bitrate")]
-    pub bitrate: u32,
+    pub(crate) bitrate: u32,
     /// After the kernel or adapter reports a full transmit queue, frames are dropped (not queued)
     /// for this long, so a congested bus never stalls the control loop.
     #[serde(default = "default_tx_backoff_ms")]
-    pub tx_backoff_ms: f64,
+    pub(crate) tx_backoff_ms: f64,
 }
 
 fn default_bitrate() -> u32 {
@@ -173,10 +173,10 @@ pub struct Joint {
     pub name: String,
     pub bus: String,
     pub motor: MotorModel,
-    pub can_id: u32,
+    pub(crate) can_id: u32,
     /// Damiao motors reply from a separate master id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub master_id: Option<u32>,
+    pub(crate) master_id: Option<u32>,
     /// +1 or -1: the sign between joint and motor angles.
     #[serde(default = "one_i8")]
     pub direction: i8,
@@ -186,24 +186,24 @@ pub struct Joint {
     pub offset_rad: f64,
     /// Joint turns once per `gear_ratio` motor turns (beyond the motor's own gearbox).
     #[serde(default = "one_f64")]
-    pub gear_ratio: f64,
+    pub(crate) gear_ratio: f64,
     #[serde(default = "position_mode")]
     pub mode: JointMode,
     /// Default (standing) position; the pose StandUp interpolates to.
     #[serde(default)]
-    pub default_pos_rad: f64,
+    pub(crate) default_pos_rad: f64,
     /// Position limits; required for position joints, absent for continuous (wheel) joints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pos_min_rad: Option<f64>,
+    pub(crate) pos_min_rad: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pos_max_rad: Option<f64>,
-    pub vel_max_radps: f64,
+    pub(crate) vel_max_radps: f64,
     pub torque_max_nm: f64,
     /// PD gains used by StandUp, SitDown and the stand fallback.
-    pub stand_kp: f64,
-    pub stand_kd: f64,
+    pub(crate) stand_kp: f64,
+    pub(crate) stand_kd: f64,
     /// Damping gain of Passive / EStop / faults.
-    pub damping_kd: f64,
+    pub(crate) damping_kd: f64,
     /// The motor firmware's ranges when they differ from the model's table (see `io::protocol::mit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ranges: Option<MotorRanges>,
@@ -252,7 +252,7 @@ pub struct Imu {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<String>,
     #[serde(default = "default_imu_baud")]
-    pub baud: u32,
+    pub(crate) baud: u32,
     /// Rotation from the IMU's frame to the body frame, roll-pitch-yaw in degrees.
     #[serde(default, deserialize_with = "exactly")]
     pub mounting_rpy_deg: [f64; 3],
@@ -260,7 +260,7 @@ pub struct Imu {
     pub orientation: OrientationSource,
     /// Mahony filter gains (proportional, integral) on the accelerometer's correction.
     #[serde(default = "default_mahony", deserialize_with = "exactly")]
-    pub filter_gains: [f64; 2],
+    pub(crate) filter_gains: [f64; 2],
 }
 
 fn default_imu_baud() -> u32 {
@@ -281,10 +281,10 @@ fn default_mahony() -> [f64; 2] {
 pub struct Bridge {
     pub port: String,
     #[serde(default = "default_bridge_baud")]
-    pub baud: u32,
+    pub(crate) baud: u32,
     /// How often the host pings for time sync.
     #[serde(default = "default_ping_ms")]
-    pub ping_interval_ms: f64,
+    pub(crate) ping_interval_ms: f64,
 }
 
 fn default_bridge_baud() -> u32 {
@@ -301,7 +301,7 @@ fn default_ping_ms() -> f64 {
 pub struct Depth {
     /// Edge length of an elevation-map cell.
     #[serde(default = "default_map_resolution")]
-    pub map_resolution_m: f64,
+    pub(crate) map_resolution_m: f64,
     /// A depth sensor whose newest frame is older than this is a fault while a policy that reads
     /// the terrain walks (`Fault::DepthStale`; it degrades per `[safety.degrade] depth_stale_ms`).
     #[serde(default = "default_depth_timeout")]
@@ -323,18 +323,18 @@ fn default_depth_timeout() -> f64 {
 pub struct DepthSensor {
     pub name: String,
     /// The sensor's index on the firmware bridge.
-    pub bridge_sensor: u8,
+    pub(crate) bridge_sensor: u8,
     /// Mounting pose in the body frame: position, and roll-pitch-yaw (the sensor looks along its +x).
     #[serde(deserialize_with = "exactly")]
-    pub position_m: [f64; 3],
+    pub(crate) position_m: [f64; 3],
     #[serde(deserialize_with = "exactly")]
-    pub rpy_deg: [f64; 3],
+    pub(crate) rpy_deg: [f64; 3],
     /// Field of view across the zone grid, per axis (VL53L8CX: 45 degrees).
     #[serde(default = "default_fov")]
-    pub fov_deg: f64,
+    pub(crate) fov_deg: f64,
     /// Returns farther than this are ignored.
     #[serde(default = "default_max_range")]
-    pub max_range_m: f64,
+    pub(crate) max_range_m: f64,
 }
 
 fn default_fov() -> f64 {
@@ -364,9 +364,9 @@ pub enum ControllerKind {
 pub struct Controller {
     pub kind: ControllerKind,
     /// Duration of the StandUp interpolation to the default pose.
-    pub standup_s: f64,
+    pub(crate) standup_s: f64,
     /// Duration of the SitDown interpolation back to the pose StandUp started from.
-    pub sitdown_s: f64,
+    pub(crate) sitdown_s: f64,
     /// The TorchScript model (student or world model); a relative path is relative to this file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<PathBuf>,
@@ -375,7 +375,7 @@ pub struct Controller {
     /// libtorch intra-op threads of the policy (1: the policy must not crowd the control core).
     pub threads: u32,
     /// libtorch inter-op threads (process-wide, set once).
-    pub interop_threads: u32,
+    pub(crate) interop_threads: u32,
 }
 
 impl Default for Controller {
@@ -397,11 +397,11 @@ impl Default for Controller {
 #[serde(deny_unknown_fields, default)]
 pub struct Mppi {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub horizon: Option<u32>,
+    pub(crate) horizon: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub samples: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub elites: Option<u32>,
+    pub(crate) elites: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iterations: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -411,9 +411,9 @@ pub struct Mppi {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_std: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub prior_samples: Option<u32>,
+    pub(crate) prior_samples: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub gamma: Option<f64>,
+    pub(crate) gamma: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub centre: Option<PlanCentre>,
     /// Time the planner may spend per policy tick; default half the policy period. Iterations that
@@ -456,14 +456,14 @@ pub struct Safety {
     /// its timeout does not flap between fault and no fault.
     pub fault_clear_ms: f64,
     /// This many consecutive control cycles past their deadline (or skipped) is a fault.
-    pub max_consecutive_overruns: u32,
+    pub(crate) max_consecutive_overruns: u32,
     /// A policy action older than this makes Walk fall back to the next controller.
-    pub policy_timeout_ms: f64,
+    pub(crate) policy_timeout_ms: f64,
     /// Largest change of a position target per second, applied to every command.
-    pub action_rate_limit_radps: f64,
+    pub(crate) action_rate_limit_radps: f64,
     /// A joint measured faster than `vel_max_radps` times this is a fault (the margin keeps
     /// measurement noise and a commanded velocity at the limit from tripping it).
-    pub overspeed_factor: f64,
+    pub(crate) overspeed_factor: f64,
     /// How long the daemon keeps damping after a stop request before it exits.
     pub shutdown_damp_ms: f64,
     /// Which faults degrade instead of damping, and for how long (`[safety.degrade]`).
@@ -504,19 +504,19 @@ pub struct Degrade {
     pub imu_stale_ms: Option<f64>,
     /// `max_consecutive_overruns` late cycles in a row (default 200 with `[balance]`, else 0).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub deadline_overruns_ms: Option<f64>,
+    pub(crate) deadline_overruns_ms: Option<f64>,
     /// A depth sensor silent for longer than `[depth] timeout_ms` while a policy that reads the
     /// terrain walks (default 5000 for every robot: standing needs no depth).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub depth_stale_ms: Option<f64>,
+    pub(crate) depth_stale_ms: Option<f64>,
 }
 
 /// `[safety.degrade]` with the robot kind's defaults filled in, ms.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DegradeLimits {
     pub imu_stale_ms: f64,
-    pub deadline_overruns_ms: f64,
-    pub depth_stale_ms: f64,
+    pub(crate) deadline_overruns_ms: f64,
+    pub(crate) depth_stale_ms: f64,
 }
 
 impl Degrade {
@@ -546,7 +546,7 @@ pub struct CommandLimits {
     pub max_vel: [f64; 3],
     /// Largest change per second per axis (acceleration limit).
     #[serde(deserialize_with = "exactly")]
-    pub max_accel: [f64; 3],
+    pub(crate) max_accel: [f64; 3],
 }
 
 impl Default for CommandLimits {
@@ -608,25 +608,25 @@ impl Default for LogConfig {
 pub struct Balance {
     pub left_wheel: String,
     pub right_wheel: String,
-    pub wheel_radius_m: f64,
+    pub(crate) wheel_radius_m: f64,
     /// N·m per rad of pitch, summed over both wheels.
-    pub k_pitch: f64,
+    pub(crate) k_pitch: f64,
     /// N·m per rad/s of pitch rate.
-    pub k_pitch_rate: f64,
+    pub(crate) k_pitch_rate: f64,
     /// N·m per m/s of forward-speed error.
-    pub k_vel: f64,
+    pub(crate) k_vel: f64,
     /// N·m per m of accumulated speed error (finds the pitch at which the robot stands still).
-    pub k_pos: f64,
+    pub(crate) k_pos: f64,
     /// Bound of the accumulated speed error.
     #[serde(default = "default_pos_error_max")]
-    pub pos_error_max_m: f64,
+    pub(crate) pos_error_max_m: f64,
     /// Wheel torque difference per rad/s of yaw-rate error, and per rad of its integral.
-    pub k_yaw_rate: f64,
+    pub(crate) k_yaw_rate: f64,
     #[serde(default)]
-    pub k_yaw: f64,
+    pub(crate) k_yaw: f64,
     /// Pitch at which the centre of mass is over the axle in the default pose.
     #[serde(default)]
-    pub pitch_offset_rad: f64,
+    pub(crate) pitch_offset_rad: f64,
 }
 
 fn default_pos_error_max() -> f64 {
@@ -653,17 +653,17 @@ pub struct Teleop {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_zenoh_config: Option<String>,
     /// Rate of the `state` telemetry.
-    pub state_hz: f64,
+    pub(crate) state_hz: f64,
     /// Key of the ROS 2 `geometry_msgs/Twist` (CDR) accepted as a teleop velocity, as
     /// zenoh-bridge-ros2dds names a topic (no prefix); empty turns it off.
-    pub ros_cmd_vel_key: String,
+    pub(crate) ros_cmd_vel_key: String,
     /// Larger payloads are rejected unread.
-    pub max_payload_bytes: usize,
+    pub(crate) max_payload_bytes: usize,
     /// How often `locod teleop` sends while the deadman is held.
-    pub send_hz: f64,
+    pub(crate) send_hz: f64,
     /// The keyboard has no key-release events: a driving key counts as held this long after its
     /// last press or auto-repeat.
-    pub key_hold_ms: f64,
+    pub(crate) key_hold_ms: f64,
 }
 
 impl Default for Teleop {
@@ -735,7 +735,7 @@ impl Config {
     }
 
     /// `path` as written in this configuration: relative paths are relative to its directory.
-    pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
+    pub(crate) fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
         let path = path.as_ref();
         if path.is_absolute() {
             path.to_path_buf()
@@ -745,7 +745,7 @@ impl Config {
     }
 
     /// Names of the configured depth sensors, in `Perception::depth` order.
-    pub fn depth_sensor_names(&self) -> Vec<String> {
+    pub(crate) fn depth_sensor_names(&self) -> Vec<String> {
         self.depth.as_ref().map_or_else(Vec::new, |d| d.sensors.iter().map(|s| s.name.clone()).collect())
     }
 

@@ -13,19 +13,19 @@ pub struct Sim {
     /// The scene's MJCF file, relative to the configuration file.
     pub model: String,
     /// The keyframe the robot starts from.
-    pub keyframe: String,
+    pub(crate) keyframe: String,
     /// Physics rate; the motors' PD laws run at this rate too.
-    pub physics_hz: u32,
+    pub(crate) physics_hz: u32,
     /// Hold the base still (a gantry) until the first leg command with position gain arrives, so
     /// the robot does not fall while the daemon starts.
-    pub hold_until_commanded: bool,
+    pub(crate) hold_until_commanded: bool,
     /// Seed of every noise source and drop-out.
     pub seed: u64,
     /// Where lock-step (`locod sim --lockstep`, `locod eval`) takes the attitude from: the IMU's
     /// truth, as a converged filter would report it, or the daemon's own filter (`[imu]`
     /// orientation and filter_gains) on the board's noisy gyro and accelerometer, as the robot
     /// does. The real-time simulator always sends raw readings to the daemon's filter.
-    pub lockstep_attitude: LockstepAttitude,
+    pub(crate) lockstep_attitude: LockstepAttitude,
     pub imu: SimImu,
     pub depth: SimDepth,
     pub motors: SimMotors,
@@ -53,7 +53,7 @@ impl Default for Sim {
 /// See `Sim::lockstep_attitude`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LockstepAttitude {
+pub(crate) enum LockstepAttitude {
     Truth,
     Filter,
 }
@@ -64,17 +64,17 @@ pub enum LockstepAttitude {
 pub struct SimImu {
     pub rate_hz: u32,
     /// White noise, standard deviation per sample.
-    pub gyro_noise_radps: f64,
-    pub accel_noise_mps2: f64,
+    pub(crate) gyro_noise_radps: f64,
+    pub(crate) accel_noise_mps2: f64,
     /// Constant gyro bias, body axes.
     #[serde(deserialize_with = "super::exactly")]
-    pub gyro_bias_radps: [f64; 3],
+    pub(crate) gyro_bias_radps: [f64; 3],
     /// From measurement to the frame leaving the board.
     pub latency_ms: f64,
     /// Probability that a sample is not sent.
-    pub dropout: f64,
+    pub(crate) dropout: f64,
     /// Send the true attitude (a fusing IMU) besides gyro and accelerometer.
-    pub send_quaternion: bool,
+    pub(crate) send_quaternion: bool,
 }
 
 impl Default for SimImu {
@@ -97,9 +97,9 @@ impl Default for SimImu {
 pub struct SimDepth {
     /// Per sensor (VL53L8CX at 8x8: up to 15 Hz).
     pub rate_hz: u32,
-    pub noise_m: f64,
+    pub(crate) noise_m: f64,
     /// Probability that a zone reads "no target".
-    pub dropout: f64,
+    pub(crate) dropout: f64,
 }
 
 impl Default for SimDepth {
@@ -113,9 +113,9 @@ impl Default for SimDepth {
 #[serde(deny_unknown_fields, default)]
 pub struct SimMotors {
     /// Encoder noise before the wire's quantisation.
-    pub encoder_noise_rad: f64,
+    pub(crate) encoder_noise_rad: f64,
     /// Probability that a motor does not answer one command.
-    pub reply_dropout: f64,
+    pub(crate) reply_dropout: f64,
     /// From a command arriving to the motor applying it.
     pub latency_ms: f64,
 }
@@ -134,17 +134,17 @@ pub struct Perturbation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Every body's mass (and inertia) times this.
-    pub mass_scale: f64,
+    pub(crate) mass_scale: f64,
     /// Payload added to the base, kg.
-    pub base_payload_kg: f64,
+    pub(crate) base_payload_kg: f64,
     /// Every geom's sliding friction times this.
-    pub friction_scale: f64,
+    pub(crate) friction_scale: f64,
     /// Every motor's torque times this (weaker or stronger motors than their data sheet).
-    pub motor_strength: f64,
+    pub(crate) motor_strength: f64,
     /// Added to the motors' and the IMU's latency.
-    pub extra_latency_ms: f64,
+    pub(crate) extra_latency_ms: f64,
     /// Sensor noise times this.
-    pub noise_scale: f64,
+    pub(crate) noise_scale: f64,
 }
 
 impl Perturbation {

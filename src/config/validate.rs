@@ -30,7 +30,7 @@ fn non_negative(path: Vec<Seg>, value: f64) -> Check {
 }
 
 /// Longest robot name: it goes into every log file name and the teleop key prefix.
-pub const ROBOT_NAME_MAX: usize = 64;
+pub(crate) const ROBOT_NAME_MAX: usize = 64;
 
 /// The robot's name goes raw into log file names (`<stamp>-<name>-e0000.mcap`) and zenoh keys
 /// (`locod/<name>/...`): letters, digits, `_` and `-`, and `.` after the first character, so
@@ -57,7 +57,7 @@ fn validate_robot_name(name: &str) -> Check {
     Ok(())
 }
 
-pub fn validate(c: &Config) -> Check {
+pub(crate) fn validate(c: &Config) -> Check {
     validate_robot_name(&c.robot.name)?;
     validate_loop(c)?;
     validate_buses(c)?;

@@ -15,7 +15,7 @@ struct SourceState {
     valid: VelocityMsg,
 }
 
-pub struct Arbiter {
+pub(crate) struct Arbiter {
     lease_ns: u64,
     max_vel: [f64; 3],
     max_accel: [f64; 3],
@@ -27,7 +27,7 @@ pub struct Arbiter {
 
 /// The outcome of one arbitration step.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Arbitrated {
+pub(crate) struct Arbitrated {
     pub command: [f64; 3],
     pub source: CommandSource,
     /// A source whose new message was invalid this step.

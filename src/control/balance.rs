@@ -16,7 +16,7 @@ use crate::estimate::RobotState;
 use crate::types::MotorCommand;
 
 #[derive(Clone, Debug)]
-pub struct BalanceController {
+pub(crate) struct BalanceController {
     gains: Balance,
     left: usize,
     right: usize,
@@ -64,19 +64,19 @@ impl BalanceController {
 
     /// Takes over from another controller (a policy) mid-motion: follows from the speed the robot
     /// has now, with no error accumulated under a controller that was not running.
-    pub fn take_over(&mut self, s: &RobotState) {
+    pub(crate) fn take_over(&mut self, s: &RobotState) {
         self.reset();
         self.vx_ref_mps = self.speed_mps(s);
     }
 
     /// Forward speed over ground from the wheels' joint rates and the body's pitch rate.
-    pub fn speed_mps(&self, s: &RobotState) -> f64 {
+    pub(crate) fn speed_mps(&self, s: &RobotState) -> f64 {
         let wheel = 0.5 * (s.joints[self.left].qd_radps + s.joints[self.right].qd_radps);
         self.gains.wheel_radius_m * (wheel + s.ang_vel_body_radps[1])
     }
 
     /// Wheel commands (left, right) for `command` = [vx, vy, yaw rate].
-    pub fn update(&mut self, s: &RobotState, command: &[f64; 3]) -> (MotorCommand, MotorCommand) {
+    pub(crate) fn update(&mut self, s: &RobotState, command: &[f64; 3]) -> (MotorCommand, MotorCommand) {
         let g = &self.gains;
         let pitch = pitch_rad(s) - g.pitch_offset_rad;
         let pitch_rate = s.ang_vel_body_radps[1];

@@ -39,7 +39,7 @@ impl GoalSequencer {
     }
 
     /// Whether the goal still needs its StandUp request.
-    pub fn wants_standup(&self) -> bool {
+    pub(crate) fn wants_standup(&self) -> bool {
         self.goal != Goal::Passive && !self.standup_requested
     }
 
@@ -52,7 +52,7 @@ impl GoalSequencer {
     }
 
     /// Requests Walk, once, when the goal is Walk and the snapshot shows the robot standing.
-    pub fn follow(&mut self, snapshot: &Snapshot, commander: &Commander) {
+    pub(crate) fn follow(&mut self, snapshot: &Snapshot, commander: &Commander) {
         if self.goal == Goal::Walk && !self.walk_requested && snapshot.mode == Mode::StandUp && snapshot.standing {
             commander.request_mode(ModeRequest::Walk);
             self.walk_requested = true;

@@ -67,7 +67,7 @@ impl Inputs {
     }
 
     /// A mode request not seen before, if any.
-    pub fn take_request(&mut self) -> Option<ModeRequest> {
+    pub(crate) fn take_request(&mut self) -> Option<ModeRequest> {
         let msg = *self.request.latest();
         if msg.seq == self.seen_seq {
             return None;
@@ -77,7 +77,7 @@ impl Inputs {
     }
 
     /// True when an e-stop was requested since the last call.
-    pub fn take_estop(&mut self) -> bool {
+    pub(crate) fn take_estop(&mut self) -> bool {
         let n = self.estops.load(Ordering::Acquire);
         let new = n != self.seen_estops;
         self.seen_estops = n;
@@ -110,7 +110,7 @@ impl Commander {
     }
 
     /// An autonomy velocity command, stamped now.
-    pub fn autonomy_velocity(&self, vel: [f64; 3]) {
+    pub(crate) fn autonomy_velocity(&self, vel: [f64; 3]) {
         let t_ns = monotonic_ns();
         self.with(|w| w.autonomy.write(VelocityMsg { vel, t_ns }));
     }

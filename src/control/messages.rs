@@ -50,8 +50,8 @@ pub enum ControllerLevel {
 
 impl ControllerLevel {
     /// Every level, in order; `index` is the position here.
-    pub const ALL: [ControllerLevel; 4] = [Self::Primary, Self::Prior, Self::Stand, Self::Damp];
-    pub const NAMES: [&'static str; 4] = ["primary", "prior", "stand", "damp"];
+    pub(crate) const ALL: [ControllerLevel; 4] = [Self::Primary, Self::Prior, Self::Stand, Self::Damp];
+    pub(crate) const NAMES: [&'static str; 4] = ["primary", "prior", "stand", "damp"];
 
     pub fn index(self) -> usize {
         self as usize
@@ -72,7 +72,7 @@ impl LevelCounts {
     }
 
     /// The counts added since `earlier` (an older copy of the same running count).
-    pub fn since(&self, earlier: &LevelCounts) -> LevelCounts {
+    pub(crate) fn since(&self, earlier: &LevelCounts) -> LevelCounts {
         LevelCounts(std::array::from_fn(|i| self.0[i].saturating_sub(earlier.0[i])))
     }
 
@@ -159,7 +159,7 @@ pub enum Fault {
 
 impl Fault {
     /// Same kind of fault (ignoring the measured values), for edge-triggered reporting.
-    pub fn same_kind(&self, other: &Fault) -> bool {
+    pub(crate) fn same_kind(&self, other: &Fault) -> bool {
         use Fault::*;
         match (self, other) {
             (MotorSilent { joint: a, .. }, MotorSilent { joint: b, .. }) => a == b,
@@ -414,7 +414,7 @@ pub struct VelocityMsg {
 
 /// The largest observation a model may take, in floats (a 17x11 height scan plus proprioception
 /// and history fits with room to spare). Fixed so that actions and log records are fixed-size.
-pub const MAX_OBS: usize = 1024;
+pub(crate) const MAX_OBS: usize = 1024;
 
 /// What a planner reports about one plan (zeros for a single-forward policy).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -425,7 +425,7 @@ pub struct PlannerStats {
     pub samples: u16,
     /// Best and mean elite return of the last iteration.
     pub best_return: f32,
-    pub mean_elite_return: f32,
+    pub(crate) mean_elite_return: f32,
     /// Time the policy spent on this tick, microseconds.
     pub compute_us: f32,
 }

@@ -8,13 +8,13 @@
 //!
 //! Not for: scheduling (the runner in `daemon` calls `tick` on each release) or thread set-up.
 
-pub mod arbiter;
+pub(crate) mod arbiter;
 pub mod balance;
 pub mod goal;
 pub mod inputs;
 pub mod messages;
 pub mod mode;
-pub mod motion;
+pub(crate) mod motion;
 pub mod record;
 pub mod response;
 pub mod safety;
@@ -57,14 +57,14 @@ pub struct LoopTiming {
     /// Cycles skipped because an earlier one overran them.
     pub skipped: u64,
     /// Ticks that finished after the next deadline.
-    pub overruns: u64,
+    pub(crate) overruns: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct TimingSummary {
     pub ticks: u64,
     pub skipped: u64,
-    pub overruns: u64,
+    pub(crate) overruns: u64,
     pub wake: Summary,
     pub compute: Summary,
     pub period: Summary,
@@ -87,7 +87,7 @@ impl LoopTiming {
 pub struct LoopOutputs {
     pub events: Consumer<Event>,
     pub stats: Reader<TimingSummary>,
-    pub heartbeat: Arc<AtomicU64>,
+    pub(crate) heartbeat: Arc<AtomicU64>,
 }
 
 pub struct ControlLoop {
@@ -113,6 +113,8 @@ pub struct ControlLoop {
     action: PolicyAction,
     /// Why the policy's latest publication was a failure, if it was (`PolicyAction::failed`).
     policy_failure: Option<&'static str>,
+    /// This tick took a new action from the policy (a policy step).
+    policy_step: bool,
     level: ControllerLevel,
     /// Walk's ticks so far by level (published in the snapshot).
     walk_levels: LevelCounts,
@@ -123,6 +125,9 @@ pub struct ControlLoop {
     clear_since_ns: Option<u64>,
     fault_clear_ns: u64,
     standup_complete: bool,
+    /// A mode entered since the last `targets` (and when), whose motion `targets` starts: judging
+    /// decides modes, the targets stage owns the motions.
+    entered: Option<(Mode, u64)>,
     shutting_down: bool,
     last_write: Result<(), HwFault>,
     last_overran: bool,
@@ -156,7 +161,7 @@ impl ControlLoop {
             modes: ModeMachine::default(),
             motion: Motion::new(config),
             monitor: Monitor::new(config),
-            response: Response::new(config),
+            response: Response::new(config.degrade_limits()),
             limiter: Limiter::new(config),
             arbiter: Arbiter::new(&config.command),
             inputs,
@@ -171,6 +176,7 @@ impl ControlLoop {
             cmds: MotorCommands::default(),
             action: PolicyAction::default(),
             policy_failure: None,
+            policy_step: false,
             level: ControllerLevel::Damp,
             walk_levels: LevelCounts::default(),
             fault: None,
@@ -178,6 +184,7 @@ impl ControlLoop {
             clear_since_ns: None,
             fault_clear_ns: (config.safety.fault_clear_ms * 1e6) as u64,
             standup_complete: false,
+            entered: None,
             shutting_down: false,
             last_write: Ok(()),
             last_overran: false,
@@ -219,7 +226,7 @@ impl ControlLoop {
         &self.timing
     }
 
-    pub fn events_dropped(&self) -> u64 {
+    pub(crate) fn events_dropped(&self) -> u64 {
         self.events_dropped
     }
 
@@ -230,7 +237,7 @@ impl ControlLoop {
 
     /// Tells the loop that the walking controller reads the terrain: a depth sensor older than
     /// `[depth] timeout_ms` is then a fault while walking (it degrades per `[safety.degrade]`).
-    pub fn watch_depth(&mut self, on: bool) {
+    pub(crate) fn watch_depth(&mut self, on: bool) {
         self.monitor.watch_depth(on);
     }
 
@@ -253,14 +260,11 @@ impl ControlLoop {
     fn transition(&mut self, now: u64, t: Option<(Mode, Mode)>, reason: Reason) {
         let Some((from, to)) = t else { return };
         match to {
-            Mode::StandUp => {
-                self.motion.begin_standup(now, &self.state);
-                self.standup_complete = false;
-            }
-            Mode::SitDown => self.motion.begin_sitdown(now, &self.cmds),
+            Mode::StandUp | Mode::Passive | Mode::EStop => self.standup_complete = false,
+            Mode::SitDown => {}
             Mode::Walk => self.level = ControllerLevel::Primary,
-            Mode::Passive | Mode::EStop => self.standup_complete = false,
         }
+        self.entered = Some((to, now));
         self.emit(now, EventKind::ModeChanged { from, to, reason });
     }
 
@@ -306,7 +310,7 @@ impl ControlLoop {
 
     /// Takes the robot to damping for good: the loop keeps ticking (so motors keep receiving the
     /// safe command) until the runner stops calling `tick`.
-    pub fn begin_shutdown(&mut self, now_ns: u64) {
+    pub(crate) fn begin_shutdown(&mut self, now_ns: u64) {
         self.shutting_down = true;
         let t = self.modes.shutdown();
         self.transition(now_ns, t, Reason::Shutdown);
@@ -372,7 +376,8 @@ impl ControlLoop {
             // and then the fallback names the failure.
             let latest = policy.latest();
             self.policy_failure = latest.failed;
-            if latest.failed.is_none() {
+            self.policy_step = latest.failed.is_none() && latest.t_ns != self.action.t_ns;
+            if self.policy_step {
                 self.action = *latest;
             }
         }
@@ -406,8 +411,14 @@ impl ControlLoop {
         arb
     }
 
-    /// Targets for the mode, and the level in charge.
+    /// Targets for the mode, and the level in charge. A mode just entered starts its motion here,
+    /// from the state sensed this tick (standing up) or the commands last written (sitting down).
     fn targets(&mut self, now: u64, fresh: bool, arb: &Arbitrated) {
+        match self.entered.take() {
+            Some((Mode::StandUp, at)) => self.motion.begin_standup(at, &self.state),
+            Some((Mode::SitDown, at)) => self.motion.begin_sitdown(at, &self.cmds),
+            _ => {}
+        }
         match self.modes.mode() {
             Mode::Passive | Mode::EStop => {
                 self.motion.damping(&mut self.cmds);
@@ -504,7 +515,8 @@ impl ControlLoop {
                 (arb.source == CommandSource::Teleop, flags::TELEOP),
                 (self.fault.is_some(), flags::FAULT),
                 (release.skipped > 0, flags::DROPPED_TICK),
-                (self.modes.mode() == Mode::Walk && fresh, flags::POLICY_FRESH),
+                (self.modes.mode() == Mode::Walk && fresh && !self.degraded, flags::POLICY_FRESH),
+                (self.policy_step, flags::POLICY_STEP),
             ] {
                 if on {
                     flag_bits |= bit;

@@ -8,16 +8,16 @@ use super::messages::{Fault, Mode, ModeRequest, Refusal};
 
 /// What the machine needs to know to judge a request.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Conditions {
+pub(crate) struct Conditions {
     pub fault: Option<Fault>,
     /// The StandUp interpolation has reached the default pose.
-    pub standup_complete: bool,
+    pub(crate) standup_complete: bool,
     /// A walking controller is producing fresh actions.
-    pub walk_available: bool,
+    pub(crate) walk_available: bool,
 }
 
 #[derive(Debug)]
-pub struct ModeMachine {
+pub(crate) struct ModeMachine {
     mode: Mode,
 }
 
@@ -95,7 +95,7 @@ impl ModeMachine {
     }
 
     /// SitDown reached its resting pose.
-    pub fn sitdown_complete(&mut self) -> Option<Transition> {
+    pub(crate) fn sitdown_complete(&mut self) -> Option<Transition> {
         if self.mode == Mode::SitDown {
             self.go(Mode::Passive)
         } else {

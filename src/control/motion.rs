@@ -20,7 +20,7 @@ struct JointParams {
     damping_kd: f64,
 }
 
-pub struct Motion {
+pub(crate) struct Motion {
     n: usize,
     joints: [JointParams; MAX_JOINTS],
     standup_ns: u64,
@@ -94,7 +94,7 @@ impl Motion {
     }
 
     /// Starts standing up from the measured pose.
-    pub fn begin_standup(&mut self, now_ns: u64, s: &RobotState) {
+    pub(crate) fn begin_standup(&mut self, now_ns: u64, s: &RobotState) {
         for i in 0..self.n {
             self.from[i] = s.joints[i].q_rad;
         }
@@ -106,7 +106,7 @@ impl Motion {
     }
 
     /// Starts sitting down from the pose last commanded (`current`).
-    pub fn begin_sitdown(&mut self, now_ns: u64, current: &MotorCommands) {
+    pub(crate) fn begin_sitdown(&mut self, now_ns: u64, current: &MotorCommands) {
         for i in 0..self.n {
             self.from[i] = current.joints[i].q_rad;
         }
@@ -124,21 +124,21 @@ impl Motion {
     }
 
     /// StandUp targets; true once the default pose is reached.
-    pub fn standup(&mut self, now_ns: u64, s: &RobotState, out: &mut MotorCommands) -> bool {
+    pub(crate) fn standup(&mut self, now_ns: u64, s: &RobotState, out: &mut MotorCommands) -> bool {
         let done = self.interpolate(now_ns, self.standup_ns, |i| self.joints[i].default_rad, out);
         self.balance(s, &[0.0; 3], out);
         done
     }
 
     /// SitDown targets; true once the resting pose is reached.
-    pub fn sitdown(&mut self, now_ns: u64, s: &RobotState, out: &mut MotorCommands) -> bool {
+    pub(crate) fn sitdown(&mut self, now_ns: u64, s: &RobotState, out: &mut MotorCommands) -> bool {
         let done = self.interpolate(now_ns, self.sitdown_ns, |i| self.rest[i], out);
         self.balance(s, &[0.0; 3], out);
         done
     }
 
     /// The balance controller takes over the wheels from a policy mid-motion (see `stand`).
-    pub fn take_over(&mut self, s: &RobotState) {
+    pub(crate) fn take_over(&mut self, s: &RobotState) {
         if let Some(b) = self.balance.as_mut() {
             b.take_over(s);
         }

@@ -11,16 +11,19 @@ use crate::types::{MotorCommands, SensorFrame, MAX_JOINTS};
 /// Bits of `TickRecord::flags`.
 pub mod flags {
     /// Teleop was in charge of the velocity command (an operator intervention).
-    pub const TELEOP: u8 = 1;
+    pub(crate) const TELEOP: u8 = 1;
     /// A fault was active.
-    pub const FAULT: u8 = 2;
+    pub(crate) const FAULT: u8 = 2;
     /// Cycles were skipped right before this tick (an overrun): the previous record is not the
     /// previous control period.
     pub const DROPPED_TICK: u8 = 4;
-    /// Walk applied a fresh policy action this tick.
+    /// Walk applied a fresh policy action this tick (no fallback held the robot instead).
     pub const POLICY_FRESH: u8 = 8;
     /// The ring was full for at least one record since the previous one: records are missing.
     pub const RECORDS_DROPPED: u8 = 16;
+    /// A policy step: this tick took a new action from the policy (`policy.t_ns` changed), the
+    /// first record to carry it.
+    pub const POLICY_STEP: u8 = 32;
 }
 
 /// What the estimator derived, without the joint samples (those are in the sensor frame).
@@ -29,9 +32,9 @@ pub struct EstimateRecord {
     pub quat_wxyz: [f64; 4],
     pub ang_vel_body_radps: [f64; 3],
     pub projected_gravity_body: [f64; 3],
-    pub tilt_rad: f64,
-    pub imu_age_ns: u64,
-    pub oldest_joint_age_ns: u64,
+    pub(crate) tilt_rad: f64,
+    pub(crate) imu_age_ns: u64,
+    pub(crate) oldest_joint_age_ns: u64,
 }
 
 impl From<&RobotState> for EstimateRecord {

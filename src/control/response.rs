@@ -13,11 +13,11 @@
 //! Not for: detecting faults (`safety::Monitor`) or what each mode commands (`motion`).
 
 use super::messages::Fault;
-use crate::config::Config;
+use crate::config::DegradeLimits;
 
 /// What a fault does this tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// No fault.
     Clear,
     /// The balance fallback on the last good estimate.
@@ -37,7 +37,7 @@ fn degradable(f: &Fault) -> Option<usize> {
 }
 
 /// Whether `f` damps whatever the configuration says (it is severe, or not a brief gap).
-pub fn always_damps(f: &Fault) -> bool {
+pub(crate) fn always_damps(f: &Fault) -> bool {
     degradable(f).is_none()
 }
 
@@ -52,8 +52,8 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn new(c: &Config) -> Self {
-        let l = c.degrade_limits();
+    /// `l`: how long each degradable fault may last (`Config::degrade_limits`).
+    pub fn new(l: DegradeLimits) -> Self {
         let ns = |ms: f64| (ms * 1e6) as u64;
         Self {
             limits_ns: [ns(l.imu_stale_ms), ns(l.deadline_overruns_ms), ns(l.depth_stale_ms)],
@@ -65,7 +65,7 @@ impl Response {
 
     /// Judges the fault in force (`active`, held through `fault_clear_ms`) at `now_ns`, `present`
     /// saying whether its condition was seen this tick.
-    pub fn judge(&mut self, now_ns: u64, active: Option<&Fault>, present: bool) -> Verdict {
+    pub(crate) fn judge(&mut self, now_ns: u64, active: Option<&Fault>, present: bool) -> Verdict {
         let Some(active) = active else {
             *self = Self { limits_ns: self.limits_ns, present_ns: 0, last_ns: None, damped: None };
             return Verdict::Clear;
@@ -97,13 +97,14 @@ impl Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     const MS: u64 = 1_000_000;
 
     fn response(degrade: &str) -> Response {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml");
         let text = std::fs::read_to_string(path).unwrap() + degrade;
-        Response::new(&Config::parse(&text, std::path::Path::new(path)).unwrap())
+        Response::new(Config::parse(&text, std::path::Path::new(path)).unwrap().degrade_limits())
     }
 
     #[test]

@@ -13,7 +13,7 @@ const MS: f64 = 1e6;
 /// A transmit queue that stays full this many cycles in a row is a fault; fewer are dropped frames.
 const MAX_CONSECUTIVE_TX_FULL: u32 = 10;
 
-pub struct Monitor {
+pub(crate) struct Monitor {
     n: usize,
     imu_timeout_ns: u64,
     /// `[depth] timeout_ms`, when depth sensors are configured.
@@ -48,12 +48,12 @@ impl Monitor {
     }
 
     /// Records whether the previous cycle overran its deadline.
-    pub fn cycle_overran(&mut self, overran: bool) {
+    pub(crate) fn cycle_overran(&mut self, overran: bool) {
         self.consecutive_overruns = if overran { self.consecutive_overruns + 1 } else { 0 };
     }
 
     /// Records the outcome of the previous `write`; returns a fault when it is one.
-    pub fn write_outcome(&mut self, result: Result<(), HwFault>) -> Option<Fault> {
+    pub(crate) fn write_outcome(&mut self, result: Result<(), HwFault>) -> Option<Fault> {
         match result {
             Ok(()) => {
                 self.consecutive_tx_full = 0;
@@ -68,7 +68,7 @@ impl Monitor {
     }
 
     /// Whether a stale depth sensor is a fault while walking (the policy reads the terrain).
-    pub fn watch_depth(&mut self, on: bool) {
+    pub(crate) fn watch_depth(&mut self, on: bool) {
         self.watch_depth = on;
     }
 
@@ -141,7 +141,7 @@ struct JointLimits {
 }
 
 /// Applied to every command, last: position, velocity, torque and action-rate limits.
-pub struct Limiter {
+pub(crate) struct Limiter {
     n: usize,
     limits: [JointLimits; MAX_JOINTS],
     max_step_rad: f64,

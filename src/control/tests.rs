@@ -31,7 +31,7 @@ impl Rig {
     fn with(with_policy: bool, extra: &str) -> Self {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"));
         let config = Config::parse(&(std::fs::read_to_string(path).unwrap() + extra), path).unwrap();
-        let (robot, faults) = MemRobot::new(&config);
+        let (robot, faults) = MemRobot::new(&config.joints);
         let (cmd, mut inputs) = inbox();
         let policy = with_policy.then(|| inputs.connect_policy());
         let (mut lp, out, mut readers) = ControlLoop::new(&config, Box::new(robot), inputs, 1);
@@ -394,4 +394,36 @@ fn a_failing_policy_is_named_when_walk_falls_back() {
     }
     .to_string();
     assert_eq!(shown, "controller Primary -> Stand (policy failed: the model produced a non-finite action)");
+}
+
+#[test]
+fn records_mark_policy_steps_and_only_the_ticks_the_action_drove() {
+    let (mut rig, hold) = walking("[safety.degrade]\nimu_stale_ms = 100.0\n");
+    let (tap, mut ring) = super::record::ring(4096, 6);
+    rig.lp.attach_log(tap);
+    rig.run_ms_with(100, |now, w| stand_policy(now, w, &hold));
+    // A brief IMU gap: the balance fallback holds the robot while the policy keeps publishing.
+    rig.faults.imu_frozen.store(true, std::sync::atomic::Ordering::Relaxed);
+    rig.run_ms_with(60, |now, w| stand_policy(now, w, &hold));
+    rig.faults.clear();
+    rig.run_ms_with(100, |now, w| stand_policy(now, w, &hold));
+    let mut records = Vec::new();
+    while let Some(r) = ring.pop() {
+        records.push(r);
+    }
+    assert_eq!(records.len(), 130);
+    let mut previous = records[0].policy.t_ns;
+    let (mut steps, mut held) = (0, 0);
+    for r in &records[1..] {
+        // A step is exactly a record whose action is new.
+        assert_eq!(r.flags & flags::POLICY_STEP != 0, r.policy.t_ns != previous, "tick {}", r.tick);
+        steps += usize::from(r.policy.t_ns != previous);
+        previous = r.policy.t_ns;
+        // The action drove the motors exactly when the loop's level was the policy's.
+        let drove = r.level == ControllerLevel::Primary;
+        assert_eq!(r.flags & flags::POLICY_FRESH != 0, drove, "tick {} level {:?}", r.tick, r.level);
+        held += usize::from(!drove);
+    }
+    assert_eq!(steps, 13, "a new action every 20 ms for 260 ms");
+    assert!(held > 10, "the fallback held the robot for {held} ticks");
 }

@@ -9,7 +9,7 @@
 use crate::control::messages::EventKind;
 
 /// How long after a printed event its repeats are only counted.
-pub const WINDOW_NS: u64 = 10_000_000_000;
+pub(crate) const WINDOW_NS: u64 = 10_000_000_000;
 
 struct Held {
     first: EventKind,
@@ -53,7 +53,7 @@ impl Journal {
 
     /// Whether `kind`, seen at `now_ns`, is to be printed; a repeat within the window of the
     /// last printed one of its kind is counted instead.
-    pub fn admit(&mut self, now_ns: u64, kind: &EventKind) -> bool {
+    pub(crate) fn admit(&mut self, now_ns: u64, kind: &EventKind) -> bool {
         if matches!(kind, EventKind::ModeChanged { .. }) {
             return true;
         }
@@ -68,7 +68,7 @@ impl Journal {
 
     /// Lines for the windows that ended by `now_ns` (or all, when `all`): how many repeats each
     /// held back, and the last of them.
-    pub fn flush(&mut self, now_ns: u64, all: bool) -> Vec<String> {
+    pub(crate) fn flush(&mut self, now_ns: u64, all: bool) -> Vec<String> {
         let mut lines = Vec::new();
         let window_ns = self.window_ns;
         self.held.retain(|h| {

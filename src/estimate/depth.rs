@@ -22,7 +22,7 @@ use crate::types::terrain::{DepthZones, ElevationMap, Perception, MAP_CELLS, MAX
 use nalgebra::{UnitQuaternion, Vector3};
 
 /// Unit ray of zone (`row`, `col`) of a `rows x cols` grid spanning `fov_rad`, in the sensor frame.
-pub fn zone_ray_sensor(row: usize, col: usize, rows: usize, cols: usize, fov_rad: f64) -> Vector3<f64> {
+pub(crate) fn zone_ray_sensor(row: usize, col: usize, rows: usize, cols: usize, fov_rad: f64) -> Vector3<f64> {
     let elevation = (0.5 - (row as f64 + 0.5) / rows as f64) * fov_rad;
     let azimuth = (0.5 - (col as f64 + 0.5) / cols as f64) * fov_rad;
     Vector3::new(1.0, azimuth.tan(), elevation.tan()).normalize()
@@ -32,7 +32,7 @@ pub fn zone_ray_sensor(row: usize, col: usize, rows: usize, cols: usize, fov_rad
 #[derive(Clone, Debug)]
 pub struct SensorGeometry {
     pub name: String,
-    pub bridge_sensor: u8,
+    pub(crate) bridge_sensor: u8,
     origin_body_m: Vector3<f64>,
     max_range_m: f64,
     /// Rays for a square grid of `side x side` zones (`side` = 4 or 8), in the body frame.
@@ -58,7 +58,7 @@ impl SensorGeometry {
 
     /// The body-frame point of zone `i` of a `zones`-zone grid (16 or 64) at `distance_m`, or
     /// `None` for another grid size or a return beyond the sensor's range.
-    pub fn point_body(&self, zones: usize, i: usize, distance_m: f64) -> Option<Vector3<f64>> {
+    pub(crate) fn point_body(&self, zones: usize, i: usize, distance_m: f64) -> Option<Vector3<f64>> {
         let ray = match zones {
             16 => self.rays_4_body.get(i)?,
             64 => self.rays_8_body.get(i)?,
@@ -88,7 +88,7 @@ impl DepthMapper {
 
     /// Index (in configuration order, as in `Perception::depth`) of the sensor the bridge calls
     /// `bridge_sensor`.
-    pub fn sensor_index(&self, bridge_sensor: u8) -> Option<usize> {
+    pub(crate) fn sensor_index(&self, bridge_sensor: u8) -> Option<usize> {
         self.sensors.iter().position(|s| s.bridge_sensor == bridge_sensor)
     }
 

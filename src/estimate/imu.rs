@@ -11,23 +11,23 @@ use nalgebra::{UnitQuaternion, Vector3};
 
 /// The rotation from the IMU's axes to the body's (`[imu] mounting_rpy_deg`).
 #[derive(Clone, Copy, Debug)]
-pub struct Mounting {
+pub(crate) struct Mounting {
     body_from_imu: UnitQuaternion<f64>,
 }
 
 impl Mounting {
-    pub fn from_rpy_deg(rpy_deg: [f64; 3]) -> Self {
+    pub(crate) fn from_rpy_deg(rpy_deg: [f64; 3]) -> Self {
         let [r, p, y] = rpy_deg.map(f64::to_radians);
         Self { body_from_imu: UnitQuaternion::from_euler_angles(r, p, y) }
     }
 
     /// A vector measured in the IMU's axes, in the body's.
-    pub fn to_body(&self, v_imu: [f64; 3]) -> [f64; 3] {
+    pub(crate) fn to_body(self, v_imu: [f64; 3]) -> [f64; 3] {
         (self.body_from_imu * Vector3::from(v_imu)).into()
     }
 
     /// The body's orientation in the world, from the IMU's (both [w, x, y, z]).
-    pub fn body_orientation(&self, quat_world_imu_wxyz: [f64; 4]) -> [f64; 4] {
+    pub(crate) fn body_orientation(&self, quat_world_imu_wxyz: [f64; 4]) -> [f64; 4] {
         quat_to_wxyz(&(quat_from_wxyz(quat_world_imu_wxyz) * self.body_from_imu.inverse()))
     }
 }

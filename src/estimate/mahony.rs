@@ -12,14 +12,14 @@
 use nalgebra::{UnitQuaternion, Vector3};
 
 /// Standard gravity, m/s².
-pub const STANDARD_GRAVITY_MPS2: f64 = 9.80665;
+pub(crate) const STANDARD_GRAVITY_MPS2: f64 = 9.80665;
 
 /// Accelerometer readings whose magnitude is outside `[1 - x, 1 + x]` g are not trusted as a
 /// gravity reference (the body is accelerating or being hit).
 const ACCEL_TRUST_BAND: f64 = 0.3;
 
 /// Integration steps longer than this are clamped (a gap in the stream is not a rotation).
-pub const MAX_DT_S: f64 = 0.1;
+pub(crate) const MAX_DT_S: f64 = 0.1;
 
 #[derive(Clone, Debug)]
 pub struct Mahony {
@@ -63,7 +63,7 @@ impl Mahony {
     }
 
     /// One step of `dt_s` seconds; returns the new orientation.
-    pub fn update(&mut self, gyro_body_radps: [f64; 3], accel_body_mps2: [f64; 3], dt_s: f64) -> [f64; 4] {
+    pub(crate) fn update(&mut self, gyro_body_radps: [f64; 3], accel_body_mps2: [f64; 3], dt_s: f64) -> [f64; 4] {
         let gyro = Vector3::from(gyro_body_radps);
         let accel = Vector3::from(accel_body_mps2);
         if !gyro.iter().chain(accel.iter()).all(|v| v.is_finite()) {
@@ -107,7 +107,7 @@ pub fn quat_from_wxyz(q: [f64; 4]) -> UnitQuaternion<f64> {
     UnitQuaternion::from_quaternion(nalgebra::Quaternion::new(q[0], q[1], q[2], q[3]))
 }
 
-pub fn quat_to_wxyz(q: &UnitQuaternion<f64>) -> [f64; 4] {
+pub(crate) fn quat_to_wxyz(q: &UnitQuaternion<f64>) -> [f64; 4] {
     [q.w, q.i, q.j, q.k]
 }
 

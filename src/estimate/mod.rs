@@ -24,16 +24,16 @@ pub struct RobotState {
     /// Unit gravity direction in the body frame ([0, 0, -1] when upright).
     pub projected_gravity_body: [f64; 3],
     /// Angle between body up and world up.
-    pub tilt_rad: f64,
+    pub(crate) tilt_rad: f64,
     /// `NEVER` until the first sample.
-    pub imu_age_ns: u64,
+    pub(crate) imu_age_ns: u64,
     /// Age of the stalest joint reply (`NEVER` before its first), and which joint it is.
-    pub oldest_joint_age_ns: u64,
-    pub oldest_joint: usize,
+    pub(crate) oldest_joint_age_ns: u64,
+    pub(crate) oldest_joint: usize,
     /// Age of the stalest depth sensor's newest frame (`NEVER` before its first; 0 without depth
     /// sensors), and which sensor it is (`[[depth.sensor]]` order).
-    pub depth_age_ns: u64,
-    pub stalest_depth: usize,
+    pub(crate) depth_age_ns: u64,
+    pub(crate) stalest_depth: usize,
 }
 
 impl Default for RobotState {
@@ -55,7 +55,7 @@ impl Default for RobotState {
 }
 
 /// Rotates the world vector `v` into the body frame of orientation `q` (i.e. applies q⁻¹).
-pub fn world_to_body(q: [f64; 4], v: [f64; 3]) -> [f64; 3] {
+pub(crate) fn world_to_body(q: [f64; 4], v: [f64; 3]) -> [f64; 3] {
     let [w, x, y, z] = q;
     let (qx, qy, qz) = (-x, -y, -z);
     // t = 2 * (q_vec x v); v' = v + w t + q_vec x t
@@ -68,7 +68,7 @@ pub fn world_to_body(q: [f64; 4], v: [f64; 3]) -> [f64; 3] {
 }
 
 /// The age of an input that has never arrived.
-pub const NEVER: u64 = u64::MAX;
+pub(crate) const NEVER: u64 = u64::MAX;
 
 pub struct Estimator {
     n: usize,
@@ -106,7 +106,7 @@ impl Estimator {
         self.n
     }
 
-    pub fn update(&self, now_ns: u64, frame: &SensorFrame, state: &mut RobotState) {
+    pub(crate) fn update(&self, now_ns: u64, frame: &SensorFrame, state: &mut RobotState) {
         state.t_ns = now_ns;
         state.joints = frame.joints;
         let q = frame.imu.quat_wxyz;

@@ -47,13 +47,13 @@ impl<'a> Writer<'a> {
         self.align(8);
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
-    pub fn string(&mut self, s: &str) {
+    pub(crate) fn string(&mut self, s: &str) {
         self.u32(s.len() as u32 + 1);
         self.buf.extend_from_slice(s.as_bytes());
         self.buf.push(0);
     }
     /// A fixed-size array (`float64[N]`): no count.
-    pub fn f64_array(&mut self, v: &[f64]) {
+    pub(crate) fn f64_array(&mut self, v: &[f64]) {
         for x in v {
             self.f64(*x);
         }
@@ -61,25 +61,25 @@ impl<'a> Writer<'a> {
     fn count(&mut self, n: usize) {
         self.u32(n as u32);
     }
-    pub fn f64_seq(&mut self, v: impl ExactSizeIterator<Item = f64>) {
+    pub(crate) fn f64_seq(&mut self, v: impl ExactSizeIterator<Item = f64>) {
         self.count(v.len());
         for x in v {
             self.f64(x);
         }
     }
-    pub fn f32_seq(&mut self, v: impl ExactSizeIterator<Item = f32>) {
+    pub(crate) fn f32_seq(&mut self, v: impl ExactSizeIterator<Item = f32>) {
         self.count(v.len());
         for x in v {
             self.f32(x);
         }
     }
-    pub fn u64_seq(&mut self, v: impl ExactSizeIterator<Item = u64>) {
+    pub(crate) fn u64_seq(&mut self, v: impl ExactSizeIterator<Item = u64>) {
         self.count(v.len());
         for x in v {
             self.u64(x);
         }
     }
-    pub fn u8_seq(&mut self, v: impl ExactSizeIterator<Item = u8>) {
+    pub(crate) fn u8_seq(&mut self, v: impl ExactSizeIterator<Item = u8>) {
         self.count(v.len());
         for x in v {
             self.u8(x);
@@ -122,7 +122,7 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-pub struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
 }
@@ -175,7 +175,7 @@ impl<'a> Reader<'a> {
     prim!(f32, f32, 4);
     prim!(f64, f64, 8);
 
-    pub fn string(&mut self) -> Result<String, DecodeError> {
+    pub(crate) fn string(&mut self) -> Result<String, DecodeError> {
         let at = self.pos;
         let len = self.u32()? as usize;
         let b = self.take(len)?;
@@ -185,7 +185,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub fn f64_array<const N: usize>(&mut self) -> Result<[f64; N], DecodeError> {
+    pub(crate) fn f64_array<const N: usize>(&mut self) -> Result<[f64; N], DecodeError> {
         let mut out = [0.0; N];
         for x in out.iter_mut() {
             *x = self.f64()?;
@@ -203,19 +203,19 @@ impl<'a> Reader<'a> {
         Ok(len as usize)
     }
 
-    pub fn f64_seq(&mut self) -> Result<Vec<f64>, DecodeError> {
+    pub(crate) fn f64_seq(&mut self) -> Result<Vec<f64>, DecodeError> {
         let n = self.count(8)?;
         (0..n).map(|_| self.f64()).collect()
     }
-    pub fn f32_seq(&mut self) -> Result<Vec<f32>, DecodeError> {
+    pub(crate) fn f32_seq(&mut self) -> Result<Vec<f32>, DecodeError> {
         let n = self.count(4)?;
         (0..n).map(|_| self.f32()).collect()
     }
-    pub fn u64_seq(&mut self) -> Result<Vec<u64>, DecodeError> {
+    pub(crate) fn u64_seq(&mut self) -> Result<Vec<u64>, DecodeError> {
         let n = self.count(8)?;
         (0..n).map(|_| self.u64()).collect()
     }
-    pub fn u8_seq(&mut self) -> Result<Vec<u8>, DecodeError> {
+    pub(crate) fn u8_seq(&mut self) -> Result<Vec<u8>, DecodeError> {
         let n = self.count(1)?;
         Ok(self.take(n)?.to_vec())
     }

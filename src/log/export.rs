@@ -3,9 +3,14 @@
 //! Two layouts. `lerobot`: the LeRobot v3 layout (`data/chunk-000/file-000.parquet`,
 //! `meta/info.json` with features and fps, `meta/episodes/chunk-000/file-000.parquet`,
 //! `meta/tasks.parquet`, `meta/stats.json`). `numpy`: one `.npy` per column and `meta.json`.
+//! Two rates. `control`: a frame per tick (the robot's state, the commands written). `policy`: a
+//! frame per policy step (the observation as the model received it, the action it returned
+//! before scaling, the plan's value and compute time), what a world model is finetuned on.
 //! Every frame carries `next.observation.state` and `next.valid`: a frame pairs with the next
 //! one only when both are in the same episode (file), the next tick follows without a skipped
-//! cycle or a dropped record, and the mode is unchanged. `models/locod_dataset.py` loads both.
+//! cycle or a dropped record, and the mode is unchanged; at the policy rate also only when the
+//! action was applied throughout (no fallback) and no policy step was skipped. `info.json` carries
+//! each source log's provenance. `models/locod_dataset.py` loads both layouts.
 //!
 //! Not for: reading MCAP (`read`) or training.
 
@@ -48,6 +53,8 @@ pub enum ExportError {
         what: String,
     },
     NoFrames,
+    /// A policy-rate export of logs in which no policy ran.
+    NoPolicySteps,
 }
 
 impl fmt::Display for ExportError {
@@ -58,6 +65,9 @@ impl fmt::Display for ExportError {
             ExportError::Parquet { path, error } => write!(f, "{}: {error}", path.display()),
             ExportError::Mismatch { path, what } => write!(f, "{}: {what} differs from the first log", path.display()),
             ExportError::NoFrames => f.write_str("no frames to export (empty logs, or none in Walk with --walk-only)"),
+            ExportError::NoPolicySteps => {
+                f.write_str("no policy steps to export: no learned controller ran in these logs (use --rate control)")
+            }
         }
     }
 }
@@ -70,6 +80,26 @@ impl From<ReadError> for ExportError {
     }
 }
 
+/// Which frames a dataset holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Rate {
+    /// One frame per control tick: the robot's state and the commands written to the motors.
+    Control,
+    /// One frame per policy step: the observation exactly as the model received it and the action
+    /// it returned before scaling, what a policy or a world model is trained on.
+    Policy,
+}
+
+impl Rate {
+    /// What a frame is, for people.
+    pub fn frame_name(self) -> &'static str {
+        match self {
+            Rate::Control => "frames",
+            Rate::Policy => "policy steps",
+        }
+    }
+}
+
 #[derive(Debug, serde::Serialize)]
 pub struct ExportSummary {
     pub episodes: usize,
@@ -79,39 +109,102 @@ pub struct ExportSummary {
     pub out: PathBuf,
 }
 
-/// Whether frame `b` is the transition target of frame `a` (both of one episode).
-pub fn pairs(a: &Tick, b: &Tick) -> bool {
+/// Whether tick `b` is the transition target of tick `a` (both of one episode).
+pub(crate) fn pairs(a: &Tick, b: &Tick) -> bool {
     b.tick == a.tick + 1 && b.skipped_cycles == 0 && !b.has(flags::RECORDS_DROPPED) && a.mode == b.mode
 }
 
-/// The columns of the dataset, frame by frame.
-#[derive(Default)]
-struct Columns {
-    state: Vec<f32>,
-    next_state: Vec<f32>,
-    command: Vec<f32>,
-    action: Vec<f32>,
-    policy_obs: Vec<f32>,
-    policy_action: Vec<f32>,
-    next_valid: Vec<bool>,
-    next_done: Vec<bool>,
-    teleop: Vec<bool>,
-    fault: Vec<bool>,
-    mode: Vec<i64>,
-    level: Vec<i64>,
-    source: Vec<i64>,
-    t_ns: Vec<i64>,
-    timestamp: Vec<f32>,
-    frame_index: Vec<i64>,
-    episode_index: Vec<i64>,
-    index: Vec<i64>,
-    task_index: Vec<i64>,
+/// The policy steps among `ticks`: each step's first record (where its action first appears) and
+/// whether the next step is its transition target (`steps_pair`).
+pub fn policy_steps(ticks: &[Tick], period_ns: Option<u64>) -> Vec<(usize, bool)> {
+    let steps: Vec<usize> = (0..ticks.len())
+        .filter(|&i| ticks[i].policy_t_ns != 0 && (i == 0 || ticks[i - 1].policy_t_ns != ticks[i].policy_t_ns))
+        .collect();
+    let next = steps.iter().skip(1).map(Some).chain([None]);
+    steps.iter().zip(next).map(|(&i, j)| (i, j.is_some_and(|&j| steps_pair(&ticks[i..=j], period_ns)))).collect()
+}
+
+/// Whether the step whose first record is `span[0]` pairs with the step whose first record ends
+/// `span`: its action was applied on every tick in between (Walk, the loop's level is the action's:
+/// no fallback took over), no tick or record is missing, the mode did not change, and no policy
+/// step was skipped (the steps are at most one and a half policy periods apart).
+pub(crate) fn steps_pair(span: &[Tick], period_ns: Option<u64>) -> bool {
+    let (Some(a), Some(b)) = (span.first(), span.last()) else { return false };
+    let applied = span[..span.len() - 1]
+        .iter()
+        .all(|t| t.mode == MODE_WALK && t.level == t.policy_level && t.has(flags::POLICY_FRESH));
+    let on_time = period_ns.is_none_or(|p| b.policy_t_ns.saturating_sub(a.policy_t_ns) <= p + p / 2);
+    applied && on_time && span.len() > 1 && span.windows(2).all(|w| pairs(&w[0], &w[1]))
+}
+
+/// How a tick gives a feature's values (appended to the column).
+type Getter = Box<dyn Fn(&Tick, &mut Vec<f32>)>;
+
+/// One float feature: its name, width, element names and how a tick gives its values.
+struct Feature {
+    name: &'static str,
+    width: usize,
+    names: Option<Vec<String>>,
+    /// One number per frame, stored as a plain column (not a list of one).
+    scalar: bool,
+    get: Getter,
+}
+
+impl Feature {
+    fn new(
+        name: &'static str,
+        width: usize,
+        names: Option<Vec<String>>,
+        get: impl Fn(&Tick, &mut Vec<f32>) + 'static,
+    ) -> Self {
+        Self { name, width, names, scalar: false, get: Box::new(get) }
+    }
+
+    fn scalar(name: &'static str, get: impl Fn(&Tick) -> f32 + 'static) -> Self {
+        Self { name, width: 1, names: None, scalar: true, get: Box::new(move |t, out| out.push(get(t))) }
+    }
+}
+
+/// A dataset column's values.
+enum Values {
+    /// `width` floats per frame, with element names.
+    F32(usize, Vec<f32>, Option<Vec<String>>),
+    /// One float per frame.
+    Scalar(Vec<f32>),
+    /// An integer per frame, and what its values mean (`null` when they are plain numbers).
+    I64(Vec<i64>, serde_json::Value),
+    Bool(Vec<bool>),
+}
+
+/// A dataset before it is written: its columns (frames in order) and episodes.
+struct Dataset {
+    columns: Vec<(&'static str, Values)>,
+    /// (episode index, first frame, end frame).
+    episodes: Vec<(i64, usize, usize)>,
+    fps: u32,
+    rate: Rate,
+}
+
+impl Dataset {
+    fn len(&self) -> usize {
+        self.episodes.last().map_or(0, |e| e.2)
+    }
+
+    fn column(&self, name: &str) -> Option<&Values> {
+        self.columns.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    fn valid_pairs(&self) -> usize {
+        match self.column("next.valid") {
+            Some(Values::Bool(v)) => v.iter().filter(|&&b| b).count(),
+            _ => 0,
+        }
+    }
 }
 
 struct Dims {
     joints: Vec<String>,
     state: usize,
-    action: usize,
     policy_obs: usize,
     policy_action: usize,
 }
@@ -148,51 +241,149 @@ impl Dims {
         }
         n
     }
-}
 
-fn build(files: &[LogFile], dims: &Dims) -> (Columns, Vec<(i64, usize, usize)>) {
-    let mut c = Columns::default();
-    let mut episodes = Vec::new();
-    let mut index = 0i64;
-    for (e, f) in files.iter().enumerate() {
-        let start = index as usize;
-        let t0 = f.ticks[0].t_ns;
-        for (i, t) in f.ticks.iter().enumerate() {
-            state_of(t, &mut c.state);
-            let next = f.ticks.get(i + 1);
-            let valid = next.is_some_and(|n| pairs(t, n));
-            match next.filter(|_| valid) {
-                Some(n) => state_of(n, &mut c.next_state),
-                None => c.next_state.extend(std::iter::repeat_n(0.0, dims.state)),
+    /// The float features of a frame at `rate`; the first is the state `next.observation.state`
+    /// repeats for the transition target.
+    fn features(&self, rate: Rate) -> Vec<Feature> {
+        let command = Some(["vx_mps", "vy_mps", "yaw_radps"].map(String::from).to_vec());
+        let command = Feature::new("observation.command", 3, command, |t, out| {
+            out.extend(t.command_vel.iter().map(|&x| x as f32))
+        });
+        let (obs, act) = (self.policy_obs, self.policy_action);
+        match rate {
+            Rate::Control => {
+                let mut v = vec![
+                    Feature::new("observation.state", self.state, Some(self.state_names()), state_of),
+                    command,
+                    Feature::new("action", 5 * self.joints.len(), Some(self.action_names()), |t, out| {
+                        for v in [&t.cmd_q_rad, &t.cmd_qd_radps, &t.cmd_kp, &t.cmd_kd, &t.cmd_tau_ff_nm] {
+                            out.extend(v.iter().map(|&x| x as f32));
+                        }
+                    }),
+                ];
+                if obs > 0 {
+                    v.push(Feature::new("observation.policy", obs, None, move |t, out| {
+                        padded(&t.policy_obs, obs, out)
+                    }));
+                }
+                if act > 0 {
+                    v.push(Feature::new("action.policy", act, None, move |t, out| padded(&t.policy_action, act, out)));
+                }
+                v
             }
-            c.next_valid.push(valid);
-            c.next_done.push(next.is_none());
-            c.command.extend(t.command_vel.iter().map(|&x| x as f32));
-            for v in [&t.cmd_q_rad, &t.cmd_qd_radps, &t.cmd_kp, &t.cmd_kd, &t.cmd_tau_ff_nm] {
-                c.action.extend(v.iter().map(|&x| x as f32));
-            }
-            padded(&t.policy_obs, dims.policy_obs, &mut c.policy_obs);
-            padded(&t.policy_action, dims.policy_action, &mut c.policy_action);
-            c.teleop.push(t.has(flags::TELEOP));
-            c.fault.push(t.has(flags::FAULT));
-            c.mode.push(t.mode.into());
-            c.level.push(t.level.into());
-            c.source.push(t.command_source.into());
-            c.t_ns.push(t.t_ns as i64);
-            c.timestamp.push(((t.t_ns - t0) as f64 * 1e-9) as f32);
-            c.frame_index.push(i as i64);
-            c.episode_index.push(e as i64);
-            c.index.push(index);
-            c.task_index.push(0);
-            index += 1;
+            Rate::Policy => vec![
+                Feature::new("observation.state", obs, None, move |t, out| padded(&t.policy_obs, obs, out)),
+                command,
+                Feature::new("action", act, None, move |t, out| padded(&t.policy_action, act, out)),
+                Feature::new("observation.robot_state", self.state, Some(self.state_names()), state_of),
+                Feature::scalar("plan.value", |t| t.planner_best_return),
+                Feature::scalar("plan.compute_us", |t| t.planner_compute_us),
+            ],
         }
-        episodes.push((e as i64, start, index as usize));
     }
-    (c, episodes)
 }
 
-/// Reads the logs at `input` (a file or a directory of `.mcap`) and writes the dataset to `out`.
-pub fn export(input: &Path, out: &Path, format: Format, walk_only: bool) -> Result<ExportSummary, ExportError> {
+/// The frames of one log at `rate`: the index of each frame's tick and whether the next frame is
+/// its transition target.
+fn frames(f: &LogFile, rate: Rate) -> Vec<(usize, bool)> {
+    match rate {
+        Rate::Control => {
+            let t = &f.ticks;
+            (0..t.len()).map(|i| (i, t.get(i + 1).is_some_and(|n| pairs(&t[i], n)))).collect()
+        }
+        Rate::Policy => {
+            let period = f.policy_hz().filter(|&hz| hz > 0).map(|hz| 1_000_000_000 / u64::from(hz));
+            policy_steps(&f.ticks, period)
+        }
+    }
+}
+
+fn build(files: &[LogFile], dims: &Dims, rate: Rate, fps: u32) -> Dataset {
+    let features = dims.features(rate);
+    let mut floats: Vec<Vec<f32>> = features.iter().map(|_| Vec::new()).collect();
+    let mut next_state = Vec::new();
+    let (mut valid, mut done, mut teleop, mut fault) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut mode, mut level, mut source, mut t_ns, mut iterations) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut timestamp, mut frame_index, mut episode_index) = (Vec::new(), Vec::new(), Vec::new());
+    let mut episodes = Vec::new();
+    let mut index = 0usize;
+    for f in files {
+        let frames = frames(f, rate);
+        let Some(&(first, _)) = frames.first() else { continue };
+        let time = |t: &Tick| if rate == Rate::Policy { t.policy_t_ns } else { t.t_ns };
+        let t0 = time(&f.ticks[first]);
+        let e = episodes.len() as i64;
+        for (k, &(i, pairs_next)) in frames.iter().enumerate() {
+            let t = &f.ticks[i];
+            for (feature, out) in features.iter().zip(floats.iter_mut()) {
+                (feature.get)(t, out);
+            }
+            match frames.get(k + 1).filter(|_| pairs_next) {
+                Some(&(n, _)) => (features[0].get)(&f.ticks[n], &mut next_state),
+                None => next_state.extend(std::iter::repeat_n(0.0, features[0].width)),
+            }
+            valid.push(pairs_next);
+            done.push(k + 1 == frames.len());
+            teleop.push(t.has(flags::TELEOP));
+            fault.push(t.has(flags::FAULT));
+            mode.push(i64::from(t.mode));
+            level.push(i64::from(if rate == Rate::Policy { t.policy_level } else { t.level }));
+            source.push(i64::from(t.command_source));
+            t_ns.push(time(t) as i64);
+            iterations.push(i64::from(t.planner_iterations));
+            timestamp.push((time(t).saturating_sub(t0) as f64 * 1e-9) as f32);
+            frame_index.push(k as i64);
+            episode_index.push(e);
+        }
+        episodes.push((e, index, index + frames.len()));
+        index += frames.len();
+    }
+    let state = (features[0].width, features[0].names.clone());
+    let mut columns: Vec<(&'static str, Values)> = Vec::new();
+    for (feature, values) in features.into_iter().zip(floats) {
+        let v = if feature.scalar { Values::Scalar(values) } else { Values::F32(feature.width, values, feature.names) };
+        columns.push((feature.name, v));
+        if columns.len() == 1 {
+            columns.push((
+                "next.observation.state",
+                Values::F32(state.0, std::mem::take(&mut next_state), state.1.clone()),
+            ));
+        }
+    }
+    columns.push(("timestamp", Values::Scalar(timestamp)));
+    let null = serde_json::Value::Null;
+    columns.extend([
+        ("mode", Values::I64(mode, json!(MODE_NAMES))),
+        ("controller_level", Values::I64(level, json!(LEVEL_NAMES))),
+        ("command_source", Values::I64(source, json!(["none", "teleop", "autonomy"]))),
+        ("t_ns", Values::I64(t_ns, null.clone())),
+    ]);
+    if rate == Rate::Policy {
+        columns.push(("plan.iterations", Values::I64(iterations, null.clone())));
+    }
+    columns.extend([
+        ("frame_index", Values::I64(frame_index, null.clone())),
+        ("episode_index", Values::I64(episode_index, null.clone())),
+        ("index", Values::I64((0..index as i64).collect(), null.clone())),
+        ("task_index", Values::I64(vec![0; index], null)),
+        ("next.valid", Values::Bool(valid)),
+        ("next.done", Values::Bool(done)),
+        ("teleop", Values::Bool(teleop)),
+        ("fault", Values::Bool(fault)),
+    ]);
+    Dataset { columns, episodes, fps, rate }
+}
+
+/// Reads the logs at `input` (a file or a directory of `.mcap`) and writes the dataset of `rate`
+/// to `out`.
+pub fn export(
+    input: &Path,
+    out: &Path,
+    format: Format,
+    rate: Rate,
+    walk_only: bool,
+) -> Result<ExportSummary, ExportError> {
     let mut files = Vec::new();
     for p in read::log_files(input)? {
         let f = read::read_file(&p)?;
@@ -203,15 +394,19 @@ pub fn export(input: &Path, out: &Path, format: Format, walk_only: bool) -> Resu
     }
     let first = files.first().ok_or(ExportError::NoFrames)?;
     let joints = first.joint_names();
-    let fps = first.control_hz().unwrap_or(0);
+    let hz = |f: &LogFile| match rate {
+        Rate::Control => f.control_hz(),
+        Rate::Policy => f.policy_hz(),
+    };
+    let fps = hz(first).unwrap_or(0);
     let robot = first.metadata.get("robot").cloned().unwrap_or_default();
     for f in &files {
         let mismatch = |what: &str| ExportError::Mismatch { path: f.path.clone(), what: what.into() };
         if f.joint_names() != joints {
             return Err(mismatch("joint_names"));
         }
-        if f.control_hz().unwrap_or(0) != fps {
-            return Err(mismatch("control_hz"));
+        if hz(f).unwrap_or(0) != fps {
+            return Err(mismatch(if rate == Rate::Control { "control_hz" } else { "policy_hz" }));
         }
         if f.ticks.iter().any(|t| t.n_joints() != joints.len()) {
             return Err(mismatch("the number of joints in a tick"));
@@ -222,60 +417,47 @@ pub fn export(input: &Path, out: &Path, format: Format, walk_only: bool) -> Resu
     let dims = Dims {
         joints,
         state: 3 * n + 10,
-        action: 5 * n,
         policy_obs: max(|t| t.policy_obs.len()),
         policy_action: max(|t| t.policy_action.len()),
     };
-    let (cols, episodes) = build(&files, &dims);
-    let frames = cols.index.len();
-    let valid_pairs = cols.next_valid.iter().filter(|&&v| v).count();
+    if rate == Rate::Policy && (dims.policy_obs == 0 || dims.policy_action == 0) {
+        return Err(ExportError::NoPolicySteps);
+    }
+    let data = build(&files, &dims, rate, fps);
+    if data.len() == 0 {
+        return Err(if rate == Rate::Policy { ExportError::NoPolicySteps } else { ExportError::NoFrames });
+    }
     std::fs::create_dir_all(out).map_err(|error| ExportError::Io { path: out.into(), error })?;
     match format {
-        Format::Lerobot => write_lerobot(out, &cols, &dims, &episodes, fps, &robot, &files)?,
-        Format::Numpy => write_numpy(out, &cols, &dims, &episodes, fps, &robot)?,
+        Format::Lerobot => write_lerobot(out, &data, &robot, &files)?,
+        Format::Numpy => write_numpy(out, &data, &robot)?,
     }
-    Ok(ExportSummary { episodes: episodes.len(), frames, valid_pairs, fps, out: out.into() })
+    Ok(ExportSummary {
+        episodes: data.episodes.len(),
+        frames: data.len(),
+        valid_pairs: data.valid_pairs(),
+        fps,
+        out: out.into(),
+    })
 }
 
-/// A float feature: name, width per frame, values, element names.
-type FloatFeature<'a> = (&'static str, usize, &'a [f32], Option<Vec<String>>);
-
-fn float_features<'a>(c: &'a Columns, d: &Dims) -> Vec<FloatFeature<'a>> {
-    let mut v = vec![
-        ("observation.state", d.state, c.state.as_slice(), Some(d.state_names())),
-        (
-            "observation.command",
-            3,
-            c.command.as_slice(),
-            Some(["vx_mps", "vy_mps", "yaw_radps"].map(String::from).to_vec()),
-        ),
-        ("action", d.action, c.action.as_slice(), Some(d.action_names())),
-        ("next.observation.state", d.state, c.next_state.as_slice(), Some(d.state_names())),
-    ];
-    if d.policy_obs > 0 {
-        v.push(("observation.policy", d.policy_obs, c.policy_obs.as_slice(), None));
-    }
-    if d.policy_action > 0 {
-        v.push(("action.policy", d.policy_action, c.policy_action.as_slice(), None));
-    }
-    v
-}
-
-fn int_features(c: &Columns) -> Vec<(&'static str, &[i64])> {
-    vec![
-        ("mode", &c.mode),
-        ("controller_level", &c.level),
-        ("command_source", &c.source),
-        ("t_ns", &c.t_ns),
-        ("frame_index", &c.frame_index),
-        ("episode_index", &c.episode_index),
-        ("index", &c.index),
-        ("task_index", &c.task_index),
-    ]
-}
-
-fn bool_features(c: &Columns) -> Vec<(&'static str, &[bool])> {
-    vec![("next.valid", &c.next_valid), ("next.done", &c.next_done), ("teleop", &c.teleop), ("fault", &c.fault)]
+/// What each source log says of where it came from (software, configuration, model files).
+fn provenance(files: &[LogFile]) -> serde_json::Value {
+    let keys = ["software", "config_file", "config_sha256", "model_files"];
+    let logs: Vec<serde_json::Value> = files
+        .iter()
+        .map(|f| {
+            let mut m = serde_json::Map::new();
+            m.insert("log".into(), json!(f.path.file_name().map(|n| n.to_string_lossy().into_owned())));
+            for k in keys {
+                if let Some(v) = f.metadata.get(k) {
+                    m.insert(k.into(), json!(v));
+                }
+            }
+            serde_json::Value::Object(m)
+        })
+        .collect();
+    json!(logs)
 }
 
 /// Per-dimension min, max, mean, std over all frames.
@@ -395,32 +577,27 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<(), ExportError> {
     std::fs::write(path, text).map_err(|error| ExportError::Io { path: path.into(), error })
 }
 
-fn write_lerobot(
-    out: &Path,
-    c: &Columns,
-    d: &Dims,
-    episodes: &[(i64, usize, usize)],
-    fps: u32,
-    robot: &str,
-    files: &[LogFile],
-) -> Result<(), ExportError> {
-    let mut columns: Vec<(&str, Data)> = Vec::new();
-    for (name, width, v, _) in float_features(c, d) {
-        columns.push((name, Data::F32List(width, v)));
-    }
-    columns.push(("timestamp", Data::F32(&c.timestamp)));
-    for (name, v) in int_features(c) {
-        columns.push((name, Data::I64(v)));
-    }
-    for (name, v) in bool_features(c) {
-        columns.push((name, Data::Bool(v)));
-    }
+fn write_lerobot(out: &Path, d: &Dataset, robot: &str, files: &[LogFile]) -> Result<(), ExportError> {
+    let columns: Vec<(&str, Data)> = d
+        .columns
+        .iter()
+        .map(|(name, v)| {
+            let data = match v {
+                Values::F32(width, v, _) => Data::F32List(*width, v),
+                Values::Scalar(v) => Data::F32(v),
+                Values::I64(v, _) => Data::I64(v),
+                Values::Bool(v) => Data::Bool(v),
+            };
+            (*name, data)
+        })
+        .collect();
     Parquet::write(&out.join("data/chunk-000/file-000.parquet"), &columns)?;
 
     let task = ["locomotion".to_string()];
     Parquet::write(&out.join("meta/tasks.parquet"), &[("task_index", Data::I64(&[0])), ("task", Data::Str(&task))])?;
 
     // One parquet per episode table would be LeRobot's chunking; one file holds them all here.
+    let episodes = &d.episodes;
     let ep_index: Vec<i64> = episodes.iter().map(|e| e.0).collect();
     let lengths: Vec<i64> = episodes.iter().map(|e| (e.2 - e.1) as i64).collect();
     let from: Vec<i64> = episodes.iter().map(|e| e.1 as i64).collect();
@@ -435,42 +612,44 @@ fn write_lerobot(
 
     let mut features = serde_json::Map::new();
     let mut stats_json = serde_json::Map::new();
-    for (name, width, v, names) in float_features(c, d) {
-        features.insert(name.into(), json!({ "dtype": "float32", "shape": [width], "names": names }));
-        stats_json.insert(name.into(), stats(v, width));
-    }
-    features.insert("timestamp".into(), json!({ "dtype": "float32", "shape": [1], "names": null }));
-    stats_json.insert("timestamp".into(), stats(&c.timestamp, 1));
-    for (name, _) in int_features(c) {
-        let names = match name {
-            "mode" => json!(MODE_NAMES),
-            "controller_level" => json!(LEVEL_NAMES),
-            "command_source" => json!(["none", "teleop", "autonomy"]),
-            _ => json!(null),
+    for (name, v) in &d.columns {
+        let feature = match v {
+            Values::F32(width, v, names) => {
+                stats_json.insert((*name).into(), stats(v, *width));
+                json!({ "dtype": "float32", "shape": [width], "names": names })
+            }
+            Values::Scalar(v) => {
+                stats_json.insert((*name).into(), stats(v, 1));
+                json!({ "dtype": "float32", "shape": [1], "names": null })
+            }
+            Values::I64(_, names) => json!({ "dtype": "int64", "shape": [1], "names": names }),
+            Values::Bool(_) => json!({ "dtype": "bool", "shape": [1], "names": null }),
         };
-        features.insert(name.into(), json!({ "dtype": "int64", "shape": [1], "names": names }));
+        features.insert((*name).into(), feature);
     }
-    for (name, _) in bool_features(c) {
-        features.insert(name.into(), json!({ "dtype": "bool", "shape": [1], "names": null }));
-    }
-    let frames = c.index.len();
+    let pairing = match d.rate {
+        Rate::Control => "next.observation.state is the next frame's state where next.valid; never across an episode, a mode change, a skipped cycle or a dropped record",
+        Rate::Policy => "one frame per policy step: observation.state is the observation the model received, action the action it returned before scaling; next.observation.state is the next step's observation where next.valid: the action was applied on every tick in between (Walk, no fallback), and no tick, record or policy step is missing",
+    };
     let info = json!({
         "codebase_version": "v3.0",
         "robot_type": robot,
         "total_episodes": episodes.len(),
-        "total_frames": frames,
+        "total_frames": d.len(),
         "total_tasks": 1,
         "chunks_size": 1000,
         "data_files_size_in_mb": 100,
         "video_files_size_in_mb": 500,
-        "fps": fps,
+        "fps": d.fps,
         "splits": { "train": format!("0:{}", episodes.len()) },
         "data_path": "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet",
         "video_path": null,
         "features": features,
         "locod": {
-            "pairing": "next.observation.state is the next frame's state where next.valid; never across an episode, a mode change, a skipped cycle or a dropped record",
+            "rate": if d.rate == Rate::Policy { "policy" } else { "control" },
+            "pairing": pairing,
             "source_logs": sources,
+            "provenance": provenance(files),
         },
     });
     write_json(&out.join("meta/info.json"), &info)?;
@@ -518,39 +697,44 @@ fn write_npy(path: &Path, descr: &str, shape: &[usize], bytes: &[u8]) -> Result<
     std::fs::write(path, out).map_err(|error| ExportError::Io { path: path.into(), error })
 }
 
-fn write_numpy(
-    out: &Path,
-    c: &Columns,
-    d: &Dims,
-    episodes: &[(i64, usize, usize)],
-    fps: u32,
-    robot: &str,
-) -> Result<(), ExportError> {
-    let rows = c.index.len();
+fn write_numpy(out: &Path, d: &Dataset, robot: &str) -> Result<(), ExportError> {
+    let rows = d.len();
     let mut features = serde_json::Map::new();
-    for (name, width, v, names) in float_features(c, d) {
-        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        write_npy(&out.join(format!("{name}.npy")), "<f4", &[rows, width], &bytes)?;
-        features.insert(name.into(), json!({ "dtype": "float32", "shape": [width], "names": names }));
-    }
-    let bytes: Vec<u8> = c.timestamp.iter().flat_map(|x| x.to_le_bytes()).collect();
-    write_npy(&out.join("timestamp.npy"), "<f4", &[rows], &bytes)?;
-    for (name, v) in int_features(c) {
-        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        write_npy(&out.join(format!("{name}.npy")), "<i8", &[rows], &bytes)?;
-        features.insert(name.into(), json!({ "dtype": "int64", "shape": [1] }));
-    }
-    for (name, v) in bool_features(c) {
-        let bytes: Vec<u8> = v.iter().map(|&b| u8::from(b)).collect();
-        write_npy(&out.join(format!("{name}.npy")), "|b1", &[rows], &bytes)?;
-        features.insert(name.into(), json!({ "dtype": "bool", "shape": [1] }));
+    for (name, v) in &d.columns {
+        let path = out.join(format!("{name}.npy"));
+        let feature = match v {
+            Values::F32(width, v, names) => {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                write_npy(&path, "<f4", &[rows, *width], &bytes)?;
+                json!({ "dtype": "float32", "shape": [width], "names": names })
+            }
+            Values::Scalar(v) => {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                write_npy(&path, "<f4", &[rows], &bytes)?;
+                json!({ "dtype": "float32", "shape": [1] })
+            }
+            Values::I64(v, _) => {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                write_npy(&path, "<i8", &[rows], &bytes)?;
+                json!({ "dtype": "int64", "shape": [1] })
+            }
+            Values::Bool(v) => {
+                let bytes: Vec<u8> = v.iter().map(|&b| u8::from(b)).collect();
+                write_npy(&path, "|b1", &[rows], &bytes)?;
+                json!({ "dtype": "bool", "shape": [1] })
+            }
+        };
+        if *name != "timestamp" {
+            features.insert((*name).into(), feature);
+        }
     }
     let meta = json!({
         "format": "locod-numpy-v1",
         "robot_type": robot,
-        "fps": fps,
+        "fps": d.fps,
+        "rate": if d.rate == Rate::Policy { "policy" } else { "control" },
         "total_frames": rows,
-        "episodes": episodes.iter().map(|e| json!({ "episode_index": e.0, "from": e.1, "to": e.2 })).collect::<Vec<_>>(),
+        "episodes": d.episodes.iter().map(|e| json!({ "episode_index": e.0, "from": e.1, "to": e.2 })).collect::<Vec<_>>(),
         "features": features,
     });
     write_json(&out.join("meta.json"), &meta)

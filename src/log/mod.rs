@@ -9,7 +9,7 @@
 //!
 //! Not for: deciding anything about the robot; telemetry to people (that is the supervisor).
 
-pub mod cdr;
+pub(crate) mod cdr;
 pub mod export;
 pub mod plot;
 pub mod read;
@@ -19,7 +19,7 @@ pub mod writer;
 use crate::control::messages::{CommandSource, ControllerLevel, Fault, Mode};
 
 /// Code of a mode in the log (the `MODE_*` constants of the schema).
-pub fn mode_code(m: Mode) -> u8 {
+pub(crate) fn mode_code(m: Mode) -> u8 {
     match m {
         Mode::Passive => 0,
         Mode::StandUp => 1,
@@ -29,16 +29,16 @@ pub fn mode_code(m: Mode) -> u8 {
     }
 }
 
-pub const MODE_NAMES: [&str; 5] = ["passive", "stand_up", "walk", "sit_down", "estop"];
-pub const MODE_WALK: u8 = 2;
+pub(crate) const MODE_NAMES: [&str; 5] = ["passive", "stand_up", "walk", "sit_down", "estop"];
+pub(crate) const MODE_WALK: u8 = 2;
 
-pub fn level_code(l: ControllerLevel) -> u8 {
+pub(crate) fn level_code(l: ControllerLevel) -> u8 {
     l.index() as u8
 }
 
-pub const LEVEL_NAMES: [&str; 4] = ControllerLevel::NAMES;
+pub(crate) const LEVEL_NAMES: [&str; 4] = ControllerLevel::NAMES;
 
-pub fn source_code(s: CommandSource) -> u8 {
+pub(crate) fn source_code(s: CommandSource) -> u8 {
     match s {
         CommandSource::None => 0,
         CommandSource::Teleop => 1,
@@ -48,7 +48,7 @@ pub fn source_code(s: CommandSource) -> u8 {
 
 /// Code of a fault kind in the log: the schema's `FAULT_*` constants. Append-only: a code keeps its
 /// meaning in old logs.
-pub fn fault_code(f: &Option<Fault>) -> u8 {
+pub(crate) fn fault_code(f: &Option<Fault>) -> u8 {
     match f {
         None => 0,
         Some(Fault::ImuStale { .. }) => 1,

@@ -93,7 +93,7 @@ pub struct Scan {
     pub complete: bool,
     /// Why reading stopped early, if it did.
     pub stopped: Option<String>,
-    pub has_tick_channel: bool,
+    pub(crate) has_tick_channel: bool,
 }
 
 /// A chunk claiming more than this uncompressed is damage, not data (the writer's chunks are a
@@ -217,6 +217,10 @@ impl LogFile {
     pub fn control_hz(&self) -> Option<u32> {
         self.metadata.get("control_hz").and_then(|s| s.parse().ok())
     }
+
+    pub fn policy_hz(&self) -> Option<u32> {
+        self.metadata.get("policy_hz").and_then(|s| s.parse().ok())
+    }
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
@@ -298,7 +302,7 @@ impl fmt::Display for Recovered {
 
 /// Where the recovered copy of `input` goes: `X.mcap.part` becomes `X.mcap`; any other file
 /// `X.recovered.mcap` beside it.
-pub fn recovered_name(input: &Path) -> PathBuf {
+pub(crate) fn recovered_name(input: &Path) -> PathBuf {
     let name = input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     match name.strip_suffix(".part") {
         Some(stem) if stem.ends_with(".mcap") => input.with_file_name(stem),

@@ -12,17 +12,17 @@ use super::cdr::{self, DecodeError};
 use super::{fault_code, level_code, mode_code, source_code};
 use crate::control::record::TickRecord;
 
-pub const SCHEMA_NAME: &str = "locod_msgs/msg/Tick";
-pub const SCHEMA_ENCODING: &str = "ros2msg";
-pub const MESSAGE_ENCODING: &str = "cdr";
-pub const TOPIC: &str = "/locod/tick";
+pub(crate) const SCHEMA_NAME: &str = "locod_msgs/msg/Tick";
+pub(crate) const SCHEMA_ENCODING: &str = "ros2msg";
+pub(crate) const MESSAGE_ENCODING: &str = "cdr";
+pub(crate) const TOPIC: &str = "/locod/tick";
 /// Name of the metadata record every file carries (robot, configuration, versions, joints).
-pub const METADATA_NAME: &str = "locod";
+pub(crate) const METADATA_NAME: &str = "locod";
 /// Name of the metadata record written when an episode closes (why, how many records).
-pub const EPISODE_END_NAME: &str = "locod.episode_end";
+pub(crate) const EPISODE_END_NAME: &str = "locod.episode_end";
 
 /// The ros2msg definition. Field order is wire order.
-pub const MSG: &str = "\
+pub(crate) const MSG: &str = "\
 # One control tick of locod. Times are CLOCK_MONOTONIC nanoseconds. Joint arrays follow the
 # joint order in the file's `locod` metadata record (`joint_names`).
 uint8 MODE_PASSIVE=0
@@ -54,6 +54,7 @@ uint8 FLAG_FAULT=2
 uint8 FLAG_DROPPED_TICK=4
 uint8 FLAG_POLICY_FRESH=8
 uint8 FLAG_RECORDS_DROPPED=16
+uint8 FLAG_POLICY_STEP=32
 uint64 episode
 uint64 tick
 uint64 t_ns
@@ -170,41 +171,41 @@ pub struct Tick {
     pub records_dropped: u64,
     pub mode: u8,
     pub level: u8,
-    pub command_source: u8,
+    pub(crate) command_source: u8,
     pub flags: u8,
-    pub fault_kind: u8,
+    pub(crate) fault_kind: u8,
     pub fault: String,
     pub command_vel: [f64; 3],
-    pub imu_t_ns: u64,
-    pub imu_quat_wxyz: [f64; 4],
-    pub imu_gyro_body_radps: [f64; 3],
-    pub imu_accel_body_mps2: [f64; 3],
-    pub joint_t_ns: Vec<u64>,
+    pub(crate) imu_t_ns: u64,
+    pub(crate) imu_quat_wxyz: [f64; 4],
+    pub(crate) imu_gyro_body_radps: [f64; 3],
+    pub(crate) imu_accel_body_mps2: [f64; 3],
+    pub(crate) joint_t_ns: Vec<u64>,
     pub joint_q_rad: Vec<f64>,
-    pub joint_qd_radps: Vec<f64>,
-    pub joint_tau_nm: Vec<f64>,
-    pub joint_temp_c: Vec<f32>,
-    pub joint_error: Vec<u8>,
+    pub(crate) joint_qd_radps: Vec<f64>,
+    pub(crate) joint_tau_nm: Vec<f64>,
+    pub(crate) joint_temp_c: Vec<f32>,
+    pub(crate) joint_error: Vec<u8>,
     pub est_quat_wxyz: [f64; 4],
-    pub est_ang_vel_body_radps: [f64; 3],
-    pub est_projected_gravity_body: [f64; 3],
-    pub est_tilt_rad: f64,
-    pub est_imu_age_ns: u64,
-    pub est_oldest_joint_age_ns: u64,
-    pub cmd_q_rad: Vec<f64>,
-    pub cmd_qd_radps: Vec<f64>,
+    pub(crate) est_ang_vel_body_radps: [f64; 3],
+    pub(crate) est_projected_gravity_body: [f64; 3],
+    pub(crate) est_tilt_rad: f64,
+    pub(crate) est_imu_age_ns: u64,
+    pub(crate) est_oldest_joint_age_ns: u64,
+    pub(crate) cmd_q_rad: Vec<f64>,
+    pub(crate) cmd_qd_radps: Vec<f64>,
     pub cmd_kp: Vec<f64>,
-    pub cmd_kd: Vec<f64>,
-    pub cmd_tau_ff_nm: Vec<f64>,
+    pub(crate) cmd_kd: Vec<f64>,
+    pub(crate) cmd_tau_ff_nm: Vec<f64>,
     pub policy_t_ns: u64,
-    pub policy_level: u8,
+    pub(crate) policy_level: u8,
     pub policy_obs: Vec<f32>,
     pub policy_action: Vec<f32>,
-    pub planner_iterations: u16,
-    pub planner_samples: u16,
+    pub(crate) planner_iterations: u16,
+    pub(crate) planner_samples: u16,
     pub planner_best_return: f32,
-    pub planner_mean_elite_return: f32,
-    pub planner_compute_us: f32,
+    pub(crate) planner_mean_elite_return: f32,
+    pub(crate) planner_compute_us: f32,
 }
 
 impl Tick {

@@ -23,6 +23,7 @@ use crate::report;
 use crate::rt::clock::{monotonic_ns, NS_PER_MS, NS_PER_S};
 use crate::rt::spsc::Consumer;
 use crate::rt::thread::{self, Setup, SpawnError};
+use crate::types::provenance::{sha256_hex, ModelProvenance};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -47,18 +48,18 @@ pub struct LogStats {
     /// Records discarded while logging was stopped by an error, and records that were not yet
     /// synced when the error came.
     pub records_lost: u64,
-    pub files_closed: u64,
+    pub(crate) files_closed: u64,
     /// Size of the closed files.
-    pub bytes_closed: u64,
+    pub(crate) bytes_closed: u64,
     /// Times logging stopped because of an error.
-    pub failures: u64,
-    pub files_removed_by_quota: u64,
+    pub(crate) failures: u64,
+    pub(crate) files_removed_by_quota: u64,
 }
 
 /// Why the logger could not write: the step, the file, and the operating system's error (its
 /// `kind()` is kept: `StorageFull` for a full disk).
 #[derive(Debug)]
-pub struct DiskError {
+pub(crate) struct DiskError {
     pub step: &'static str,
     pub path: PathBuf,
     pub error: std::io::Error,
@@ -89,15 +90,17 @@ impl std::error::Error for DiskError {
 
 /// The operating system's error inside an MCAP error (whose own text, "I/O error from writing, or
 /// reading a compression stream", hides it); other MCAP errors as an `Other` error.
-pub fn io_error(e: mcap::McapError) -> std::io::Error {
+pub(crate) fn io_error(e: mcap::McapError) -> std::io::Error {
     match e {
         mcap::McapError::Io(e) => e,
         other => std::io::Error::other(other.to_string()),
     }
 }
 
-/// The `locod` metadata record every file starts with.
-pub fn metadata(config: &Config, model_files: &[PathBuf]) -> BTreeMap<String, String> {
+/// The `locod` metadata record every file starts with: the robot, rates and joints, the
+/// configuration (its text and SHA-256), locod's version, and each model's file, SHA-256 and
+/// contract (`model.<role>.*`).
+pub fn metadata(config: &Config, models: &[ModelProvenance]) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     m.insert("robot".into(), config.robot.name.clone());
     m.insert("software".into(), format!("locod {}", env!("CARGO_PKG_VERSION")));
@@ -106,27 +109,21 @@ pub fn metadata(config: &Config, model_files: &[PathBuf]) -> BTreeMap<String, St
     let joints: Vec<&str> = config.joints.iter().map(|j| j.name.as_str()).collect();
     m.insert("joint_names".into(), joints.join(","));
     m.insert("config_file".into(), config.source.display().to_string());
-    m.insert("config".into(), config.to_toml());
-    let models: Vec<String> = model_files
-        .iter()
-        .map(|p| match sha256_file(p) {
-            Ok(h) => format!("{} sha256:{h}", p.display()),
-            Err(e) => format!("{} unreadable: {e}", p.display()),
-        })
-        .collect();
-    m.insert("model_files".into(), models.join("\n"));
+    let text = config.to_toml();
+    m.insert("config_sha256".into(), sha256_hex(text.as_bytes()));
+    m.insert("config".into(), text);
+    let files: Vec<String> = models.iter().map(|p| format!("{} sha256:{}", p.path.display(), p.sha256)).collect();
+    m.insert("model_files".into(), files.join("\n"));
+    for p in models {
+        m.insert(format!("model.{}.path", p.role), p.path.display().to_string());
+        m.insert(format!("model.{}.sha256", p.role), p.sha256.clone());
+        m.insert(format!("model.{}.contract", p.role), p.contract.clone());
+    }
     m
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    std::io::copy(&mut File::open(path)?, &mut h)?;
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// UTC wall-clock time as `YYYYMMDDTHHMMSSZ`, for file names only.
-pub fn utc_stamp() -> String {
+pub(crate) fn utc_stamp() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -203,12 +200,12 @@ impl Logger {
     }
 
     /// The file being written, if any.
-    pub fn current_file(&self) -> Option<&Path> {
+    pub(crate) fn current_file(&self) -> Option<&Path> {
         self.file.as_ref().map(|f| f.part.as_path())
     }
 
     /// Finishes `.part` files left by a crash in the log directory.
-    pub fn recover_leftovers(&self) {
+    pub(crate) fn recover_leftovers(&self) {
         if !self.cfg.dir.is_dir() {
             return;
         }
@@ -293,7 +290,7 @@ impl Logger {
     }
 
     /// Periodic work: close the chunk and fsync every `fsync_interval_ms`.
-    pub fn poll(&mut self, now_ns: u64) {
+    pub(crate) fn poll(&mut self, now_ns: u64) {
         let Some(f) = self.file.as_mut() else { return };
         if now_ns.saturating_sub(f.last_sync_ns) < self.fsync_ns {
             return;

@@ -6,7 +6,7 @@
 
 use super::contract::Contract;
 use super::PolicyError;
-use crate::config::{Config, JointMode};
+use crate::config::{Joint, JointMode};
 use crate::types::MotorCommand;
 use crate::types::MAX_JOINTS;
 
@@ -21,17 +21,19 @@ struct JointMap {
 }
 
 #[derive(Clone, Debug)]
-pub struct ActionMap {
+pub(crate) struct ActionMap {
     joints: Vec<JointMap>,
     clip: f32,
 }
 
 impl ActionMap {
-    pub fn new(contract: &Contract, config: &Config) -> Result<Self, String> {
+    /// `configured`: the configuration's joints, which the contract's joints are looked up in by
+    /// name.
+    pub fn new(contract: &Contract, configured: &[Joint]) -> Result<Self, String> {
         let mut joints = Vec::with_capacity(contract.joints.len());
         for j in &contract.joints {
             joints.push(JointMap {
-                index: config.joint_index(&j.name).ok_or_else(|| format!("joint {:?}", j.name))?,
+                index: configured.iter().position(|c| c.name == j.name).ok_or_else(|| format!("joint {:?}", j.name))?,
                 velocity: j.mode == JointMode::Velocity,
                 default_pos_rad: j.default_pos_rad,
                 scale: j.action_scale,
@@ -46,12 +48,12 @@ impl ActionMap {
         self.joints.len()
     }
 
-    pub fn clip_bound(&self) -> f32 {
+    pub(crate) fn clip_bound(&self) -> f32 {
         self.clip
     }
 
     /// Clips `action` in place; a non-finite value is an error (the loop's fallback takes over).
-    pub fn clip(&self, action: &mut [f32]) -> Result<(), PolicyError> {
+    pub(crate) fn clip(&self, action: &mut [f32]) -> Result<(), PolicyError> {
         for a in action.iter_mut() {
             if !a.is_finite() {
                 return Err(PolicyError("the model produced a non-finite action"));
@@ -83,6 +85,7 @@ impl ActionMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn actions_map_to_position_and_velocity_commands_with_contract_gains() {
@@ -92,7 +95,7 @@ mod tests {
         s["joints"][5]["action_scale"] = serde_json::json!(8.0);
         s["joints"][5]["kd"] = serde_json::json!(0.3);
         let c = Contract::parse(&s.to_string()).unwrap();
-        let map = ActionMap::new(&c, &config).unwrap();
+        let map = ActionMap::new(&c, &config.joints).unwrap();
         let mut a = [0.5f32, -2.0, 1.0, 0.0, 0.25, -0.5];
         map.clip(&mut a).unwrap();
         assert_eq!(a[1], -1.0);

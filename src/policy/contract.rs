@@ -12,7 +12,7 @@ use crate::types::MAX_JOINTS;
 use serde_json::{Map, Value};
 use std::fmt;
 
-pub const CONTRACT_VERSION: u64 = 1;
+pub(crate) const CONTRACT_VERSION: u64 = 1;
 
 /// A contract that does not fit: the field (a path into the spec JSON, or a method) and why.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,21 +55,21 @@ impl ModelKind {
 #[derive(Clone, Debug, PartialEq)]
 pub struct JointSpec {
     pub name: String,
-    pub default_pos_rad: f64,
+    pub(crate) default_pos_rad: f64,
     pub mode: JointMode,
-    pub action_scale: f64,
+    pub(crate) action_scale: f64,
     pub kp: f64,
     pub kd: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct HeightScan {
-    pub rows: usize,
-    pub cols: usize,
-    pub resolution_m: f32,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) resolution_m: f32,
     /// Centre of the grid in the body frame (x forward, y left), metres.
-    pub center_m: [f32; 2],
-    pub offset_m: f32,
+    pub(crate) center_m: [f32; 2],
+    pub(crate) offset_m: f32,
     /// Raw value of cells without data.
     pub fill: f32,
 }
@@ -80,7 +80,7 @@ pub struct DepthTerm {
     pub sensors: Vec<String>,
     /// Zones per sensor (16 for 4x4, 64 for 8x8).
     pub zones: usize,
-    pub max_range_m: f32,
+    pub(crate) max_range_m: f32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -96,7 +96,7 @@ pub enum Term {
 }
 
 impl Term {
-    pub fn needs_perception(&self) -> bool {
+    pub(crate) fn needs_perception(&self) -> bool {
         matches!(self, Term::HeightScan(_) | Term::Depth(_))
     }
 }
@@ -109,23 +109,23 @@ pub struct ObsTerm {
     /// Values of one frame.
     pub dim: usize,
     /// One scale per value of a frame.
-    pub scale: Vec<f32>,
-    pub clip: Option<(f32, f32)>,
+    pub(crate) scale: Vec<f32>,
+    pub(crate) clip: Option<(f32, f32)>,
     pub history: usize,
 }
 
 /// The planner defaults a world model carries (`planner`), each overridable by `[mppi]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlannerDefaults {
-    pub horizon: usize,
+    pub(crate) horizon: usize,
     pub samples: usize,
-    pub elites: usize,
+    pub(crate) elites: usize,
     pub iterations: usize,
     pub temperature: f64,
     pub min_std: f64,
     pub max_std: f64,
-    pub prior_samples: usize,
-    pub gamma: f64,
+    pub(crate) prior_samples: usize,
+    pub(crate) gamma: f64,
     /// Where the samples are centred (`planner.centre`; "last_plan" when absent).
     pub centre: PlanCentre,
 }
@@ -138,7 +138,7 @@ pub struct Contract {
     pub joints: Vec<JointSpec>,
     pub obs: Vec<ObsTerm>,
     pub action_dim: usize,
-    pub action_clip: f32,
+    pub(crate) action_clip: f32,
     /// Shape of the recurrent state (`recurrent.state`), for the recurrent policy form.
     pub recurrent_state: Option<Vec<i64>>,
     pub latent_dim: Option<usize>,
@@ -371,13 +371,18 @@ impl Contract {
         self.obs.iter().map(|t| t.dim * t.history).sum()
     }
 
-    pub fn needs_perception(&self) -> bool {
+    pub(crate) fn needs_perception(&self) -> bool {
         self.obs.iter().any(|t| t.term.needs_perception())
     }
 
     /// Checks the contract against the configuration: kind, joints, rates, depth sensors.
     /// Returns warnings (a robot name mismatch); errors name the contract field.
-    pub fn check_config(&self, config: &Config, expected: ModelKind, depth_sensors: &[String]) -> R<Vec<String>> {
+    pub(crate) fn check_config(
+        &self,
+        config: &Config,
+        expected: ModelKind,
+        depth_sensors: &[String],
+    ) -> R<Vec<String>> {
         let mut warnings = Vec::new();
         if self.kind != expected {
             return Err(ContractError::new(
@@ -474,7 +479,7 @@ impl Contract {
 }
 
 /// Checks planner settings (from the contract, or after the configuration's overrides).
-pub fn check_planner(p: &PlannerDefaults, path: &str) -> R<()> {
+pub(crate) fn check_planner(p: &PlannerDefaults, path: &str) -> R<()> {
     let at = |k| join(path, k);
     if p.elites > p.samples {
         return Err(ContractError::new(at("elites"), format!("{} elites of {} samples", p.elites, p.samples)));

@@ -10,6 +10,7 @@ use super::obs::ObsBuilder;
 use super::torch::{has_shape, read_f32, Arg, Module, TorchError};
 use crate::config::Config;
 use crate::control::messages::{Mode, Snapshot};
+use crate::types::provenance::{sha256_file, ModelProvenance};
 use std::cell::Cell;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -54,11 +55,21 @@ pub struct Optional {
 /// A model whose contract fits the configuration and whose probes passed.
 pub struct Opened {
     pub path: PathBuf,
+    /// SHA-256 of the file as it was loaded, and the contract JSON it declared.
+    pub sha256: String,
+    pub spec: String,
     pub module: Module,
     pub contract: Contract,
     pub optional: Optional,
     /// Things worth saying that do not stop the model (a robot name mismatch).
     pub warnings: Vec<String>,
+}
+
+impl Opened {
+    /// The model's provenance as the daemon's logs record it, for the model's `role`.
+    pub fn provenance(&self, role: &'static str) -> ModelProvenance {
+        ModelProvenance { role, path: self.path.clone(), sha256: self.sha256.clone(), contract: self.spec.clone() }
+    }
 }
 
 /// Batch used to probe the world model's batched methods (not 1, so broadcasting bugs show).
@@ -70,7 +81,7 @@ thread_local! {
 
 /// Makes the calling thread an inference thread: gradients off (libtorch's grad mode is
 /// per-thread) and `threads` intra-op threads. Cheap after the first call on a thread.
-pub fn prepare_thread(threads: u32) {
+pub(crate) fn prepare_thread(threads: u32) {
     if PREPARED_THREADS.with(|p| p.get()) == threads {
         return;
     }
@@ -95,6 +106,7 @@ pub fn open(
         return Err(torch(TorchError("no such file".into())));
     }
     prepare_thread(config.controller.threads);
+    let sha256 = sha256_file(path).map_err(|e| torch(TorchError(format!("cannot read: {e}"))))?;
     let module = Module::load(path, device).map_err(torch)?;
     let spec = module.call_str(c"locod_spec").map_err(|e| {
         contract_err(ContractError::new(
@@ -110,7 +122,7 @@ pub fn open(
     let warnings = contract.check_config(config, kind.unwrap_or(contract.kind), depth_sensors).map_err(contract_err)?;
     let optional = probe(&contract, &module).map_err(contract_err)?;
     probe_ordinary(&contract, &module, config, depth_sensors, optional).map_err(contract_err)?;
-    Ok(Opened { path: path.to_path_buf(), module, contract, optional, warnings })
+    Ok(Opened { path: path.to_path_buf(), sha256, spec, module, contract, optional, warnings })
 }
 
 /// The checks that need the model: a zero observation of the contract's dimension goes through,

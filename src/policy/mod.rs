@@ -15,7 +15,7 @@ pub mod load;
 pub mod mppi;
 pub mod obs;
 pub mod replay;
-pub mod rng;
+pub(crate) mod rng;
 pub mod student;
 pub mod torch;
 
@@ -26,6 +26,7 @@ use crate::rt::clock::Clock;
 use crate::rt::hist::Histogram;
 use crate::rt::sched::Periodic;
 use crate::rt::triple::Reader;
+use crate::types::provenance::ModelProvenance;
 use crate::types::terrain::Perception;
 use contract::ModelKind;
 use std::fmt;
@@ -74,7 +75,7 @@ pub trait Policy: Send {
 
 /// How long before each policy deadline `Policy::warm` runs: long enough for a cold forward to
 /// finish before the deadline, short enough that the caches are still warm at it.
-pub const WARM_LEAD_NS: u64 = 600_000;
+pub(crate) const WARM_LEAD_NS: u64 = 600_000;
 
 /// The common end of a controller's tick: clips the raw action (`raw`, as long as the action),
 /// maps it to joint targets, feeds it back as the next observation's `last_action`, and records
@@ -102,7 +103,7 @@ pub struct PolicyStats {
     pub compute: Histogram,
     pub wake: Histogram,
     pub errors: u64,
-    pub last_error: Option<PolicyError>,
+    pub(crate) last_error: Option<PolicyError>,
     pub skipped: u64,
     /// Actions published, by the level that produced them (an MPPI plan that missed its budget
     /// is the prior's).
@@ -113,7 +114,7 @@ pub struct PolicyStats {
 /// (`sim::lockstep`): nothing before the control loop's first snapshot, a reset on every mode
 /// change, then `act`, stamped with the snapshot's time and the level that produced it.
 #[derive(Debug, Default)]
-pub struct Cycle {
+pub(crate) struct Cycle {
     last_mode: Option<Mode>,
 }
 
@@ -189,7 +190,7 @@ pub fn run(
 }
 
 /// The model kind a controller kind needs.
-pub fn model_kind(kind: ControllerKind) -> Option<ModelKind> {
+pub(crate) fn model_kind(kind: ControllerKind) -> Option<ModelKind> {
     match kind {
         ControllerKind::None | ControllerKind::Balance => None,
         ControllerKind::Student => Some(ModelKind::Policy),
@@ -244,8 +245,12 @@ pub fn check(config: &Config, model: Option<&Path>) -> Result<Option<load::Opene
         .map_err(BuildError::Model)
 }
 
-/// A built controller and the warnings its model's contract raised.
-pub type Built = (Box<dyn Policy>, Vec<String>);
+/// A built controller, the warnings its model's contract raised and where its model came from.
+pub struct Built {
+    pub policy: Box<dyn Policy>,
+    pub warnings: Vec<String>,
+    pub model: ModelProvenance,
+}
 
 /// The configured controller, checked, built and warmed up (before the daemon reports READY);
 /// `None` when `[controller] kind = "none"`. `perception` feeds height and depth terms.
@@ -258,6 +263,7 @@ pub fn build(config: &Config, perception: Option<Reader<Perception>>) -> Result<
         return Err(BuildError::NoModel);
     };
     let warnings = opened.warnings.clone();
+    let model = opened.provenance("controller");
     let policy: Box<dyn Policy> = match config.controller.kind {
         ControllerKind::Student => {
             Box::new(student::Student::new(opened, config, perception).map_err(BuildError::Controller)?)
@@ -267,5 +273,5 @@ pub fn build(config: &Config, perception: Option<Reader<Perception>>) -> Result<
         }
         ControllerKind::None | ControllerKind::Balance => unreachable!("handled above"),
     };
-    Ok(Some((policy, warnings)))
+    Ok(Some(Built { policy, warnings, model }))
 }

@@ -41,18 +41,18 @@ use std::ffi::CStr;
 use tch::Tensor;
 
 /// Plans run before the planner is handed over (TorchScript specialises on the run-time shapes).
-pub const WARMUP_PLANS: usize = 10;
+pub(crate) const WARMUP_PLANS: usize = 10;
 
 /// The planner's settings: the contract's defaults with the configuration's overrides.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub planner: PlannerDefaults,
-    pub budget_ns: u64,
+    pub(crate) budget_ns: u64,
     pub seed: u64,
 }
 
 impl Settings {
-    pub fn resolve(defaults: &PlannerDefaults, config: &Config) -> Result<Settings, ContractError> {
+    pub(crate) fn resolve(defaults: &PlannerDefaults, config: &Config) -> Result<Settings, ContractError> {
         let m = &config.mppi;
         let mut p = defaults.clone();
         let u = |v: Option<u32>, d: usize| v.map_or(d, |x| x as usize);
@@ -84,12 +84,12 @@ impl Settings {
 
 /// How the last plan went.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct PlanReport {
+pub(crate) struct PlanReport {
     pub iterations: usize,
     pub level: Option<ControllerLevel>,
-    pub plan_ns: u64,
+    pub(crate) plan_ns: u64,
     /// Of `plan_ns`, the time spent inside the model's methods; the rest is the planner's own.
-    pub model_ns: u64,
+    pub(crate) model_ns: u64,
 }
 
 pub struct MppiPlanner {
@@ -161,7 +161,7 @@ impl MppiPlanner {
             return Err(format!("{}: the model observes the terrain, but no perception is available", path.display()));
         }
         let obs = ObsBuilder::new(&contract, config, &config.depth_sensor_names())?;
-        let actions = ActionMap::new(&contract, config)?;
+        let actions = ActionMap::new(&contract, &config.joints)?;
         let s = settings.planner.clone();
         let (a, n, h) = (contract.action_dim, s.samples, s.horizon);
         let p = if optional.pi { s.prior_samples } else { 0 };
@@ -228,7 +228,7 @@ impl MppiPlanner {
         self.use_rollout
     }
 
-    pub fn settings(&self) -> &PlannerDefaults {
+    pub(crate) fn settings(&self) -> &PlannerDefaults {
         &self.s
     }
 
@@ -242,18 +242,18 @@ impl MppiPlanner {
         self.iter_estimate_ns = ns;
     }
 
-    pub fn last_plan(&self) -> PlanReport {
+    pub(crate) fn last_plan(&self) -> PlanReport {
         self.last
     }
 
     /// Trajectories of the prior per plan: the configured `prior_samples`, or 0 without `pi`.
-    pub fn prior_trajectories(&self) -> usize {
+    pub(crate) fn prior_trajectories(&self) -> usize {
         self.p
     }
 
     /// Model steps (trajectory x horizon) one full plan evaluates: the prior's, all trajectories in
     /// the first iteration, the sampled ones in the others.
-    pub fn steps_per_plan(&self) -> usize {
+    pub(crate) fn steps_per_plan(&self) -> usize {
         let (n, p, h) = (self.n, self.p, self.h);
         p * h + n * h + (n - p) * h * self.s.iterations.saturating_sub(1)
     }

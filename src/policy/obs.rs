@@ -20,7 +20,7 @@ struct Slot {
     depth_index: Vec<usize>,
 }
 
-pub struct ObsBuilder {
+pub(crate) struct ObsBuilder {
     slots: Vec<Slot>,
     /// Contract joint order → configuration index.
     joint_index: Vec<usize>,
@@ -79,7 +79,7 @@ impl ObsBuilder {
     }
 
     /// The action the policy applied, after clipping and before scaling (the `last_action` term).
-    pub fn set_last_action(&mut self, action: &[f32]) {
+    pub(crate) fn set_last_action(&mut self, action: &[f32]) {
         self.last_action.copy_from_slice(action);
     }
 

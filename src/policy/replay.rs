@@ -39,7 +39,7 @@ pub struct ReplayReport {
 }
 
 /// Re-runs `steps` through `student`; the first step starts from a reset.
-pub fn compare<'a>(
+pub(crate) fn compare<'a>(
     student: &mut Student,
     steps: impl IntoIterator<Item = ReplayStep<'a>>,
 ) -> Result<ReplayReport, String> {

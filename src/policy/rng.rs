@@ -5,7 +5,7 @@
 //!
 //! Not for: cryptography, or anything that needs a statistically certified generator.
 
-pub struct Rng {
+pub(crate) struct Rng {
     s: [u64; 4],
     kn: [u32; 128],
     wn: [f32; 128],
@@ -49,7 +49,7 @@ impl Rng {
     }
 
     /// Restarts the sequence of `seed`.
-    pub fn reseed(&mut self, seed: u64) {
+    pub(crate) fn reseed(&mut self, seed: u64) {
         let mut x = seed;
         for s in self.s.iter_mut() {
             *s = splitmix64(&mut x);
@@ -57,7 +57,7 @@ impl Rng {
     }
 
     #[inline]
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         let s = &mut self.s;
         let result = (s[0].wrapping_add(s[3])).rotate_left(23).wrapping_add(s[0]);
         let t = s[1] << 17;
@@ -72,13 +72,13 @@ impl Rng {
 
     /// Uniform in the open interval (0, 1).
     #[inline]
-    pub fn uniform(&mut self) -> f64 {
+    pub(crate) fn uniform(&mut self) -> f64 {
         ((self.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
     }
 
     /// A standard normal sample.
     #[inline]
-    pub fn normal(&mut self) -> f32 {
+    pub(crate) fn normal(&mut self) -> f32 {
         let u = self.next_u64();
         let iz = (u & 127) as usize;
         let hz = (u >> 32) as u32 as i32;

@@ -18,7 +18,7 @@ use tch::{Kind, Tensor};
 
 /// Forward passes run before the controller is handed over, so that TorchScript's profiling
 /// executor has specialised the graph for the run-time shapes before the first real tick.
-pub const WARMUP_TICKS: usize = 20;
+pub(crate) const WARMUP_TICKS: usize = 20;
 
 pub struct Student {
     name: String,
@@ -42,7 +42,7 @@ impl Student {
             return Err(format!("{}: the model observes the terrain, but no perception is available", path.display()));
         }
         let obs = ObsBuilder::new(&contract, config, &config.depth_sensor_names())?;
-        let actions = ActionMap::new(&contract, config)?;
+        let actions = ActionMap::new(&contract, &config.joints)?;
         let device = module.device();
         let input = HostBuf::new(&[1, obs.dim() as i64], device).map_err(|e| e.to_string())?;
         let state_zero = contract.recurrent_state.as_ref().map(|s| Tensor::zeros(s.as_slice(), (Kind::Float, device)));
@@ -80,7 +80,7 @@ impl Student {
 
     /// The action for a given observation, clipped and before scaling (what `PolicyAction::action`
     /// records), advancing the recurrent state: what `replay` compares.
-    pub fn action_for(&mut self, obs: &[f32], action: &mut [f32]) -> Result<(), PolicyError> {
+    pub(crate) fn action_for(&mut self, obs: &[f32], action: &mut [f32]) -> Result<(), PolicyError> {
         prepare_thread(self.threads);
         let _inference = InferenceMode::enter();
         if obs.len() != self.obs.dim() || action.len() != self.actions.dim() {

@@ -28,7 +28,7 @@ impl fmt::Display for TorchError {
 
 impl TorchError {
     /// Whether libtorch said the method does not exist (as opposed to failing inside it).
-    pub fn is_missing_method(&self) -> bool {
+    pub(crate) fn is_missing_method(&self) -> bool {
         self.0.contains("is not defined") || self.0.contains("does not have a method")
     }
 }
@@ -72,7 +72,7 @@ pub fn summary(msg: &str) -> String {
 }
 
 /// Parses `cpu`, `cuda` or `cuda:N`.
-pub fn parse_device(s: &str) -> Result<Device, String> {
+pub(crate) fn parse_device(s: &str) -> Result<Device, String> {
     match s {
         "cpu" => Ok(Device::Cpu),
         "cuda" => Ok(Device::Cuda(0)),
@@ -85,7 +85,7 @@ pub fn parse_device(s: &str) -> Result<Device, String> {
 
 /// Sets libtorch's intra-op and inter-op thread counts (process-wide). Inter-op threads can only
 /// be set once, before any parallel work; a second attempt is ignored by libtorch.
-pub fn set_threads(intra: u32, inter: u32) {
+pub(crate) fn set_threads(intra: u32, inter: u32) {
     keep_freed_memory();
     tch::set_num_threads(intra.max(1) as i32);
     // SAFETY: plain setter; libtorch reports (and we ignore) an error if the pool already started.
@@ -98,7 +98,7 @@ pub fn set_threads(intra: u32, inter: u32) {
 /// threshold each one is a fresh mapping, so every model call would page-fault its activations in
 /// again, and heap trimming does the same to memory below it. Process-wide, set once before the
 /// first model runs; it also keeps memory locked by `mlockall` from being handed back and re-faulted.
-pub fn keep_freed_memory() {
+pub(crate) fn keep_freed_memory() {
     const MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
     const TRIM_THRESHOLD_BYTES: i32 = 512 << 20;
     // SAFETY: mallopt only changes allocator tunables; called before the policy thread starts.
@@ -125,7 +125,7 @@ pub struct InferenceMode {
 }
 
 impl InferenceMode {
-    pub fn enter() -> InferenceMode {
+    pub(crate) fn enter() -> InferenceMode {
         // SAFETY: thread-local state only; paired with the exit in Drop on the same thread (the
         // guard is !Send).
         unsafe { locod_inference_mode_enter() };
@@ -255,7 +255,7 @@ impl Module {
     }
 
     /// Calls `method` and returns its two tensor results (a `Tuple[Tensor, Tensor]`).
-    pub fn call2(&self, method: &CStr, args: &[Arg]) -> Result<(Tensor, Tensor), TorchError> {
+    pub(crate) fn call2(&self, method: &CStr, args: &[Arg]) -> Result<(Tensor, Tensor), TorchError> {
         let out = self.call_raw(method, args)?;
         // SAFETY: `out` is a valid ivalue we own; the tuple's elements are new ivalues we own.
         let r = unsafe {
@@ -279,6 +279,63 @@ impl Module {
         // SAFETY: see above.
         unsafe { torch_sys::ati_free(out) };
         r
+    }
+
+    /// The module's parameters by dotted name (`dynamics.0.weight`), as tensors that share the
+    /// module's storage: changing one in place changes the module. For training; allocates.
+    pub fn named_parameters(&self) -> Result<Vec<(String, Tensor)>, TorchError> {
+        extern "C" fn add(data: *mut libc::c_void, name: *const c_char, t: *mut C_tensor) {
+            // SAFETY: `data` is the Vec passed below; `name` a NUL-terminated string and `t` a new
+            // tensor handle we own, both from atm_named_parameters for this call only.
+            unsafe {
+                let v = &mut *(data as *mut Vec<(String, Tensor)>);
+                v.push((CStr::from_ptr(name).to_string_lossy().into_owned(), Tensor::from_ptr(t)));
+            }
+        }
+        let mut v: Vec<(String, Tensor)> = Vec::new();
+        // SAFETY: valid module handle; the callback only runs during this call.
+        unsafe { torch_sys::atm_named_parameters(self.ptr, &mut v as *mut _ as *mut libc::c_void, add) };
+        last_error()?;
+        Ok(v)
+    }
+
+    /// Sets the string attribute `name` (which the module must already have).
+    pub fn set_str_attr(&mut self, name: &str, value: &str) -> Result<(), TorchError> {
+        extern "C" {
+            fn locod_module_set_str_attr(
+                m: *mut libc::c_void,
+                name: *const c_char,
+                value: *const c_char,
+                error: *mut *mut c_char,
+            ) -> i32;
+        }
+        let nul = |_| TorchError("a NUL byte in an attribute".into());
+        let (name, value) = (std::ffi::CString::new(name).map_err(nul)?, std::ffi::CString::new(value).map_err(nul)?);
+        let mut error: *mut c_char = std::ptr::null_mut();
+        // SAFETY: valid module handle (a torch::jit::script::Module*) and NUL-terminated strings;
+        // on failure `error` receives a malloc'd message we free.
+        let rc = unsafe {
+            locod_module_set_str_attr(self.ptr as *mut libc::c_void, name.as_ptr(), value.as_ptr(), &mut error)
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        // SAFETY: set by the C++ side with strdup when rc != 0.
+        let message = unsafe {
+            let m = CStr::from_ptr(error).to_string_lossy().into_owned();
+            libc::free(error as *mut libc::c_void);
+            m
+        };
+        Err(TorchError(summary(&message)))
+    }
+
+    /// Saves the module (code, parameters, attributes) to `path`.
+    pub fn save(&self, path: &Path) -> Result<(), TorchError> {
+        let path_c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| TorchError("the path contains a NUL byte".into()))?;
+        // SAFETY: valid module handle and NUL-terminated path.
+        unsafe { torch_sys::atm_save(self.ptr, path_c.as_ptr() as *mut c_char) };
+        last_error()
     }
 
     /// Calls a `() -> str` method (the contract's `locod_spec`). Load time only: allocates.
@@ -318,13 +375,13 @@ pub fn shape(t: &Tensor) -> ([i64; 4], usize) {
 }
 
 /// Whether `t` has exactly the dimensions `want`.
-pub fn has_shape(t: &Tensor, want: &[i64]) -> bool {
+pub(crate) fn has_shape(t: &Tensor, want: &[i64]) -> bool {
     let (s, dim) = shape(t);
     dim == want.len() && s[..dim] == *want
 }
 
 /// Copies the float32 values of `t` (any device, exactly `dst.len()` elements) into `dst`.
-pub fn read_f32(t: &Tensor, dst: &mut [f32]) -> Result<(), TorchError> {
+pub(crate) fn read_f32(t: &Tensor, dst: &mut [f32]) -> Result<(), TorchError> {
     let (s, dim) = shape(t);
     let numel: i64 = if dim <= 4 { s[..dim].iter().product() } else { -1 };
     if numel != dst.len() as i64 {
@@ -346,7 +403,7 @@ pub fn read_f32(t: &Tensor, dst: &mut [f32]) -> Result<(), TorchError> {
 
 /// Rust-owned float32 memory that libtorch sees as a tensor: in place on the CPU, through one
 /// `copy_` per `upload` on another device. Never resized, so the tensor's pointer stays valid.
-pub struct HostBuf {
+pub(crate) struct HostBuf {
     data: Box<[f32]>,
     host: Tensor,
     dev: Tensor,
@@ -374,7 +431,7 @@ impl HostBuf {
         Ok(HostBuf { data, host, dev, on_cpu })
     }
 
-    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
         &mut self.data
     }
 
@@ -383,7 +440,7 @@ impl HostBuf {
     }
 
     /// Makes the device tensor see the host values (a no-op on the CPU).
-    pub fn upload(&mut self) -> Result<(), TorchError> {
+    pub(crate) fn upload(&mut self) -> Result<(), TorchError> {
         if !self.on_cpu {
             self.dev.f_copy_(&self.host).map_err(|e| TorchError(e.to_string()))?;
         }

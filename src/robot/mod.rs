@@ -72,7 +72,7 @@ pub struct Opened {
 /// buses with the IMU (and depth) read by the sensor threads.
 pub fn open(config: &Config) -> Result<Opened, OpenError> {
     if config.buses.iter().all(|b| b.kind == BusKind::Mem) {
-        let (robot, _faults) = MemRobot::new(config);
+        let (robot, _faults) = MemRobot::new(&config.joints);
         return Ok(Opened { hardware: Box::new(robot), perception: None, buses: BusWatch::default() });
     }
     let mut sensors = Sensors::start(config)?;

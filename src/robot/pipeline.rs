@@ -68,7 +68,7 @@ pub struct DepthPipeline {
 }
 
 /// Each depth sensor's newest frame time (`SensorFrame::depth_t_ns`).
-pub type DepthTimes = [u64; MAX_DEPTH_SENSORS];
+pub(crate) type DepthTimes = [u64; MAX_DEPTH_SENSORS];
 
 impl DepthPipeline {
     pub fn new(mapper: DepthMapper, writer: Writer<Perception>) -> Self {
@@ -76,7 +76,7 @@ impl DepthPipeline {
     }
 
     /// Also publishes each sensor's newest frame time into `times`.
-    pub fn with_times(mut self, times: Writer<DepthTimes>) -> Self {
+    pub(crate) fn with_times(mut self, times: Writer<DepthTimes>) -> Self {
         self.times = Some(times);
         self
     }

@@ -29,7 +29,7 @@ pub struct Sensors {
     /// The newest elevation map and depth zones, when `[depth]` is configured.
     pub perception: Option<Reader<Perception>>,
     /// Each depth sensor's newest frame time, for the control loop (when `[depth]` is configured).
-    pub depth_times: Option<Reader<DepthTimes>>,
+    pub(crate) depth_times: Option<Reader<DepthTimes>>,
     pub stats: Arc<SensorStats>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,

@@ -4,7 +4,7 @@
 //! Not for: anything that knows about robots.
 
 pub mod clock;
-pub mod hist;
+pub(crate) mod hist;
 pub mod sched;
 pub mod spsc;
 pub mod sync;

@@ -21,7 +21,7 @@ pub struct Release {
 }
 
 impl Release {
-    pub fn wake_latency_ns(&self) -> u64 {
+    pub(crate) fn wake_latency_ns(&self) -> u64 {
         self.woke_ns.saturating_sub(self.deadline_ns)
     }
 }
@@ -49,7 +49,7 @@ impl Periodic {
     }
 
     /// The deadline the next `wait` sleeps until, unless it skips.
-    pub fn next_deadline(&self) -> u64 {
+    pub(crate) fn next_deadline(&self) -> u64 {
         self.deadline(self.next_index)
     }
 
@@ -82,7 +82,7 @@ impl Periodic {
 /// Calls `step` on every release of a schedule with period `period_ns`, the first release one
 /// period from now, until `step` returns false. The one periodic runner: the daemon's control
 /// thread and the benchmarks' control threads run their loops here.
-pub fn run_periodic(clock: &dyn Clock, period_ns: u64, mut step: impl FnMut(&Release) -> bool) {
+pub(crate) fn run_periodic(clock: &dyn Clock, period_ns: u64, mut step: impl FnMut(&Release) -> bool) {
     let mut sched = Periodic::new(clock.now_ns() + period_ns, period_ns);
     loop {
         let release = sched.wait(clock);

@@ -22,7 +22,7 @@ impl<T> UnsafeCell<T> {
     }
 
     #[inline]
-    pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
         f(self.0.get())
     }
 }

@@ -14,12 +14,12 @@ pub struct Notifier {
 
 impl Notifier {
     /// Connects to `$NOTIFY_SOCKET` when systemd set it.
-    pub fn from_env() -> Self {
+    pub(crate) fn from_env() -> Self {
         Self::for_socket(std::env::var("NOTIFY_SOCKET").ok().as_deref())
     }
 
     /// Connects to the given socket path (`@name` for an abstract socket).
-    pub fn for_socket(path: Option<&str>) -> Self {
+    pub(crate) fn for_socket(path: Option<&str>) -> Self {
         let target = path.and_then(|p| {
             let addr = match p.strip_prefix('@') {
                 Some(name) => SocketAddr::from_abstract_name(name.as_bytes()).ok()?,
@@ -41,7 +41,7 @@ impl Notifier {
         }
     }
 
-    pub fn ready(&self, status: &str) {
+    pub(crate) fn ready(&self, status: &str) {
         self.notify(&format!("READY=1\nSTATUS={status}"));
     }
 
@@ -53,7 +53,7 @@ impl Notifier {
         self.notify("STOPPING=1");
     }
 
-    pub fn watchdog(&self) {
+    pub(crate) fn watchdog(&self) {
         self.notify("WATCHDOG=1");
     }
 
@@ -63,7 +63,7 @@ impl Notifier {
 }
 
 /// The watchdog timeout systemd set for this process (`WatchdogSec=`), if any.
-pub fn watchdog_timeout() -> Option<Duration> {
+pub(crate) fn watchdog_timeout() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     if let Ok(pid) = std::env::var("WATCHDOG_PID") {
         if pid.parse::<u32>().ok()? != std::process::id() {

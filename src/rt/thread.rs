@@ -9,19 +9,19 @@ use std::fmt;
 /// What a thread asks for. `None` leaves that aspect as inherited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RtSpec {
-    pub fifo_priority: Option<i32>,
+    pub(crate) fifo_priority: Option<i32>,
     pub cpu: Option<usize>,
 }
 
 /// What was achieved, step by step.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RtOutcome {
-    pub fifo: Option<Result<i32, String>>,
-    pub affinity: Option<Result<usize, String>>,
+    pub(crate) fifo: Option<Result<i32, String>>,
+    pub(crate) affinity: Option<Result<usize, String>>,
 }
 
 impl RtOutcome {
-    pub fn all_granted(&self) -> bool {
+    pub(crate) fn all_granted(&self) -> bool {
         !matches!(self.fifo, Some(Err(_))) && !matches!(self.affinity, Some(Err(_)))
     }
 }
@@ -82,7 +82,7 @@ pub fn apply(spec: RtSpec) -> RtOutcome {
     out
 }
 
-pub fn online_cpus() -> usize {
+pub(crate) fn online_cpus() -> usize {
     // SAFETY: sysconf has no memory-safety preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
     n.max(1) as usize
@@ -108,7 +108,7 @@ pub fn lock_memory() -> Result<(), String> {
 /// Touches `bytes` of stack so that its pages are mapped (and, after `lock_memory`, locked)
 /// before the first real-time cycle.
 #[inline(never)]
-pub fn prefault_stack(bytes: usize) {
+pub(crate) fn prefault_stack(bytes: usize) {
     const CHUNK: usize = 4096;
     fn touch(depth: usize) {
         let mut page = [0u8; CHUNK];
@@ -124,8 +124,8 @@ pub fn prefault_stack(bytes: usize) {
 }
 
 /// Stack of the control and policy threads, and how much of it is touched before the first cycle.
-pub const RT_STACK_BYTES: usize = 8 << 20;
-pub const RT_PREFAULT_BYTES: usize = 512 << 10;
+pub(crate) const RT_STACK_BYTES: usize = 8 << 20;
+pub(crate) const RT_PREFAULT_BYTES: usize = 512 << 10;
 
 /// A thread that could not be started. Its source is the operating system's error.
 #[derive(Debug)]

@@ -22,18 +22,18 @@ const TOF_MAX_MM: f64 = 4000.0;
 
 /// Faults the board can be told to show.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BoardFaults {
+pub(crate) struct BoardFaults {
     /// The IMU stream stops (the board still answers pings and sends heartbeats).
-    pub imu_stopped: bool,
+    pub(crate) imu_stopped: bool,
     /// No IMU sample is taken before this board time (a brief gap).
-    pub imu_gap_until_ns: u64,
+    pub(crate) imu_gap_until_ns: u64,
     /// The depth sensors stop sending (their schedule goes on).
-    pub depth_stopped: bool,
+    pub(crate) depth_stopped: bool,
     /// Random bytes between frames.
     pub garbage: bool,
 }
 
-pub struct Board {
+pub(crate) struct Board {
     imu: SimImu,
     depth: SimDepth,
     noise_scale: f64,
@@ -50,7 +50,7 @@ pub struct Board {
     in_flight: VecDeque<(u64, Imu)>,
     replies: VecDeque<McuMessage>,
     pub faults: BoardFaults,
-    pub frames_sent: u64,
+    pub(crate) frames_sent: u64,
 }
 
 impl Board {
@@ -101,7 +101,7 @@ impl Board {
     }
 
     /// The IMU as measured now: the world's truth plus bias and noise.
-    pub fn measure_imu(&mut self, world: &World) -> Imu {
+    pub(crate) fn measure_imu(&mut self, world: &World) -> Imu {
         let t = world.imu();
         let k = self.noise_scale;
         let (gn, an) = (self.imu.gyro_noise_radps * k, self.imu.accel_noise_mps2 * k);
@@ -117,7 +117,7 @@ impl Board {
     }
 
     /// Shows the fault `kind` from board time `now_ns` on; false for faults that are not the board's.
-    pub fn inject(&mut self, kind: &super::FaultKind, now_ns: u64) -> bool {
+    pub(crate) fn inject(&mut self, kind: &super::FaultKind, now_ns: u64) -> bool {
         use super::FaultKind;
         match kind {
             FaultKind::ImuStop => self.faults.imu_stopped = true,
@@ -131,22 +131,22 @@ impl Board {
 
     /// Whether an IMU sample taken at `now_ns` reaches the host (drop-outs, the stopped-stream and
     /// gap faults).
-    pub fn imu_delivered(&mut self, now_ns: u64) -> bool {
+    pub(crate) fn imu_delivered(&mut self, now_ns: u64) -> bool {
         !self.faults.imu_stopped && now_ns >= self.faults.imu_gap_until_ns && !self.rng.chance(self.imu.dropout)
     }
 
-    pub fn imu_latency_ns(&self) -> u64 {
+    pub(crate) fn imu_latency_ns(&self) -> u64 {
         self.latency_ns
     }
 
-    pub fn depth_sensors(&self) -> usize {
+    pub(crate) fn depth_sensors(&self) -> usize {
         self.next_depth_ns.len()
     }
 
     /// ToF sensor `sensor`'s reading when one is due by `now_ns` (each sensor at `[sim.depth]
     /// rate_hz`, staggered), measured from the world as it is now: what `poll` sends, and what
     /// lock-step hands to the depth pipeline without the wire.
-    pub fn depth_due(&mut self, now_ns: u64, world: &World, sensor: usize) -> Option<Depth> {
+    pub(crate) fn depth_due(&mut self, now_ns: u64, world: &World, sensor: usize) -> Option<Depth> {
         let next = self.next_depth_ns.get_mut(sensor)?;
         if now_ns < *next {
             return None;
@@ -189,7 +189,7 @@ impl Board {
     }
 
     /// Appends to `out` everything due by `now_ns`, measuring the world as it is now.
-    pub fn poll(&mut self, now_ns: u64, world: &World, out: &mut Vec<u8>) {
+    pub(crate) fn poll(&mut self, now_ns: u64, world: &World, out: &mut Vec<u8>) {
         while let Some(m) = self.replies.pop_front() {
             self.emit(now_ns, m, out);
         }

@@ -43,11 +43,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The base this close to the terrain under it has fallen, m.
-pub const FALL_HEIGHT_M: f64 = 0.2;
+pub(crate) const FALL_HEIGHT_M: f64 = 0.2;
 /// The scenes `--scene` names: `scene_<name>.xml` beside the configured scene.
 pub const SCENES: [&str; 5] = ["flat", "step", "stairs", "slope", "soft"];
 /// Where a scene's top is, m: the last tread of the step and the stairs, 2 m up the slope.
-pub const TOP_X: [(&str, f64); 3] = [("step", 1.3), ("stairs", 2.4), ("slope", 2.0)];
+pub(crate) const TOP_X: [(&str, f64); 3] = [("step", 1.3), ("stairs", 2.4), ("slope", 2.0)];
 /// Walk must begin this long after StandUp's nominal duration.
 const WALK_GRACE_S: f64 = 10.0;
 /// A refused Walk request is repeated this often.
@@ -101,7 +101,7 @@ pub struct Episode {
     /// "tilt fault", "tilt" or "base low".
     pub fall: Option<String>,
     /// Simulated time of the fall since the episode's start, s.
-    pub fell_at_s: Option<f64>,
+    pub(crate) fell_at_s: Option<f64>,
     pub success: bool,
     /// When Walk began, s since the episode's start.
     pub walk_began_s: Option<f64>,
@@ -339,13 +339,18 @@ pub fn run(config: &Config, opts: &EvalOptions) -> Result<EvalReport, SimError> 
         _ => Commands::Random,
     });
     let top = TOP_X.iter().find(|(s, _)| *s == scene_name).map(|(s, x)| (*x, *s == "slope"));
-    let mut logs = opts.log_dir.as_ref().map(|dir| {
-        let mut cfg = config.log.clone();
-        cfg.enabled = true;
-        cfg.dir = dir.clone();
-        let models: Vec<PathBuf> = config.model_path().into_iter().collect();
-        Logs { logger: Logger::new(&cfg, log_writer::metadata(config, &models)), capacity: cfg.ring_records }
-    });
+    let mut logs = match &opts.log_dir {
+        Some(dir) => {
+            let mut cfg = config.log.clone();
+            cfg.enabled = true;
+            cfg.dir = dir.clone();
+            // The logs name the model each episode's controller loads (checked as it will be).
+            let opened = crate::policy::check(config, None).map_err(SimError::Controller)?;
+            let models: Vec<_> = opened.iter().map(|o| o.provenance("controller")).collect();
+            Some(Logs { logger: Logger::new(&cfg, log_writer::metadata(config, &models)), capacity: cfg.ring_records })
+        }
+        None => None,
+    };
     let mut progress = Progress { on: opts.progress, tty: std::io::stderr().is_terminal(), last_draw: None };
     let mut controller = String::from("balance (built in)");
     let mut episodes = Vec::new();

@@ -38,7 +38,7 @@ use crate::estimate::imu::ImuFilter;
 use crate::io::device::bridge::depth_zones;
 use crate::io::device::motors::Motor;
 use crate::io::protocol::mit::Special;
-use crate::policy::{self, Cycle, Policy};
+use crate::policy::{self, Built, Cycle, Policy};
 use crate::robot::pipeline::{BridgePipeline, DepthPipeline, DepthTimes};
 use crate::rt::clock::{monotonic_ns, Clock, ManualClock, NS_PER_S};
 use crate::rt::hist::Histogram;
@@ -53,24 +53,24 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 /// Simulated time starts here, so that no timestamp is 0 ("never").
-pub const T0_NS: u64 = NS_PER_S;
+pub(crate) const T0_NS: u64 = NS_PER_S;
 
 /// The simulator's privileged truth about the robot after the last physics step. Lock-step only:
 /// the daemon never sees it; evaluation and reports do.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Truth {
     /// Base position (world), m.
-    pub base_pos_m: [f64; 3],
+    pub(crate) base_pos_m: [f64; 3],
     /// Base orientation [w, x, y, z].
-    pub base_quat_wxyz: [f64; 4],
+    pub(crate) base_quat_wxyz: [f64; 4],
     /// Base linear velocity in the world frame, m/s.
-    pub base_vel_world_mps: [f64; 3],
+    pub(crate) base_vel_world_mps: [f64; 3],
     /// Base angular velocity in the base frame, rad/s.
-    pub base_ang_vel_body_radps: [f64; 3],
+    pub(crate) base_ang_vel_body_radps: [f64; 3],
     /// Terrain height under the base (x, y), m; NaN where the scene has no terrain.
-    pub terrain_z_m: f64,
+    pub(crate) terrain_z_m: f64,
     /// Joint torques the motors applied in the last physics step (configuration order), N·m.
-    pub torque_nm: [f64; MAX_JOINTS],
+    pub(crate) torque_nm: [f64; MAX_JOINTS],
     /// Whether the gantry still holds the base.
     pub held: bool,
 }
@@ -91,7 +91,7 @@ impl Default for Truth {
 
 impl Truth {
     /// Tilt of the base from upright, degrees.
-    pub fn tilt_deg(&self) -> f64 {
+    pub(crate) fn tilt_deg(&self) -> f64 {
         tilt_deg(self.base_quat_wxyz)
     }
 
@@ -102,14 +102,14 @@ impl Truth {
     }
 
     /// Base velocity in the heading frame (world, rotated by the yaw only): [forward, left, up].
-    pub fn vel_heading_mps(&self) -> [f64; 3] {
+    pub(crate) fn vel_heading_mps(&self) -> [f64; 3] {
         let (s, c) = self.yaw_rad().sin_cos();
         let [vx, vy, vz] = self.base_vel_world_mps;
         [c * vx + s * vy, -s * vx + c * vy, vz]
     }
 
     /// Base height above the terrain under it, m (NaN without terrain).
-    pub fn height_above_terrain_m(&self) -> f64 {
+    pub(crate) fn height_above_terrain_m(&self) -> f64 {
         self.base_pos_m[2] - self.terrain_z_m
     }
 }
@@ -118,7 +118,7 @@ impl Truth {
 /// Lock-step only: its lock is taken on the (simulated) control path.
 #[derive(Debug, Default)]
 pub struct View {
-    pub inject: Vec<FaultKind>,
+    pub(crate) inject: Vec<FaultKind>,
     pub truth: Truth,
 }
 
@@ -158,7 +158,7 @@ pub struct SimRobot {
 
 impl SimRobot {
     pub fn new(config: &Config, real_world: bool) -> Result<Self, SimError> {
-        let (sim, p) = settings(config, real_world);
+        let (sim, p) = settings(config.sim.as_ref(), real_world);
         let world = World::load(config, &sim, &p)?;
         let mut motors = SimMotors::new(config, &sim.motors, p.motor_strength, p.extra_latency_ms, sim.seed)
             .map_err(SimError::Config)?;
@@ -212,7 +212,7 @@ impl SimRobot {
     }
 
     /// What the depth sensors perceive, for the policy (once; `None` without depth sensors).
-    pub fn take_perception(&mut self) -> Option<Reader<Perception>> {
+    pub(crate) fn take_perception(&mut self) -> Option<Reader<Perception>> {
         self.perception.take()
     }
 
@@ -368,10 +368,10 @@ pub struct ControllerReport {
     pub actions: u64,
     pub errors: u64,
     /// Compute time of `Policy::act`, ms (wall clock).
-    pub compute_p50_ms: f64,
-    pub compute_p99_ms: f64,
+    pub(crate) compute_p50_ms: f64,
+    pub(crate) compute_p99_ms: f64,
     /// Control ticks from a snapshot to the first tick that used the action computed from it.
-    pub delay_ticks_max: u64,
+    pub(crate) delay_ticks_max: u64,
 }
 
 /// The outcome of a run, with the simulator's privileged view of it.
@@ -390,7 +390,7 @@ pub struct LockstepReport {
     /// Base displacement over ground during Walk, m (x, y in the world).
     pub walk_displacement_m: [f64; 2],
     /// Mean forward speed over ground during Walk, m/s.
-    pub walk_mean_speed_mps: f64,
+    pub(crate) walk_mean_speed_mps: f64,
     /// The learned controller, when one is configured (`[controller] kind = "student" | "mppi"`).
     pub controller: Option<ControllerReport>,
     pub events: Vec<Logged>,
@@ -413,7 +413,7 @@ pub struct PolicyStep {
     /// Wall-clock time of `Policy::act`.
     pub compute_ns: u64,
     /// Control ticks until the loop sees the action.
-    pub delay_ticks: u64,
+    pub(crate) delay_ticks: u64,
 }
 
 /// The configured controller on simulated time.
@@ -516,7 +516,7 @@ impl Lockstep {
         }
         .map_err(SimError::Controller)?;
         let (commander, mut inputs) = inbox();
-        let controller = built.map(|(policy, _warnings)| {
+        let controller = built.map(|Built { policy, .. }| {
             let writer = inputs.connect_policy();
             let period_ns = config.rate.control_period_ns();
             Controller {
@@ -590,7 +590,7 @@ impl Lockstep {
     }
 
     /// Injects a fault into the simulated robot at the next tick.
-    pub fn inject(&self, fault: FaultKind) {
+    pub(crate) fn inject(&self, fault: FaultKind) {
         if let Ok(mut v) = self.view.lock() {
             v.inject.push(fault);
         }
@@ -643,7 +643,7 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
     for f in &opts.faults {
         match &f.kind {
             FaultKind::MotorSilent(name) => {
-                super::check_joint(config, name)?;
+                super::check_joint(&config.joints, name)?;
             }
             FaultKind::BridgeGarbage | FaultKind::Exit => {
                 return Err(SimError::Config(format!(

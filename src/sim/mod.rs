@@ -22,7 +22,7 @@ pub mod realtime;
 pub mod world;
 
 use crate::config::sim::{Perturbation, Sim};
-use crate::config::Config;
+use crate::config::Joint;
 use std::fmt;
 
 #[derive(Debug)]
@@ -58,8 +58,8 @@ impl std::error::Error for SimError {
 }
 
 /// The `[sim]` table (defaults when absent) and the perturbation to apply.
-pub fn settings(config: &Config, real_world: bool) -> (Sim, Perturbation) {
-    let sim = config.sim.clone().unwrap_or_default();
+pub(crate) fn settings(sim: Option<&Sim>, real_world: bool) -> (Sim, Perturbation) {
+    let sim = sim.cloned().unwrap_or_default();
     let p = if real_world { sim.real_world.clone() } else { Perturbation::nominal() };
     (sim, p)
 }
@@ -67,7 +67,7 @@ pub fn settings(config: &Config, real_world: bool) -> (Sim, Perturbation) {
 /// A fault to inject at a simulated time, from `--fault KIND[:ARG]@SECONDS`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScheduledFault {
-    pub at_s: f64,
+    pub(crate) at_s: f64,
     pub kind: FaultKind,
 }
 
@@ -115,8 +115,8 @@ impl std::str::FromStr for ScheduledFault {
 }
 
 /// Checks that `config` describes hardware the simulator can be: its scene must name every joint.
-pub fn check_joint(config: &Config, name: &str) -> Result<usize, SimError> {
-    config.joint_index(name).ok_or_else(|| SimError::Config(format!("no joint named \"{name}\"")))
+pub(crate) fn check_joint(joints: &[Joint], name: &str) -> Result<usize, SimError> {
+    joints.iter().position(|j| j.name == name).ok_or_else(|| SimError::Config(format!("no joint named \"{name}\"")))
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub struct SimMotors {
     /// Whether any leg joint has been commanded with a position gain (releases the gantry).
     commanded: bool,
     pub replies: u64,
-    pub dropped_replies: u64,
+    pub(crate) dropped_replies: u64,
 }
 
 impl SimMotors {
@@ -74,7 +74,7 @@ impl SimMotors {
     }
 
     /// Silences (or revives) the motor of joint `joint`: it still obeys, but no longer answers.
-    pub fn set_silent(&mut self, joint: usize, silent: bool) {
+    pub(crate) fn set_silent(&mut self, joint: usize, silent: bool) {
         if let Some(m) = self.motors.get_mut(joint) {
             m.silent = silent;
         }

@@ -4,14 +4,14 @@
 //! Not for: anything cryptographic, or the daemon.
 
 #[derive(Clone, Debug)]
-pub struct NoiseRng(u64);
+pub(crate) struct NoiseRng(u64);
 
 impl NoiseRng {
     pub fn new(seed: u64) -> Self {
         Self(seed)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -20,17 +20,17 @@ impl NoiseRng {
     }
 
     /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
+    pub(crate) fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
         p > 0.0 && self.uniform() < p
     }
 
     /// Normal with standard deviation `std` (0 costs nothing).
-    pub fn normal(&mut self, std: f64) -> f64 {
+    pub(crate) fn normal(&mut self, std: f64) -> f64 {
         if std <= 0.0 {
             return 0.0;
         }

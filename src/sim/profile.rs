@@ -15,10 +15,10 @@
 use super::noise::NoiseRng;
 use crate::teleop::script::parse_rows;
 
-pub const RANDOM_VX_MPS: f64 = 0.8;
-pub const RANDOM_YAW_RADPS: f64 = 1.0;
-pub const RANDOM_HOLD_S: (f64, f64) = (3.0, 6.0);
-pub const FORWARD_MPS: f64 = 0.4;
+pub(crate) const RANDOM_VX_MPS: f64 = 0.8;
+pub(crate) const RANDOM_YAW_RADPS: f64 = 1.0;
+pub(crate) const RANDOM_HOLD_S: (f64, f64) = (3.0, 6.0);
+pub(crate) const FORWARD_MPS: f64 = 0.4;
 
 /// Which profile, as given on the command line.
 #[derive(Clone, Debug, PartialEq)]

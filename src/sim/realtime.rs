@@ -47,17 +47,17 @@ pub struct RealtimeSummary {
     pub wall_seconds: f64,
     pub steps: u64,
     /// Steps whose deadline had passed by more than a step when they ran.
-    pub late_steps: u64,
-    pub can_frames_in: u64,
-    pub can_replies: u64,
-    pub bridge_frames_out: u64,
+    pub(crate) late_steps: u64,
+    pub(crate) can_frames_in: u64,
+    pub(crate) can_replies: u64,
+    pub(crate) bridge_frames_out: u64,
     /// Bridge bytes dropped because nobody read the port.
-    pub bridge_bytes_dropped: u64,
+    pub(crate) bridge_bytes_dropped: u64,
     pub stopped_by: String,
 }
 
 /// A pseudo-terminal whose slave end is linked at a stable path for as long as it lives.
-pub struct LinkedPty {
+pub(crate) struct LinkedPty {
     pub master: Port,
     _slave: serialport::TTYPort,
     link: PathBuf,
@@ -98,7 +98,7 @@ impl Drop for LinkedPty {
 }
 
 /// The port paths the configuration gives the daemon: the slcan bus and the bridge.
-pub fn port_paths(config: &Config) -> Result<(PathBuf, PathBuf), SimError> {
+pub(crate) fn port_paths(config: &Config) -> Result<(PathBuf, PathBuf), SimError> {
     if config.buses.len() != 1 || config.buses[0].kind != BusKind::Slcan {
         return Err(SimError::Config(
             "the simulator emulates one slcan bus: expected one [[bus]] with kind = \"slcan\"".into(),
@@ -119,7 +119,7 @@ fn wait_readable(fds: &mut [libc::pollfd], timeout_ns: u64) {
 
 /// Runs the simulator until SIGINT/SIGTERM, `duration_s`, or an `exit` fault.
 pub fn run(config: &Config, opts: &RealtimeOptions) -> Result<RealtimeSummary, SimError> {
-    let (sim, p) = settings(config, opts.real_world);
+    let (sim, p) = settings(config.sim.as_ref(), opts.real_world);
     let (can_path, bridge_path) = port_paths(config)?;
     let mut world = World::load(config, &sim, &p)?;
     let mut motors = SimMotors::new(config, &sim.motors, p.motor_strength, p.extra_latency_ms, sim.seed)
@@ -127,7 +127,7 @@ pub fn run(config: &Config, opts: &RealtimeOptions) -> Result<RealtimeSummary, S
     let mut faults = opts.faults.clone();
     for f in &faults {
         if let FaultKind::MotorSilent(name) = &f.kind {
-            super::check_joint(config, name)?;
+            super::check_joint(&config.joints, name)?;
         }
     }
     faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
@@ -247,7 +247,7 @@ pub fn run(config: &Config, opts: &RealtimeOptions) -> Result<RealtimeSummary, S
             }
             match f.kind {
                 FaultKind::ImuStop | FaultKind::ImuGap(_) | FaultKind::DepthStop | FaultKind::BridgeGarbage => {}
-                FaultKind::MotorSilent(name) => motors.set_silent(super::check_joint(config, &name)?, true),
+                FaultKind::MotorSilent(name) => motors.set_silent(super::check_joint(&config.joints, &name)?, true),
                 FaultKind::Exit => {
                     report::error("sim: exiting at once (injected crash)");
                     std::process::exit(3);

@@ -13,7 +13,7 @@ use mujoco_rs::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// Rays per ToF sensor (8x8 zones).
-pub const TOF_ZONES: usize = 64;
+pub(crate) const TOF_ZONES: usize = 64;
 
 #[derive(Clone, Copy, Debug)]
 struct JointAddr {
@@ -117,15 +117,15 @@ impl World {
         &self.path
     }
 
-    pub fn timestep_s(&self) -> f64 {
+    pub(crate) fn timestep_s(&self) -> f64 {
         self.data.model().opt().timestep
     }
 
-    pub fn time_s(&self) -> f64 {
+    pub(crate) fn time_s(&self) -> f64 {
         self.data.ffi().time
     }
 
-    pub fn joint_count(&self) -> usize {
+    pub(crate) fn joint_count(&self) -> usize {
         self.joints.len()
     }
 
@@ -171,31 +171,31 @@ impl World {
     }
 
     /// Ranges of ToF sensor `index` (bridge index order), m; negative = no target within range.
-    pub fn tof(&self, index: usize, out: &mut [f64; TOF_ZONES]) -> bool {
+    pub(crate) fn tof(&self, index: usize, out: &mut [f64; TOF_ZONES]) -> bool {
         let Some(&adr) = self.tof.get(index) else { return false };
         out.copy_from_slice(&self.data.sensordata()[adr..adr + TOF_ZONES]);
         true
     }
 
-    pub fn tof_sensors(&self) -> usize {
+    pub(crate) fn tof_sensors(&self) -> usize {
         self.tof.len()
     }
 
     /// Privileged: base position (world) and orientation [w, x, y, z].
-    pub fn base_pose(&self) -> ([f64; 3], [f64; 4]) {
+    pub(crate) fn base_pose(&self) -> ([f64; 3], [f64; 4]) {
         let q = &self.data.qpos()[self.root_qpos..self.root_qpos + 7];
         ([q[0], q[1], q[2]], [q[3], q[4], q[5], q[6]])
     }
 
     /// Privileged: base linear velocity in the world frame.
-    pub fn base_velocity(&self) -> [f64; 3] {
+    pub(crate) fn base_velocity(&self) -> [f64; 3] {
         let v = &self.data.qvel()[self.root_dof..self.root_dof + 3];
         [v[0], v[1], v[2]]
     }
 
     /// Privileged: base angular velocity in the base's own frame (a free joint's rotational
     /// velocity is local), what a perfect gyro on the base would read.
-    pub fn base_ang_vel_body(&self) -> [f64; 3] {
+    pub(crate) fn base_ang_vel_body(&self) -> [f64; 3] {
         let w = &self.data.qvel()[self.root_dof + 3..self.root_dof + 6];
         [w[0], w[1], w[2]]
     }
@@ -203,7 +203,7 @@ impl World {
     /// Privileged: the height of the terrain (the world body's static geoms: planes, boxes and the
     /// other primitive shapes) at (x, y), the highest surface a vertical ray from above meets;
     /// `None` where there is none. The robot's own geoms are never in the way.
-    pub fn terrain_height_at(&self, x_m: f64, y_m: f64) -> Option<f64> {
+    pub(crate) fn terrain_height_at(&self, x_m: f64, y_m: f64) -> Option<f64> {
         const FROM_M: f64 = 1000.0;
         let model = self.data.model();
         let (pos, mat) = (self.data.geom_xpos(), self.data.geom_xmat());

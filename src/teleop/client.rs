@@ -34,14 +34,14 @@ pub enum Outgoing {
 
 /// A key, after the terminal's own codes are mapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Key {
+pub(crate) enum Key {
     Char(char),
     Esc,
     CtrlC,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PadButton {
+pub(crate) enum PadButton {
     Deadman,
     StandUp,
     Walk,
@@ -52,7 +52,7 @@ pub enum PadButton {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PadAxis {
+pub(crate) enum PadAxis {
     /// Left stick, up positive: forward.
     Forward,
     /// Left stick, right positive: the robot moves to its right (negative vy).
@@ -66,7 +66,7 @@ const DEADZONE: f64 = 0.1;
 const SPEED_STEP: f64 = 0.1;
 
 /// The client's input state: what is held, and when to send.
-pub struct Driver {
+pub(crate) struct Driver {
     max_vel: [f64; 3],
     /// Fraction of `max_vel` for full input.
     pub speed: f64,
@@ -78,7 +78,7 @@ pub struct Driver {
     pad: [f64; 3],
     /// When the last velocity went out; `None` when not driving.
     last_sent_ns: Option<u64>,
-    pub quit: bool,
+    pub(crate) quit: bool,
 }
 
 impl Driver {
@@ -149,7 +149,7 @@ impl Driver {
         Some(Outgoing::Vel(self.scaled(dir)))
     }
 
-    pub fn pad_button(&mut self, now_ns: u64, button: PadButton, pressed: bool) -> Option<Outgoing> {
+    pub(crate) fn pad_button(&mut self, now_ns: u64, button: PadButton, pressed: bool) -> Option<Outgoing> {
         match (button, pressed) {
             (PadButton::Deadman, true) => {
                 self.pad_deadman = true;
@@ -171,7 +171,7 @@ impl Driver {
     }
 
     /// A stick moved to `value` in [-1, 1].
-    pub fn pad_axis(&mut self, axis: PadAxis, value: f64) {
+    pub(crate) fn pad_axis(&mut self, axis: PadAxis, value: f64) {
         let v = if value.is_finite() && value.abs() > DEADZONE { value } else { 0.0 };
         match axis {
             PadAxis::Forward => self.pad[0] = v,
@@ -196,7 +196,7 @@ impl Driver {
 
     /// Call often (every few milliseconds): the fixed-rate velocity while driving, and the one
     /// zero when the deadman has just been let go.
-    pub fn poll(&mut self, now_ns: u64) -> Option<Outgoing> {
+    pub(crate) fn poll(&mut self, now_ns: u64) -> Option<Outgoing> {
         if !self.driving(now_ns) {
             return self.release(now_ns);
         }
@@ -305,7 +305,13 @@ impl Link {
 }
 
 /// What the client shows: one screen of text.
-pub fn render(state: Option<&StateMsg>, driver: &Driver, now_ns: u64, pad: Option<&str>, diag: &[String]) -> String {
+pub(crate) fn render(
+    state: Option<&StateMsg>,
+    driver: &Driver,
+    now_ns: u64,
+    pad: Option<&str>,
+    diag: &[String],
+) -> String {
     let mut s = String::new();
     match state {
         None => s.push_str("waiting for the robot's state ...\n"),

@@ -19,7 +19,7 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 
 /// The rows `(t_s, vx, yaw_rate)` of a command file's text; errors name `path` and the line.
-pub fn parse_rows(path: &str, text: &str) -> Result<Vec<(f64, f64, f64)>, String> {
+pub(crate) fn parse_rows(path: &str, text: &str) -> Result<Vec<(f64, f64, f64)>, String> {
     let mut rows: Vec<(f64, f64, f64)> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let at = |m: String| format!("{path}:{}: {m}", i + 1);
@@ -66,7 +66,7 @@ impl Script {
     }
 
     /// The last command's start: the script's length, less its last hold.
-    pub fn last_change_s(&self) -> f64 {
+    pub(crate) fn last_change_s(&self) -> f64 {
         self.rows.last().map_or(0.0, |r| r.0)
     }
 }
@@ -76,24 +76,24 @@ impl Script {
 pub struct DriveReport {
     pub script: String,
     /// Seconds from the stand-up request until the robot reported standing.
-    pub stand_up_s: f64,
+    pub(crate) stand_up_s: f64,
     /// Seconds driven in Walk (the script's time).
     pub walked_s: f64,
     /// The robot was in Walk at every state message of the drive (a degraded fault, held by the
     /// balance fallback, does not leave Walk).
     pub stayed_walking: bool,
     /// When and how it left Walk, if it did.
-    pub left_walk: Option<String>,
+    pub(crate) left_walk: Option<String>,
     /// The first fault the robot reported during the drive, if any, and when.
-    pub first_fault: Option<String>,
+    pub(crate) first_fault: Option<String>,
     /// Largest tilt the robot's own estimate reported during the drive (a fall included).
-    pub tilt_max_deg: f64,
+    pub(crate) tilt_max_deg: f64,
     /// The state messages of the drive by controller level: `primary 98%, stand 2%`.
     pub levels: String,
     /// The control loop's tick compute p99 (us), the largest the daemon reported in the drive.
-    pub control_compute_p99_us: f64,
+    pub(crate) control_compute_p99_us: f64,
     /// Control ticks overrun and skipped during the drive (the daemon's counters' increase).
-    pub overruns: u64,
+    pub(crate) overruns: u64,
     pub skipped: u64,
     /// Events the daemon reported during the drive (faults, fallbacks, rejections).
     pub events: Vec<String>,

@@ -141,7 +141,7 @@ impl Server {
     }
 
     /// As `start`, with an explicit zenoh configuration (tests, benchmarks).
-    pub fn start_with(
+    pub(crate) fn start_with(
         config: &Config,
         zc: zenoh::Config,
         commander: Commander,

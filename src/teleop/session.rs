@@ -86,7 +86,7 @@ const TLS_FILES: [&str; 5] =
 /// zenoh side, checked without opening a session: each configured zenoh file exists and parses,
 /// and every TLS certificate or key it names can be read. What `locod check` runs; an error
 /// comes with the `[teleop]` key that names the file.
-pub fn check_files(config: &Config) -> Result<(), (&'static str, TeleopError)> {
+pub(crate) fn check_files(config: &Config) -> Result<(), (&'static str, TeleopError)> {
     let Some(t) = &config.teleop else { return Ok(()) };
     for (role, key, file) in [
         (Role::Robot, "teleop.zenoh_config", &t.zenoh_config),

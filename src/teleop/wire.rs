@@ -25,7 +25,7 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// The counter this error increments.
-    pub fn counter(&self) -> RejectReason {
+    pub(crate) fn counter(&self) -> RejectReason {
         match self {
             DecodeError::Oversized { .. } => RejectReason::Oversized,
             DecodeError::Malformed(_) => RejectReason::Malformed,
@@ -79,7 +79,7 @@ fn truncated(mut why: String) -> String {
 const AXES: [&str; 3] = ["vx", "vy", "wz"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RejectReason {
+pub(crate) enum RejectReason {
     Oversized,
     Malformed,
     NonFinite,
@@ -106,7 +106,7 @@ impl VelCmd {
 /// `cmd/mode`: a mode request. Reset is not one: only `cmd/estop` releases an e-stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModeCmd {
+pub(crate) struct ModeCmd {
     pub mode: RequestedMode,
 }
 
@@ -133,13 +133,13 @@ impl From<RequestedMode> for ModeRequest {
 /// `cmd/estop`: latch the e-stop, or release it (EStop → Passive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EstopCmd {
+pub(crate) struct EstopCmd {
     pub action: EstopAction,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum EstopAction {
+pub(crate) enum EstopAction {
     Stop,
     Reset,
 }
@@ -160,7 +160,7 @@ fn json<'a, T: Deserialize<'a>>(payload: &'a [u8], max: usize) -> Result<T, Deco
 }
 
 /// Finite and within `max_vel` on every axis.
-pub fn check_velocity(vel: [f64; 3], max_vel: &[f64; 3]) -> Result<[f64; 3], DecodeError> {
+pub(crate) fn check_velocity(vel: [f64; 3], max_vel: &[f64; 3]) -> Result<[f64; 3], DecodeError> {
     if vel.iter().any(|v| !v.is_finite()) {
         return Err(DecodeError::NonFinite);
     }
@@ -172,27 +172,27 @@ pub fn check_velocity(vel: [f64; 3], max_vel: &[f64; 3]) -> Result<[f64; 3], Dec
     Ok(vel)
 }
 
-pub fn decode_vel(payload: &[u8], max: usize, max_vel: &[f64; 3]) -> Result<[f64; 3], DecodeError> {
+pub(crate) fn decode_vel(payload: &[u8], max: usize, max_vel: &[f64; 3]) -> Result<[f64; 3], DecodeError> {
     let v: VelCmd = json(payload, max)?;
     check_velocity(v.as_array(), max_vel)
 }
 
-pub fn decode_mode(payload: &[u8], max: usize) -> Result<ModeRequest, DecodeError> {
+pub(crate) fn decode_mode(payload: &[u8], max: usize) -> Result<ModeRequest, DecodeError> {
     let m: ModeCmd = json(payload, max)?;
     Ok(m.mode.into())
 }
 
-pub fn decode_estop(payload: &[u8], max: usize) -> Result<EstopAction, DecodeError> {
+pub(crate) fn decode_estop(payload: &[u8], max: usize) -> Result<EstopAction, DecodeError> {
     let e: EstopCmd = json(payload, max)?;
     Ok(e.action)
 }
 
 /// Size of a CDR `geometry_msgs/Twist`: the 4-byte encapsulation header and six float64.
-pub const TWIST_CDR_BYTES: usize = 4 + 6 * 8;
+pub(crate) const TWIST_CDR_BYTES: usize = 4 + 6 * 8;
 
 /// A ROS 2 `geometry_msgs/Twist` as zenoh-bridge-ros2dds forwards it (CDR, either byte order):
 /// `linear.x` → vx, `linear.y` → vy, `angular.z` → yaw rate. Every component must be finite.
-pub fn decode_twist(payload: &[u8], max_vel: &[f64; 3]) -> Result<[f64; 3], DecodeError> {
+pub(crate) fn decode_twist(payload: &[u8], max_vel: &[f64; 3]) -> Result<[f64; 3], DecodeError> {
     if payload.len() != TWIST_CDR_BYTES {
         return Err(DecodeError::Malformed(format!(
             "a CDR geometry_msgs/Twist is {TWIST_CDR_BYTES} bytes, got {}",
@@ -234,13 +234,13 @@ pub fn encode_twist(linear: [f64; 3], angular: [f64; 3]) -> Vec<u8> {
 pub struct TimingMsg {
     pub ticks: u64,
     pub skipped: u64,
-    pub overruns: u64,
-    pub wake_p50_us: f64,
-    pub wake_p99_us: f64,
-    pub wake_max_us: f64,
-    pub compute_p50_us: f64,
-    pub compute_p99_us: f64,
-    pub compute_max_us: f64,
+    pub(crate) overruns: u64,
+    pub(crate) wake_p50_us: f64,
+    pub(crate) wake_p99_us: f64,
+    pub(crate) wake_max_us: f64,
+    pub(crate) compute_p50_us: f64,
+    pub(crate) compute_p99_us: f64,
+    pub(crate) compute_max_us: f64,
 }
 
 impl From<&TimingSummary> for TimingMsg {
@@ -276,7 +276,7 @@ pub struct StateMsg {
     pub source: CommandSource,
     /// The active fault, in words.
     pub fault: Option<String>,
-    pub tilt_deg: f64,
+    pub(crate) tilt_deg: f64,
     /// Joint positions in configuration order.
     pub q_rad: Vec<f64>,
     pub timing: TimingMsg,
@@ -345,7 +345,7 @@ impl Counters {
 
 /// One rejected message, for `diag`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RejectMsg {
+pub(crate) struct RejectMsg {
     pub key: String,
     pub reason: String,
 }
@@ -356,14 +356,14 @@ pub struct DiagMsg {
     pub seq: u64,
     pub events: Vec<EventMsg>,
     /// Rejections since the last `diag` (at most a few; the counters have them all).
-    pub rejects: Vec<RejectMsg>,
+    pub(crate) rejects: Vec<RejectMsg>,
     pub vel: Counters,
     pub auto_vel: Counters,
     pub ros_cmd_vel: Counters,
     pub mode: Counters,
     pub estop: Counters,
     /// Events the telemetry could not keep (the supervisor still logged them).
-    pub events_dropped: u64,
+    pub(crate) events_dropped: u64,
     /// Per bus: frames and lines the receive side could not use, since start.
     #[serde(default)]
     pub buses: Vec<BusMsg>,

@@ -2,26 +2,28 @@
 //! samples, motor commands, hardware faults, what the sensors perceive of the terrain) and the
 //! `Hardware` trait that reads and writes them, in the role of ros2_control's
 //! `hardware_interface` and copper-rs's payload crate. Also the motor table and bus constants the
-//! configuration needs (`motor`, `bus`), so that `config` and `io` both stand on it.
+//! configuration needs (`motor`, `bus`), so that `config` and `io` both stand on it; and a
+//! model's provenance (`provenance`), which `policy` produces and `log` records.
 //!
 //! Everything here is plain data and imports nothing else from the crate. Not for: behaviour
 //! (codecs live in `io`, estimation in `estimate`, judging in `control`).
 
 pub mod bus;
 pub mod motor;
+pub mod provenance;
 pub mod terrain;
 
 use std::fmt;
 
 /// The most joints a robot may have. Fixed so that the real-time path's records are fixed-size.
-pub const MAX_JOINTS: usize = 32;
+pub(crate) const MAX_JOINTS: usize = 32;
 
 /// One joint as last reported by its motor.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct JointSample {
     pub q_rad: f64,
     pub qd_radps: f64,
-    pub tau_nm: f64,
+    pub(crate) tau_nm: f64,
     pub temp_c: f32,
     /// Motor-reported error code; 0 = none.
     pub error: u8,
@@ -53,7 +55,7 @@ pub struct SensorFrame {
     pub imu: ImuSample,
     /// Time of each depth sensor's newest frame (`[[depth.sensor]]` order); 0 = never. The frames
     /// themselves go to the policy side (`terrain::Perception`); the loop only judges their age.
-    pub depth_t_ns: [u64; terrain::MAX_DEPTH_SENSORS],
+    pub(crate) depth_t_ns: [u64; terrain::MAX_DEPTH_SENSORS],
 }
 
 impl Default for SensorFrame {
@@ -145,11 +147,11 @@ pub trait Hardware: Send {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RawImu {
     pub accel_imu_mps2: [f64; 3],
-    pub gyro_imu_radps: [f64; 3],
+    pub(crate) gyro_imu_radps: [f64; 3],
     /// The device's own orientation estimate, when it sends one.
-    pub device_quat_wxyz: Option<[f64; 4]>,
+    pub(crate) device_quat_wxyz: Option<[f64; 4]>,
     /// Time since the previous reading by the device's clock (or arrival), 0 for the first.
-    pub dt_s: f64,
+    pub(crate) dt_s: f64,
     /// When the reading was taken (CLOCK_MONOTONIC).
     pub t_ns: u64,
 }

@@ -23,7 +23,7 @@ pub enum MotorModel {
 }
 
 impl MotorModel {
-    pub const ALL: [MotorModel; 4] =
+    pub(crate) const ALL: [MotorModel; 4] =
         [MotorModel::MiniCheetah, MotorModel::Ak60_6, MotorModel::Ak80_9, MotorModel::DmJ4310];
 
     /// The name used in configuration files.
@@ -48,7 +48,7 @@ impl MotorModel {
     }
 
     /// Which reply form the model sends.
-    pub fn reply_format(self) -> ReplyFormat {
+    pub(crate) fn reply_format(self) -> ReplyFormat {
         match self {
             MotorModel::MiniCheetah | MotorModel::Ak60_6 | MotorModel::Ak80_9 => ReplyFormat::MiniCheetah,
             MotorModel::DmJ4310 => ReplyFormat::Damiao,
@@ -95,19 +95,19 @@ impl std::error::Error for UnknownMotorModel {}
 #[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MotorRanges {
-    pub p_max_rad: f32,
-    pub v_max_radps: f32,
+    pub(crate) p_max_rad: f32,
+    pub(crate) v_max_radps: f32,
     /// Stiffness, N·m/rad.
-    pub kp_max: f32,
+    pub(crate) kp_max: f32,
     /// Damping, N·m·s/rad.
-    pub kd_max: f32,
-    pub t_max_nm: f32,
+    pub(crate) kd_max: f32,
+    pub(crate) t_max_nm: f32,
 }
 
 impl MotorRanges {
     /// Checks that every bound is finite and positive. The codecs stay total with invalid ranges
     /// (they produce garbage, not panics), so check once when loading a configuration.
-    pub fn validate(&self) -> Result<(), RangesError> {
+    pub(crate) fn validate(&self) -> Result<(), RangesError> {
         let fields = [
             ("p_max_rad", self.p_max_rad),
             ("v_max_radps", self.v_max_radps),

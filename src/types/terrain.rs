@@ -7,16 +7,16 @@
 //! base standing 0.4 m high reads -0.4.
 
 /// Cells per side of the elevation map.
-pub const MAP_CELLS: usize = 64;
-pub const MAX_DEPTH_SENSORS: usize = 4;
+pub(crate) const MAP_CELLS: usize = 64;
+pub(crate) const MAX_DEPTH_SENSORS: usize = 4;
 /// Zones of the largest multi-zone sensor (8x8).
-pub const MAX_ZONES: usize = 64;
+pub(crate) const MAX_ZONES: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ElevationMap {
     /// When the newest data in the map was measured; 0 = empty.
     pub t_ns: u64,
-    pub resolution_m: f32,
+    pub(crate) resolution_m: f32,
     /// `height_m[row][col]`: row along +x, column along +y, the base at the centre; NaN = no data.
     pub height_m: [[f32; MAP_CELLS]; MAP_CELLS],
 }
@@ -37,7 +37,7 @@ impl ElevationMap {
     }
 
     /// Terrain height at (x, y) in the map frame, if the map has data there.
-    pub fn height_at(&self, x_m: f32, y_m: f32) -> Option<f32> {
+    pub(crate) fn height_at(&self, x_m: f32, y_m: f32) -> Option<f32> {
         let (r, c) = self.cell(x_m, y_m)?;
         let h = self.height_m[r][c];
         h.is_finite().then_some(h)
@@ -58,7 +58,7 @@ pub struct DepthZones {
     pub t_ns: u64,
     /// Zones in use (16 for 4x4, 64 for 8x8).
     pub zones: u8,
-    pub distance_m: [f32; MAX_ZONES],
+    pub(crate) distance_m: [f32; MAX_ZONES],
     pub valid: [bool; MAX_ZONES],
 }
 

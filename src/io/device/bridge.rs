@@ -34,7 +34,7 @@ use std::time::Duration;
 
 /// Exchanges before sample timestamps switch from arrival time to mapped MCU time: one per group
 /// of the estimator's window, so the minimum-RTT selection has something to choose from.
-pub const CONVERGED_EXCHANGES: usize = BUCKETS;
+pub(crate) const CONVERGED_EXCHANGES: usize = BUCKETS;
 
 /// How often a `HelloRequest` is repeated while the board has not answered.
 const HELLO_RETRY_NS: u64 = 500 * NS_PER_MS;
@@ -53,7 +53,7 @@ pub enum LinkState {
 }
 
 impl LinkState {
-    pub fn from_u8(v: u8) -> Self {
+    pub(crate) fn from_u8(v: u8) -> Self {
         match v {
             1 => LinkState::AwaitingHello,
             2 => LinkState::Streaming,
@@ -394,7 +394,7 @@ impl<S: SensorSink> BridgeLink<S> {
 
 /// A depth frame as `DepthZones` measured at `t_ns`: distances in metres, zones the sensor did not
 /// report as valid marked invalid. Allocation-free.
-pub fn depth_zones(depth: &Depth, t_ns: u64, zones: &mut DepthZones) {
+pub(crate) fn depth_zones(depth: &Depth, t_ns: u64, zones: &mut DepthZones) {
     zones.t_ns = t_ns;
     zones.zones = depth.zone_count() as u8;
     for i in 0..MAX_ZONES {

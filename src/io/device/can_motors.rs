@@ -132,7 +132,7 @@ impl CanMotors {
     }
 
     /// Sends a special frame (enable, disable, set zero) to one joint's motor.
-    pub fn send_special(&mut self, joint: usize, kind: Special) -> Result<(), bus::TxFault> {
+    pub(crate) fn send_special(&mut self, joint: usize, kind: Special) -> Result<(), bus::TxFault> {
         let m = self.motors[joint];
         match m.special_frame(kind) {
             Some(f) => self.txs[m.bus].send(&f),
@@ -141,7 +141,7 @@ impl CanMotors {
     }
 
     /// Sends one command to one joint's motor (bring-up tools; the control loop uses `write`).
-    pub fn send_command(&mut self, joint: usize, cmd: &MotorCommand) -> Result<(), bus::TxFault> {
+    pub(crate) fn send_command(&mut self, joint: usize, cmd: &MotorCommand) -> Result<(), bus::TxFault> {
         let m = self.motors[joint];
         match m.command_frame(cmd) {
             Some(f) => self.txs[m.bus].send(&f),
@@ -159,7 +159,7 @@ impl CanMotors {
     }
 
     /// Every bus's receive-side counters (garbage, unknown and malformed frames, queue drops).
-    pub fn bus_watch(&self) -> BusWatch {
+    pub(crate) fn bus_watch(&self) -> BusWatch {
         self.health.clone()
     }
 
@@ -204,7 +204,7 @@ impl CanMotors {
     }
 
     /// Copies every joint's newest reply into `out`. Never blocks.
-    pub fn read_joints(&mut self, out: &mut SensorFrame) {
+    pub(crate) fn read_joints(&mut self, out: &mut SensorFrame) {
         for (o, j) in out.joints.iter_mut().zip(self.joints.iter_mut()) {
             *o = *j.latest();
         }

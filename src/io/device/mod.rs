@@ -9,4 +9,4 @@ pub mod bridge;
 pub mod can_motors;
 pub mod motors;
 pub mod stats;
-pub mod witmotion_imu;
+pub(crate) mod witmotion_imu;

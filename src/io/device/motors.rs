@@ -18,8 +18,8 @@ use crate::types::{JointSample, MotorCommand};
 pub struct Motor {
     pub joint: usize,
     pub bus: usize,
-    pub can_id: u32,
-    pub master_id: Option<u32>,
+    pub(crate) can_id: u32,
+    pub(crate) master_id: Option<u32>,
     pub model: MotorModel,
     pub ranges: MotorRanges,
     pub map: JointMap,
@@ -55,7 +55,7 @@ impl Motor {
     }
 
     /// Whether `frame` is this motor's reply.
-    pub fn owns_reply(&self, frame: &CanFrame) -> bool {
+    pub(crate) fn owns_reply(&self, frame: &CanFrame) -> bool {
         let d = frame.data();
         if frame.is_remote() || frame.is_extended() || d.is_empty() {
             return false;
@@ -91,7 +91,7 @@ impl Motor {
     }
 
     /// The frame commanding `cmd` (joint side) to this motor, clamped to its ranges.
-    pub fn command_frame(&self, cmd: &MotorCommand) -> Option<CanFrame> {
+    pub(crate) fn command_frame(&self, cmd: &MotorCommand) -> Option<CanFrame> {
         let joint = MitCommand {
             q_rad: cmd.q_rad as f32,
             qd_radps: cmd.qd_radps as f32,
@@ -109,7 +109,7 @@ impl Motor {
 }
 
 /// Routes one bus's replies to its joints' slots. Lives on the bus's receive thread.
-pub struct ReplyRouter {
+pub(crate) struct ReplyRouter {
     motors: Vec<(Motor, Writer<JointSample>)>,
     /// Frames that were no configured motor's reply.
     pub unknown: u64,
@@ -123,7 +123,7 @@ impl ReplyRouter {
     }
 
     /// Publishes the reply in `frame`, if it is one; returns the joint it updated.
-    pub fn route(&mut self, frame: &CanFrame, t_ns: u64) -> Option<usize> {
+    pub(crate) fn route(&mut self, frame: &CanFrame, t_ns: u64) -> Option<usize> {
         let Some((motor, slot)) = self.motors.iter_mut().find(|(m, _)| m.owns_reply(frame)) else {
             self.unknown += 1;
             return None;

@@ -8,7 +8,7 @@ use super::bridge::LinkState;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 /// Names of the board → host message kinds, in `McuMessage` variant order.
-pub const BRIDGE_MESSAGE_KINDS: [&str; 7] = ["hello", "imu", "depth", "encoders", "heartbeat", "pong", "fault"];
+pub(crate) const BRIDGE_MESSAGE_KINDS: [&str; 7] = ["hello", "imu", "depth", "encoders", "heartbeat", "pong", "fault"];
 
 /// Health of the IMU stream, whichever device delivers it.
 #[derive(Debug, Default)]
@@ -18,7 +18,7 @@ pub struct ImuStats {
     /// WitMotion: frames decoded, checksum errors, bytes outside frames, partial sample sets.
     pub frames: AtomicU64,
     pub checksum_errors: AtomicU64,
-    pub skipped_bytes: AtomicU64,
+    pub(crate) skipped_bytes: AtomicU64,
     pub incomplete_sets: AtomicU64,
     /// WitMotion port: opened, lost, open now.
     pub connects: AtomicU64,
@@ -27,7 +27,7 @@ pub struct ImuStats {
 }
 
 /// `BridgeStats::board_protocol_version` before any Hello.
-pub const NO_VERSION: u32 = u32::MAX;
+pub(crate) const NO_VERSION: u32 = u32::MAX;
 
 /// Health of the firmware-bridge link. Counters only grow; gauges hold the latest value.
 #[derive(Debug)]
@@ -39,15 +39,15 @@ pub struct BridgeStats {
     /// Frames from a board that was refused (or has not said Hello yet), not used.
     pub ignored: AtomicU64,
     /// Depth frames from a sensor index no `[[depth.sensor]]` names.
-    pub unknown_sensor: AtomicU64,
+    pub(crate) unknown_sensor: AtomicU64,
     pub cobs_errors: AtomicU64,
     pub crc_errors: AtomicU64,
     /// Bodies that are not a message this locod knows (newer variants included).
     pub postcard_errors: AtomicU64,
-    pub overflows: AtomicU64,
+    pub(crate) overflows: AtomicU64,
     /// Frames lost according to sequence gaps, and backward jumps.
     pub seq_dropped: AtomicU64,
-    pub seq_resyncs: AtomicU64,
+    pub(crate) seq_resyncs: AtomicU64,
     pub connects: AtomicU64,
     pub disconnects: AtomicU64,
     /// The board's protocol version from its last Hello (`NO_VERSION` before one).
@@ -58,16 +58,16 @@ pub struct BridgeStats {
     pub firmware_version: AtomicU32,
     pub pings_sent: AtomicU64,
     /// Ping/pong exchanges used by time sync.
-    pub timesync_exchanges: AtomicU64,
+    pub(crate) timesync_exchanges: AtomicU64,
     /// Host time minus MCU time (ns) at the newest exchange; valid when `timesync_bound_ns` > 0.
-    pub timesync_offset_ns: AtomicI64,
+    pub(crate) timesync_offset_ns: AtomicI64,
     /// The estimator's error bound at the newest exchange, ns; 0 = no estimate yet.
     pub timesync_bound_ns: AtomicU64,
     /// MCU clock rate error, parts per billion.
-    pub timesync_skew_ppb: AtomicI64,
+    pub(crate) timesync_skew_ppb: AtomicI64,
     /// Whether sample timestamps use the mapped MCU time (else arrival time).
     pub timesync_converged: AtomicBool,
-    pub last_fault_code: AtomicU32,
+    pub(crate) last_fault_code: AtomicU32,
 }
 
 impl Default for BridgeStats {

@@ -20,10 +20,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long a receive thread waits for bytes before checking its stop flag.
-pub const POLL_TIMEOUT: Duration = Duration::from_millis(20);
+pub(crate) const POLL_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// The WitMotion receive loop's state: port, parser, accumulator, and where readings go.
-pub struct WitmotionReceiver<S: SensorSink> {
+pub(crate) struct WitmotionReceiver<S: SensorSink> {
     port: ReconnectingPort,
     parser: WitParser,
     accumulator: WitAccumulator,
@@ -99,7 +99,7 @@ impl<S: SensorSink> WitmotionReceiver<S> {
 }
 
 /// Runs `receiver` on its own thread until `stop` is set.
-pub fn spawn_witmotion<S: SensorSink + 'static>(
+pub(crate) fn spawn_witmotion<S: SensorSink + 'static>(
     mut receiver: WitmotionReceiver<S>,
     stop: Arc<AtomicBool>,
     rt: RtSpec,

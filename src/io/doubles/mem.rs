@@ -5,7 +5,7 @@
 //! For tests, benchmarks and development without hardware. Not a physics simulation of the
 //! robot: the MuJoCo simulator is that.
 
-use crate::config::{Config, JointMode};
+use crate::config::{Joint, JointMode};
 use crate::rt::clock::NS_PER_S;
 use crate::types::MAX_JOINTS;
 use crate::types::{HwFault, ImuSample, MotorCommands, SensorFrame};
@@ -29,11 +29,11 @@ pub struct MemFaults {
     pub error_joint: AtomicI32,
     pub error_code: AtomicI32,
     /// Roll of the stand, radians (f64 bits).
-    pub roll_rad_bits: AtomicU64,
+    pub(crate) roll_rad_bits: AtomicU64,
     /// The IMU reports NaN.
-    pub imu_nan: AtomicBool,
+    pub(crate) imu_nan: AtomicBool,
     /// `write` fails with a full transmit queue.
-    pub tx_full: AtomicBool,
+    pub(crate) tx_full: AtomicBool,
 }
 
 impl MemFaults {
@@ -44,7 +44,7 @@ impl MemFaults {
         f
     }
 
-    pub fn set_roll_rad(&self, roll: f64) {
+    pub(crate) fn set_roll_rad(&self, roll: f64) {
         self.roll_rad_bits.store(roll.to_bits(), Ordering::Relaxed);
     }
 
@@ -81,9 +81,9 @@ pub struct MemRobot {
 
 impl MemRobot {
     /// The configured robot, resting with each leg joint near its lower limit (folded).
-    pub fn new(config: &Config) -> (Self, Arc<MemFaults>) {
+    pub fn new(joints_config: &[Joint]) -> (Self, Arc<MemFaults>) {
         let mut joints = [JointModel::default(); MAX_JOINTS];
-        for (m, j) in joints.iter_mut().zip(&config.joints) {
+        for (m, j) in joints.iter_mut().zip(joints_config) {
             let continuous = j.mode == JointMode::Velocity;
             let (lo, hi) = (j.pos_min_rad.unwrap_or(f64::MIN), j.pos_max_rad.unwrap_or(f64::MAX));
             m.q = if continuous { 0.0 } else { lo + 0.1 * (hi - lo) };
@@ -95,7 +95,7 @@ impl MemRobot {
         let faults = Arc::new(MemFaults::new());
         let robot = Self {
             joints,
-            n: config.joints.len(),
+            n: joints_config.len(),
             command: MotorCommands::default(),
             enabled: false,
             last_ns: None,
@@ -185,6 +185,7 @@ impl crate::types::Hardware for MemRobot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use crate::types::{Hardware, MotorCommand};
 
     fn config() -> Config {
@@ -193,7 +194,7 @@ mod tests {
 
     #[test]
     fn a_pd_command_drives_a_joint_to_its_target() {
-        let (mut robot, _) = MemRobot::new(&config());
+        let (mut robot, _) = MemRobot::new(&config().joints);
         robot.start().unwrap();
         let mut cmds = MotorCommands::default();
         cmds.joints[0] = MotorCommand { q_rad: 0.6, qd_radps: 0.0, kp: 40.0, kd: 1.0, tau_ff_nm: 0.0 };
@@ -210,7 +211,7 @@ mod tests {
 
     #[test]
     fn injected_faults_show_in_the_frame() {
-        let (mut robot, faults) = MemRobot::new(&config());
+        let (mut robot, faults) = MemRobot::new(&config().joints);
         let mut frame = SensorFrame::default();
         robot.read(1_000, &mut frame);
         faults.silent_joint.store(2, Ordering::Relaxed);

@@ -13,6 +13,7 @@ use crate::io::transport::bus::{BusRx, BusTx, RxItem};
 use crate::io::transport::can::CanFrame;
 use crate::io::transport::serial::Port;
 use crate::rt::clock::monotonic_ns;
+use crate::rt::thread::{self, Setup};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -93,7 +94,7 @@ impl Default for EmulatorFaults {
 /// Shared by the rotor emulator here and the MuJoCo simulator (`sim`), which differ only in the
 /// physics behind it. Values are motor-side.
 #[derive(Clone, Copy, Debug)]
-pub struct MitFirmware {
+pub(crate) struct MitFirmware {
     pub spec: Motor,
     pub enabled: bool,
     pub cmd: MitCommand,
@@ -105,7 +106,7 @@ impl MitFirmware {
     }
 
     /// Whether `frame` is addressed to this motor.
-    pub fn addressed(&self, frame: &CanFrame) -> bool {
+    pub(crate) fn addressed(&self, frame: &CanFrame) -> bool {
         self.spec.can_id == frame.id() && !frame.is_extended()
     }
 
@@ -123,7 +124,7 @@ impl MitFirmware {
     }
 
     /// The firmware's PD law at the rotor state, saturated at the motor's torque (0 when disabled).
-    pub fn torque_nm(&self, q_rad: f32, qd_radps: f32) -> f32 {
+    pub(crate) fn torque_nm(&self, q_rad: f32, qd_radps: f32) -> f32 {
         if !self.enabled {
             return 0.0;
         }
@@ -184,7 +185,7 @@ impl MotorEmulator {
     }
 
     /// Advances every rotor to `now_ns` under its motor's PD law.
-    pub fn step_to(&mut self, now_ns: u64) {
+    pub(crate) fn step_to(&mut self, now_ns: u64) {
         let mut t = self.last_ns;
         while t < now_ns {
             let dt_ns = (now_ns - t).min(250_000);
@@ -230,71 +231,67 @@ impl MotorEmulator {
 
     /// Runs the motors on a thread behind (`tx`, `rx`) until `faults.stop` is set.
     pub fn spawn(mut self, mut tx: Box<dyn BusTx>, mut rx: Box<dyn BusRx>) -> JoinHandle<()> {
-        std::thread::Builder::new()
-            .name("locod-motor-emu".into())
-            .spawn(move || {
-                while !self.faults.stop.load(Ordering::Relaxed) {
-                    if let RxItem::Frame(f, t) = rx.recv(Duration::from_millis(20)) {
-                        self.step_to(t);
-                        if let Some(reply) = self.handle(&f) {
-                            let _ = tx.send(&reply);
-                        }
+        thread::spawn("locod-motor-emu", "motor emulator", Setup::Plain, move |_| {
+            while !self.faults.stop.load(Ordering::Relaxed) {
+                if let RxItem::Frame(f, t) = rx.recv(Duration::from_millis(20)) {
+                    self.step_to(t);
+                    if let Some(reply) = self.handle(&f) {
+                        let _ = tx.send(&reply);
                     }
                 }
-            })
-            .expect("spawning the motor emulator")
+            }
+        })
+        .expect("spawning the motor emulator")
     }
 
     /// Runs the motors behind an emulated slcan adapter on `port` (the master side of a pty whose
     /// slave the daemon opens as its adapter) until `faults.stop` is set. Adapter commands (`S`,
     /// `O`, `C`) are accepted silently, like CANable firmware.
     pub fn serve_slcan(mut self, mut port: Port) -> JoinHandle<()> {
-        std::thread::Builder::new()
-            .name("locod-slcan-emu".into())
-            .spawn(move || {
-                let mut decoder = SlcanDecoder::new();
-                let mut buf = [0u8; 512];
-                let mut line = [0u8; slcan::MAX_ENCODED_LEN];
-                while !self.faults.stop.load(Ordering::Relaxed) {
-                    let n = match port.read(&mut buf, Duration::from_millis(20)) {
-                        Ok(n) => n,
-                        Err(_) => {
-                            // Nobody has the adapter open (a pty with no slave): wait for the host.
-                            std::thread::sleep(Duration::from_millis(10));
-                            continue;
-                        }
-                    };
-                    let now = monotonic_ns();
-                    let mut replies = [None; 16];
-                    let mut count = 0;
-                    for event in decoder.decode(&buf[..n]) {
-                        match event {
-                            Ok(SlcanEvent::Frame(f)) => {
-                                self.step_to(now);
-                                if let Some(reply) = self.handle(&f) {
-                                    if count < replies.len() {
-                                        replies[count] = Some(reply);
-                                        count += 1;
-                                    }
+        thread::spawn("locod-slcan-emu", "slcan emulator", Setup::Plain, move |_| {
+            let mut decoder = SlcanDecoder::new();
+            let mut buf = [0u8; 512];
+            let mut line = [0u8; slcan::MAX_ENCODED_LEN];
+            while !self.faults.stop.load(Ordering::Relaxed) {
+                let n = match port.read(&mut buf, Duration::from_millis(20)) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        // Nobody has the adapter open (a pty with no slave): wait for the host.
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                };
+                let now = monotonic_ns();
+                let mut replies = [None; 16];
+                let mut count = 0;
+                for event in decoder.decode(&buf[..n]) {
+                    match event {
+                        Ok(SlcanEvent::Frame(f)) => {
+                            self.step_to(now);
+                            if let Some(reply) = self.handle(&f) {
+                                if count < replies.len() {
+                                    replies[count] = Some(reply);
+                                    count += 1;
                                 }
                             }
-                            Err(slcan::SlcanError::UnexpectedLine(c @ (b'C' | b'O'))) => {
-                                self.faults.observed.channel_open.store(c == b'O', Ordering::Relaxed);
-                            }
-                            _ => {}
                         }
-                    }
-                    if count > 0 && self.faults.garbage.load(Ordering::Relaxed) {
-                        let _ = port.write_all(GARBAGE, Duration::from_millis(50));
-                        self.faults.observed.garbage_batches.fetch_add(1, Ordering::Relaxed);
-                    }
-                    for reply in replies.iter().flatten() {
-                        if let Ok(len) = slcan::encode_frame(reply, &mut line) {
-                            let _ = port.write_all(&line[..len], Duration::from_millis(50));
+                        Err(slcan::SlcanError::UnexpectedLine(c @ (b'C' | b'O'))) => {
+                            self.faults.observed.channel_open.store(c == b'O', Ordering::Relaxed);
                         }
+                        _ => {}
                     }
                 }
-            })
-            .expect("spawning the slcan motor emulator")
+                if count > 0 && self.faults.garbage.load(Ordering::Relaxed) {
+                    let _ = port.write_all(GARBAGE, Duration::from_millis(50));
+                    self.faults.observed.garbage_batches.fetch_add(1, Ordering::Relaxed);
+                }
+                for reply in replies.iter().flatten() {
+                    if let Ok(len) = slcan::encode_frame(reply, &mut line) {
+                        let _ = port.write_all(&line[..len], Duration::from_millis(50));
+                    }
+                }
+            }
+        })
+        .expect("spawning the slcan motor emulator")
     }
 }

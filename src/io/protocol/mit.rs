@@ -30,7 +30,7 @@ fn max_int(bits: u32) -> f32 {
 /// The cast truncates, so decoding gives back a value up to one step (`(max - min) / (2^bits - 1)`)
 /// *below* the input, never above: a zero torque with ±18 N·m in 12 bits decodes as −4.4 mN·m. The
 /// motor does the same, so matching it matters more than rounding nicely. Exact for `bits <= 24`.
-pub fn float_to_uint(x: f32, min: f32, max: f32, bits: u32) -> u32 {
+pub(crate) fn float_to_uint(x: f32, min: f32, max: f32, bits: u32) -> u32 {
     let x = x.max(min).min(max);
     let top = max_int(bits);
     let scaled = (x - min) * top / (max - min);
@@ -39,7 +39,7 @@ pub fn float_to_uint(x: f32, min: f32, max: f32, bits: u32) -> u32 {
 }
 
 /// Unsigned field back to float, exactly as the firmware: `x * (max - min) / (2^bits - 1) + min`.
-pub fn uint_to_float(x: u32, min: f32, max: f32, bits: u32) -> f32 {
+pub(crate) fn uint_to_float(x: u32, min: f32, max: f32, bits: u32) -> f32 {
     (x as f32) * (max - min) / max_int(bits) + min
 }
 
@@ -286,7 +286,7 @@ pub enum MotorError {
 
 impl MotorError {
     /// The Damiao state code; `None` for 0 and 1, which are states.
-    pub fn from_damiao_code(code: u8) -> Option<MotorError> {
+    pub(crate) fn from_damiao_code(code: u8) -> Option<MotorError> {
         Some(match code & 0xF {
             0 | 1 => return None,
             0x8 => MotorError::OverVoltage,
@@ -300,7 +300,7 @@ impl MotorError {
         })
     }
 
-    pub fn damiao_code(self) -> u8 {
+    pub(crate) fn damiao_code(self) -> u8 {
         match self {
             MotorError::OverVoltage => 0x8,
             MotorError::UnderVoltage => 0x9,
@@ -353,14 +353,14 @@ impl std::error::Error for MotorError {}
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MotorReply {
     /// From byte 0 (all 8 bits for mini-cheetah, the low 4 bits for Damiao).
-    pub motor_id: u8,
+    pub(crate) motor_id: u8,
     pub q_rad: f32,
     pub qd_radps: f32,
-    pub tau_nm: f32,
+    pub(crate) tau_nm: f32,
     /// Damiao only.
-    pub temp_mosfet_c: Option<f32>,
+    pub(crate) temp_mosfet_c: Option<f32>,
     /// Damiao only.
-    pub temp_rotor_c: Option<f32>,
+    pub(crate) temp_rotor_c: Option<f32>,
     /// Damiao only: `Some` when the state code is 0 (disabled) or 1 (enabled).
     pub enabled: Option<bool>,
     /// Damiao only: a fault code (anything but 0 and 1).
@@ -492,7 +492,7 @@ pub fn encode_reply(
 }
 
 /// Damiao parameter frames all go to this id.
-pub const DAMIAO_PARAM_CAN_ID: u32 = 0x7FF;
+pub(crate) const DAMIAO_PARAM_CAN_ID: u32 = 0x7FF;
 
 /// The operation byte of a Damiao parameter frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -518,7 +518,7 @@ impl ParamOp {
 /// A Damiao parameter frame to [`DAMIAO_PARAM_CAN_ID`]:
 /// `[id_lo, id_hi, op, register, value (4 bytes, little-endian)]`. Register values are u32 or f32
 /// depending on the register (see Damiao's register table); pass their little-endian bytes.
-pub fn damiao_param_frame(motor_id: u16, op: ParamOp, register: u8, value: [u8; 4]) -> CanFrame {
+pub(crate) fn damiao_param_frame(motor_id: u16, op: ParamOp, register: u8, value: [u8; 4]) -> CanFrame {
     let [id_lo, id_hi] = motor_id.to_le_bytes();
     let [v0, v1, v2, v3] = value;
     let data = [id_lo, id_hi, op.byte(), register, v0, v1, v2, v3];
@@ -548,10 +548,10 @@ pub fn damiao_write_f32(motor_id: u16, register: u8, value: f32) -> CanFrame {
 /// A Damiao motor's answer to a read or write: the register's value after the operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParamReply {
-    pub motor_id: u16,
+    pub(crate) motor_id: u16,
     /// [`ParamOp::Read`] or [`ParamOp::Write`].
     pub op: ParamOp,
-    pub register: u8,
+    pub(crate) register: u8,
     /// Little-endian; read it with [`ParamReply::as_u32`] or [`ParamReply::as_f32`] as the register's
     /// type says.
     pub value: [u8; 4],
@@ -618,7 +618,7 @@ pub fn parse_damiao_param_reply(frame: &CanFrame) -> Result<ParamReply, ParamRep
 pub struct JointState {
     pub q_rad: f32,
     pub qd_radps: f32,
-    pub tau_nm: f32,
+    pub(crate) tau_nm: f32,
 }
 
 /// How a joint relates to its motor's output shaft, through an ideal (lossless) transmission:
@@ -726,7 +726,7 @@ impl JointMap {
     }
 
     /// A motor-space state in joint space.
-    pub fn state_to_joint(&self, motor: &JointState) -> JointState {
+    pub(crate) fn state_to_joint(&self, motor: &JointState) -> JointState {
         let (s, n) = (self.direction, self.gear_ratio);
         JointState {
             q_rad: s * motor.q_rad / n + self.offset_rad,
@@ -736,7 +736,7 @@ impl JointMap {
     }
 
     /// A joint-space state in motor space (the inverse of [`JointMap::state_to_joint`]).
-    pub fn state_to_motor(&self, joint: &JointState) -> JointState {
+    pub(crate) fn state_to_motor(&self, joint: &JointState) -> JointState {
         let (s, n) = (self.direction, self.gear_ratio);
         JointState {
             q_rad: s * n * (joint.q_rad - self.offset_rad),

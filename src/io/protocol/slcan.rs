@@ -19,7 +19,7 @@ pub const MAX_ENCODED_LEN: usize = 27;
 
 /// The longest line the decoder accepts, without its `\r`: an extended data frame with 8 bytes and
 /// a 4-digit timestamp.
-pub const MAX_LINE_LEN: usize = 30;
+pub(crate) const MAX_LINE_LEN: usize = 30;
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 const BELL: u8 = 0x07;
@@ -60,7 +60,7 @@ fn put(out: &mut [u8], line: &[u8]) -> Result<usize, EncodeError> {
 }
 
 /// The `n` of `Sn` for a bitrate in bit/s.
-pub fn bitrate_code(bitrate_bps: u32) -> Result<u8, EncodeError> {
+pub(crate) fn bitrate_code(bitrate_bps: u32) -> Result<u8, EncodeError> {
     crate::types::bus::slcan_bitrate_code(bitrate_bps).ok_or(EncodeError::UnsupportedBitrate(bitrate_bps))
 }
 
@@ -71,12 +71,12 @@ pub fn encode_bitrate(bitrate_bps: u32, out: &mut [u8]) -> Result<usize, EncodeE
 }
 
 /// `O\r`: open the channel.
-pub fn encode_open(out: &mut [u8]) -> Result<usize, EncodeError> {
+pub(crate) fn encode_open(out: &mut [u8]) -> Result<usize, EncodeError> {
     put(out, b"O\r")
 }
 
 /// `C\r`: close the channel.
-pub fn encode_close(out: &mut [u8]) -> Result<usize, EncodeError> {
+pub(crate) fn encode_close(out: &mut [u8]) -> Result<usize, EncodeError> {
     put(out, b"C\r")
 }
 

@@ -10,16 +10,16 @@ use std::f32::consts::PI;
 use std::fmt;
 
 pub const FRAME_LEN: usize = 11;
-pub const HEADER: u8 = 0x55;
+pub(crate) const HEADER: u8 = 0x55;
 
 pub const TYPE_ACCEL: u8 = 0x51;
 pub const TYPE_ANGULAR_RATE: u8 = 0x52;
 pub const TYPE_ANGLE: u8 = 0x53;
-pub const TYPE_MAGNETOMETER: u8 = 0x54;
-pub const TYPE_QUATERNION: u8 = 0x59;
+pub(crate) const TYPE_MAGNETOMETER: u8 = 0x54;
+pub(crate) const TYPE_QUATERNION: u8 = 0x59;
 
 /// Standard gravity, m/s², the g that WitMotion's accelerometer scale is in.
-pub const STANDARD_GRAVITY_MPS2: f32 = 9.80665;
+pub(crate) const STANDARD_GRAVITY_MPS2: f32 = 9.80665;
 
 /// m/s² per count: ±16 g full scale.
 const ACCEL_MPS2_PER_COUNT: f32 = 16.0 * STANDARD_GRAVITY_MPS2 / 32768.0;
@@ -118,7 +118,7 @@ impl WitMessage {
 }
 
 /// The SUM byte: the low byte of the sum of the first ten bytes.
-pub fn checksum(first_ten: &[u8; 10]) -> u8 {
+pub(crate) fn checksum(first_ten: &[u8; 10]) -> u8 {
     first_ten.iter().fold(0u8, |sum, &b| sum.wrapping_add(b))
 }
 
@@ -175,7 +175,7 @@ impl fmt::Display for FrameError {
 impl std::error::Error for FrameError {}
 
 /// Decodes one frame.
-pub fn decode_frame(frame: &[u8; FRAME_LEN]) -> Result<WitMessage, FrameError> {
+pub(crate) fn decode_frame(frame: &[u8; FRAME_LEN]) -> Result<WitMessage, FrameError> {
     let [header, kind, d0, d1, d2, d3, d4, d5, d6, d7, received] = *frame;
     if header != HEADER {
         return Err(FrameError::BadHeader(header));
@@ -229,7 +229,7 @@ impl WitParser {
     }
 
     /// Bytes that were not part of a decoded frame.
-    pub fn skipped_bytes(&self) -> u64 {
+    pub(crate) fn skipped_bytes(&self) -> u64 {
         self.skipped_bytes
     }
 
@@ -313,7 +313,7 @@ pub struct ImuSample {
     pub accel_imu_mps2: [f32; 3],
     pub ang_vel_imu_radps: [f32; 3],
     /// Roll, pitch, yaw; present when the source includes 0x53.
-    pub angle_rad: Option<[f32; 3]>,
+    pub(crate) angle_rad: Option<[f32; 3]>,
     /// Present when the source includes 0x59.
     pub quat_wxyz: Option<[f32; 4]>,
     /// From the acceleration frame.

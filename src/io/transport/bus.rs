@@ -59,7 +59,7 @@ impl BusState {
 
 /// A bus state shared between the receive thread (writer) and the control thread (reader).
 #[derive(Debug, Default)]
-pub struct SharedBusState(AtomicU8);
+pub(crate) struct SharedBusState(AtomicU8);
 
 impl SharedBusState {
     pub fn get(&self) -> BusState {
@@ -87,7 +87,7 @@ pub struct RxCounters {
     /// Lines (slcan) or frames that did not decode: garbage on the link.
     pub decode_errors: u64,
     /// Frames decoded but dropped because the receive queue was full.
-    pub queue_dropped: u64,
+    pub(crate) queue_dropped: u64,
 }
 
 pub trait BusRx: Send {
@@ -101,7 +101,7 @@ pub trait BusRx: Send {
 /// The health of one bus's receive side, in atomics its receive thread writes and anyone may
 /// read (`locod motors`, the supervisor's status line, telemetry). Counters only grow.
 #[derive(Debug, Default)]
-pub struct BusHealth {
+pub(crate) struct BusHealth {
     decode_errors: std::sync::atomic::AtomicU64,
     queue_dropped: std::sync::atomic::AtomicU64,
     unknown: std::sync::atomic::AtomicU64,
@@ -118,7 +118,7 @@ pub struct BusCounts {
     /// Replies from a configured motor's id that did not decode.
     pub malformed: u64,
     /// Frames dropped because the receive queue was full.
-    pub queue_dropped: u64,
+    pub(crate) queue_dropped: u64,
 }
 
 impl BusHealth {
@@ -157,7 +157,7 @@ impl std::fmt::Display for BusCounts {
 }
 
 /// The two halves of an open bus.
-pub type BusPair = (Box<dyn BusTx>, Box<dyn BusRx>);
+pub(crate) type BusPair = (Box<dyn BusTx>, Box<dyn BusRx>);
 
 /// Opens a configured bus. The in-memory robot has no bus (`kind = "mem"` is refused here).
 pub fn open(bus: &Bus) -> Result<BusPair, OpenError> {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Frames in flight per direction before a send reports a full queue.
-pub const CAPACITY: usize = 256;
+pub(crate) const CAPACITY: usize = 256;
 
 /// What can be injected into an endpoint's receive side (a bus-off, an unplugged cable).
 #[derive(Debug, Default)]

@@ -9,6 +9,6 @@ pub mod bus;
 pub mod can;
 pub mod membus;
 pub mod serial;
-pub mod slcan_bus;
+pub(crate) mod slcan_bus;
 pub mod socketcan;
 pub mod socketcan_bus;

@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// How often a missing device is looked for again.
-pub const RECONNECT_INTERVAL: Duration = Duration::from_millis(200);
+pub(crate) const RECONNECT_INTERVAL: Duration = Duration::from_millis(200);
 
 #[derive(Debug)]
 pub enum PortError {
@@ -88,19 +88,19 @@ impl Port {
         Ok(())
     }
 
-    pub fn fd(&self) -> RawFd {
+    pub(crate) fn fd(&self) -> RawFd {
         self.tty.as_raw_fd()
     }
 
     /// Gives up the port, keeping its (non-blocking, configured) descriptor.
-    pub fn into_fd(self) -> std::os::fd::OwnedFd {
+    pub(crate) fn into_fd(self) -> std::os::fd::OwnedFd {
         use std::os::fd::{FromRawFd, IntoRawFd};
         // SAFETY: `into_raw_fd` hands over ownership of a valid descriptor.
         unsafe { std::os::fd::OwnedFd::from_raw_fd(self.tty.into_raw_fd()) }
     }
 
     /// A second handle on the same port (e.g. the writer of a receive thread's port).
-    pub fn try_clone(&self) -> Result<Port, PortError> {
+    pub(crate) fn try_clone(&self) -> Result<Port, PortError> {
         let tty = self.tty.try_clone_native().map_err(|e| PortError::Io(io::Error::other(e.to_string())))?;
         Ok(Port { tty })
     }
@@ -138,7 +138,7 @@ impl Port {
     }
 
     /// Writes what fits without waiting. `Full` when nothing fits.
-    pub fn write_nonblocking(&self, data: &[u8]) -> Result<usize, PortError> {
+    pub(crate) fn write_nonblocking(&self, data: &[u8]) -> Result<usize, PortError> {
         // SAFETY: `data` is valid for `data.len()` bytes.
         let n = unsafe { libc::write(self.fd(), data.as_ptr().cast(), data.len()) };
         if n >= 0 {
@@ -193,7 +193,7 @@ pub struct ReconnectingPort {
     next_attempt: Instant,
     pub connects: u64,
     pub disconnects: u64,
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
 }
 
 impl ReconnectingPort {
@@ -210,7 +210,7 @@ impl ReconnectingPort {
     }
 
     /// Starts from an already open `port` (opened by the caller to fail early with a clear error).
-    pub fn with_port(path: &str, baud: u32, port: Port) -> Self {
+    pub(crate) fn with_port(path: &str, baud: u32, port: Port) -> Self {
         let mut r = Self::new(path, baud);
         r.port = Some(port);
         r.connects = 1;

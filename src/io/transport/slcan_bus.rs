@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// USB CDC adapters ignore the baud rate; real UART adapters need theirs.
-pub const SERIAL_BAUD: u32 = 115_200;
+pub(crate) const SERIAL_BAUD: u32 = 115_200;
 const QUEUED_FRAMES: usize = 64;
 /// How long closing the channel at exit may wait for a full serial buffer.
 const CLOSE_WAIT: Duration = Duration::from_millis(100);
@@ -60,7 +60,7 @@ pub fn open(device: &str, bitrate: u32, backoff: Duration) -> Result<(SlcanTx, S
     Ok((tx, rx))
 }
 
-pub struct SlcanTx {
+pub(crate) struct SlcanTx {
     fd: Option<OwnedFd>,
     /// A descriptor of a reopened adapter, handed over by the receive thread (-1: none).
     pending: Arc<AtomicI32>,
@@ -187,7 +187,7 @@ impl BusTx for SlcanTx {
     }
 }
 
-pub struct SlcanRx {
+pub(crate) struct SlcanRx {
     link: ReconnectingPort,
     bitrate: u32,
     decoder: SlcanDecoder,
