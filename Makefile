@@ -17,7 +17,7 @@ export LIBTORCH_USE_PYTORCH := 1
 endif
 export LOCOD_FUZZ_CASES ?= 256
 
-.PHONY: run test bench build install setup setup-python models models-smoke test-models lint clean
+.PHONY: run test bench build install setup setup-python models models-smoke test-models adapt lint clean
 
 # The simulator (locod sim) and the daemon as two processes that only share the pseudo-terminals
 # named in $(CONFIG): the daemon starts once the simulator has linked them; Ctrl-C stops the daemon
@@ -75,6 +75,13 @@ NPROC ?= 1
 DEVICE ?= cpu
 models: setup-python
 	cd models && PYTHONPATH=. $(VENV)/bin/python -m locod_train.pipeline --nproc $(NPROC) --device $(DEVICE)
+
+# The SimDist adaptation experiment in sim2sim: MPPI with the trained world model collects data in
+# `locod eval --real-world`, `locod finetune` adapts its dynamics at several data budgets, every
+# model is evaluated on the slippery slope and the foam floor (scripts/adapt.sh; BUDGETS, SCENES,
+# EPISODES override). Resumable; results in models/runs/adapt/ (table.md, adapt.png).
+adapt: build
+	./scripts/adapt.sh config/sim-mppi.toml models/runs/adapt
 
 # The whole pipeline in miniature (tiny networks, 2 processes) and the training code's own tests,
 # including the golden observation test against locod's observation builder's fixture.

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The SimDist adaptation experiment in sim2sim (`make adapt`): the MPPI controller with the
+# pretrained world model drives the "real world" of `locod eval --real-world` (the configured
+# mass, friction, strength, latency and noise departures), its logs finetune the world model's
+# dynamics at several data budgets (`locod finetune`), and every model is evaluated on seeds the
+# collection never used. Writes OUT/table.md, OUT/adapt.json and OUT/adapt.png.
+#
+#   scripts/adapt.sh [CONFIG] [OUT]
+#   BUDGETS="0 5 10 20 30"   minutes of collected data to finetune on (0 = the pretrained model)
+#   SCENES="slope soft"      evaluation scenes (the slippery slope; the foam floor)
+#   EPISODES=20 SECONDS=20   evaluation episodes per model and scene, and their length
+#   COLLECT_SCENE=slope      where the data is collected
+#
+# Resumable: a chunk of data, a finetuned model or an evaluation already in OUT is kept.
+# Wall time on a 2-core machine: about 30 s per minute of data collected (MPPI in lock-step) and
+# 3.5 min per 20-episode evaluation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONFIG=${1:-config/sim-mppi.toml}
+OUT=${2:-models/runs/adapt}
+BUDGETS=${BUDGETS:-"0 5 10 20 30"}
+SCENES=${SCENES:-"slope soft"}
+EPISODES=${EPISODES:-20}
+SECONDS_PER_EPISODE=${SECONDS:-20}
+COLLECT_SCENE=${COLLECT_SCENE:-slope}
+LOCOD=${LOCOD:-./target/release/locod}
+CHUNK_MIN=5
+mkdir -p "$OUT"
+
+# The configured world model, resolved against the configuration's directory.
+model=$(sed -n 's/^model = "\(.*world_model[^"]*\.pt\)"/\1/p' "$CONFIG" | head -1)
+[ -n "$model" ] || { echo "adapt: $CONFIG names no world model" >&2; exit 2; }
+base=$(cd "$(dirname "$CONFIG")" && realpath "$model")
+echo "adapt: pretrained world model $base"
+
+max=0
+for b in $BUDGETS; do [ "$b" -gt "$max" ] && max=$b; done
+chunks=$(( (max + CHUNK_MIN - 1) / CHUNK_MIN ))
+per_chunk=$(( CHUNK_MIN * 60 / SECONDS_PER_EPISODE ))
+# 1. Data: 5-minute chunks of the pretrained controller on the collection scene, seeds 9000+.
+for c in $(seq 1 "$chunks"); do
+    dir="$OUT/data/chunk$c"
+    [ -f "$dir/done" ] && continue
+    rm -rf "$dir"
+    echo "adapt: collecting chunk $c of $chunks ($CHUNK_MIN min on $COLLECT_SCENE)"
+    "$LOCOD" eval --config "$CONFIG" --real-world --scene "$COLLECT_SCENE" --episodes "$per_chunk" \
+        --seconds "$SECONDS_PER_EPISODE" --seed $((9000 + 100 * c)) --log "$dir/logs" --json > "$dir.json"
+    touch "$dir/done"
+done
+
+# 2. Finetune at each budget, then 3. evaluate (seeds 5001.., never collected on).
+for b in $BUDGETS; do
+    wm="$base"
+    if [ "$b" -gt 0 ]; then
+        wm="$OUT/wm_${b}min.pt"
+        if [ ! -f "$wm" ]; then
+            data=()
+            for c in $(seq 1 $(( (b + CHUNK_MIN - 1) / CHUNK_MIN ))); do data+=("$OUT/data/chunk$c/logs"); done
+            echo "adapt: finetuning on $b min of data"
+            "$LOCOD" finetune --config "$CONFIG" --model "$base" --data "${data[@]}" --out "$wm" --json \
+                > "$OUT/finetune_${b}min.json"
+        fi
+        wm=$(realpath "$wm")
+    fi
+    cfg="$OUT/config_${b}min.toml"
+    sed "s#^model = \".*world_model[^\"]*\\.pt\"#model = \"$wm\"#" "$CONFIG" \
+        | sed "s#\"\\.\\./models/#\"$(realpath models)/#g" > "$cfg"
+    for s in $SCENES; do
+        e="$OUT/eval_${b}min_$s.json"
+        [ -s "$e" ] && continue
+        echo "adapt: evaluating the ${b}-minute model on $s"
+        "$LOCOD" eval --config "$cfg" --real-world --scene "$s" --episodes "$EPISODES" \
+            --seconds "$SECONDS_PER_EPISODE" --seed 5001 --json > "$e.tmp"
+        mv "$e.tmp" "$e"
+    done
+done
+
+.venv/bin/python scripts/adapt_table.py "$OUT" $BUDGETS
