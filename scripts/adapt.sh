@@ -7,9 +7,13 @@
 #
 #   scripts/adapt.sh [CONFIG] [OUT]
 #   BUDGETS="0 5 10 20 30"   minutes of collected data to finetune on (0 = the pretrained model)
-#   SCENES="slope soft"      evaluation scenes (the slippery slope; the foam floor)
-#   EPISODES=20 SECONDS=20   evaluation episodes per model and scene, and their length
-#   COLLECT_SCENE=slope      where the data is collected
+#   SCENES="soft:forward flat:random slope:forward"
+#                            evaluation scenes and their command profiles (`locod eval --commands`):
+#                            forward progress on the foam floor and up the slippery slope (SimDist's
+#                            two tasks), velocity tracking under random commands on the flat floor
+#   EPISODES=20 EPISODE_SECONDS=20   evaluation episodes per model and scene, and their length
+#   COLLECT_SCENE=soft       where the data is collected (random commands; on the slope every
+#                            controller here falls within a second, so it yields no data)
 #
 # Resumable: a chunk of data, a finetuned model or an evaluation already in OUT is kept.
 # Wall time on a 2-core machine: about 30 s per minute of data collected (MPPI in lock-step) and
@@ -19,10 +23,10 @@ cd "$(dirname "$0")/.."
 CONFIG=${1:-config/sim-mppi.toml}
 OUT=${2:-models/runs/adapt}
 BUDGETS=${BUDGETS:-"0 5 10 20 30"}
-SCENES=${SCENES:-"slope soft"}
+SCENES=${SCENES:-"soft:forward flat:random slope:forward"}
 EPISODES=${EPISODES:-20}
-SECONDS_PER_EPISODE=${SECONDS:-20}
-COLLECT_SCENE=${COLLECT_SCENE:-slope}
+SECONDS_PER_EPISODE=${EPISODE_SECONDS:-20}   # not SECONDS: bash counts its own seconds in it
+COLLECT_SCENE=${COLLECT_SCENE:-soft}
 LOCOD=${LOCOD:-./target/release/locod}
 CHUNK_MIN=5
 mkdir -p "$OUT"
@@ -42,9 +46,10 @@ for c in $(seq 1 "$chunks"); do
     dir="$OUT/data/chunk$c"
     [ -f "$dir/done" ] && continue
     rm -rf "$dir"
+    mkdir -p "$dir"
     echo "adapt: collecting chunk $c of $chunks ($CHUNK_MIN min on $COLLECT_SCENE)"
     "$LOCOD" eval --config "$CONFIG" --real-world --scene "$COLLECT_SCENE" --episodes "$per_chunk" \
-        --seconds "$SECONDS_PER_EPISODE" --seed $((9000 + 100 * c)) --log "$dir/logs" --json > "$dir.json"
+        --seconds "$SECONDS_PER_EPISODE" --seed $((9000 + 100 * c)) --log "$dir/logs" --json > "$dir/eval.json"
     touch "$dir/done"
 done
 
@@ -65,11 +70,14 @@ for b in $BUDGETS; do
     cfg="$OUT/config_${b}min.toml"
     sed "s#^model = \".*world_model[^\"]*\\.pt\"#model = \"$wm\"#" "$CONFIG" \
         | sed "s#\"\\.\\./models/#\"$(realpath models)/#g" > "$cfg"
-    for s in $SCENES; do
+    for spec in $SCENES; do
+        s=${spec%%:*}
+        commands=${spec#*:}
+        [ "$commands" = "$spec" ] && commands=random
         e="$OUT/eval_${b}min_$s.json"
         [ -s "$e" ] && continue
-        echo "adapt: evaluating the ${b}-minute model on $s"
-        "$LOCOD" eval --config "$cfg" --real-world --scene "$s" --episodes "$EPISODES" \
+        echo "adapt: evaluating the ${b}-minute model on $s ($commands commands)"
+        "$LOCOD" eval --config "$cfg" --real-world --scene "$s" --commands "$commands" --episodes "$EPISODES" \
             --seconds "$SECONDS_PER_EPISODE" --seed 5001 --json > "$e.tmp"
         mv "$e.tmp" "$e"
     done

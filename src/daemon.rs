@@ -3,10 +3,11 @@
 //! Threads: the control thread (SCHED_FIFO, pinned, runs `ControlLoop::tick` on absolute
 //! deadlines), the policy thread when a policy is configured (lower SCHED_FIFO priority), the
 //! logger thread when `[log] enabled` (ordinary priority, tick records into MCAP files), teleop's
-//! runtime when `[teleop]` is configured, a signal thread (SIGINT/SIGTERM set the stop flag), and
-//! the calling thread as supervisor: it drains the loop's events into the log (and forwards each to
-//! teleop's telemetry), prints status, tells systemd READY, and pings the watchdog only while the
-//! control loop's heartbeat advances.
+//! runtime when `[teleop]` is configured, the reload thread with a learned controller (ordinary
+//! priority, `policy::reload`), a signal thread (SIGINT/SIGTERM set the stop flag, SIGHUP asks
+//! for a reload), and the calling thread as supervisor: it drains the loop's events into the log
+//! (and forwards each to teleop's telemetry), journals reloads, prints status, tells systemd
+//! READY, and pings the watchdog only while the control loop's heartbeat advances.
 
 mod journal;
 
@@ -19,7 +20,7 @@ use crate::io::device::can_motors::BusWatch;
 use crate::io::transport::bus::BusCounts;
 use crate::io::OpenError;
 use crate::log::writer::{self as log_writer, LogStats, Logger};
-use crate::policy::{self, BuildError, Policy, PolicyStats};
+use crate::policy::{self, reload, BuildError, Policy, PolicyStats};
 use crate::report;
 use crate::rt::clock::{monotonic_ns, MonotonicClock, NS_PER_MS, NS_PER_S};
 use crate::rt::hist::Summary;
@@ -28,9 +29,10 @@ use crate::rt::systemd::{self, Notifier};
 use crate::rt::thread::{self, RtOutcome, Setup, SpawnError};
 use crate::rt::triple::Reader;
 use crate::teleop::{self, TelemetryFeed, TeleopError};
+use crate::types::provenance::ModelProvenance;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 /// How long `--goal` waits quietly for faults (sensors still connecting) to clear.
@@ -182,6 +184,8 @@ pub struct RunSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_compute: Option<Summary>,
     pub policy_errors: u64,
+    /// Models the policy thread switched to by a reload.
+    pub policy_swaps: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<LogSummary>,
     /// Per bus: frames and lines the receive side could not use (empty for the in-memory robot).
@@ -216,7 +220,11 @@ impl std::fmt::Display for RunSummary {
         writeln!(f, "  compute          {}", t.compute)?;
         writeln!(f, "  period           {}", t.period)?;
         if let Some(p) = &self.policy_compute {
-            writeln!(f, "  policy compute   {p}  errors {}", self.policy_errors)?;
+            writeln!(
+                f,
+                "  policy compute   {p}  errors {}  models switched {}",
+                self.policy_errors, self.policy_swaps
+            )?;
         }
         if let Some(l) = &self.log {
             let s = &l.stats;
@@ -237,7 +245,8 @@ impl std::fmt::Display for RunSummary {
     }
 }
 
-/// SIGINT and SIGTERM, blocked in every thread and taken by one thread with `sigtimedwait`.
+/// SIGINT and SIGTERM (stop) and SIGHUP (reload the model), blocked in every thread and taken by
+/// one thread with `sigtimedwait`.
 struct Signals {
     set: libc::sigset_t,
 }
@@ -252,6 +261,7 @@ impl Signals {
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, libc::SIGINT);
             libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGHUP);
             libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         }
         Self { set }
@@ -318,13 +328,25 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
     let stop = opts.stop.clone().unwrap_or_default();
     let caught = Arc::new(AtomicI32::new(0));
     let done = Arc::new(AtomicBool::new(false));
+    // Reload requests (SIGHUP, teleop's cmd/reload) for the reload thread; with no learned
+    // controller there is none, and a request is refused where it arrives.
+    let (reload_tx, reload_rx) = mpsc::channel::<reload::Request>();
     let signal_thread = {
-        let (stop, caught, done) = (stop.clone(), caught.clone(), done.clone());
+        let (stop, caught, done, reloads) = (stop.clone(), caught.clone(), done.clone(), reload_tx.clone());
         thread::spawn("locod-signals", "signal", Setup::Plain, move |_| {
             while !done.load(Ordering::Relaxed) {
-                if let Some(sig) = signals.wait(Duration::from_millis(100)) {
-                    caught.store(sig, Ordering::Relaxed);
-                    stop.store(true, Ordering::Relaxed);
+                match signals.wait(Duration::from_millis(100)) {
+                    Some(libc::SIGHUP) => {
+                        let request = reload::Request { model: None, source: "SIGHUP" };
+                        reloads.send(request).unwrap_or_else(|_| {
+                            report::warn("controller: reload (SIGHUP) refused: no learned controller is running")
+                        });
+                    }
+                    Some(sig) => {
+                        caught.store(sig, Ordering::Relaxed);
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    None => {}
                 }
             }
         })?
@@ -339,12 +361,13 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
     let robot = crate::robot::open(config)?;
     let hw = robot.hardware;
     let buses = robot.buses;
+    let perception = robot.perception;
     // The configured controller, checked and warmed up before READY; it reads the terrain the
     // sensors perceive. A policy given by the caller (tests) takes precedence.
     let mut models = Vec::new();
     let mut policy = match opts.policy {
         Some(p) => Some(p),
-        None => match crate::policy::build(config, robot.perception)? {
+        None => match crate::policy::build(config, perception.is_some())? {
             Some(built) => {
                 for w in built.warnings {
                     report::warn(w);
@@ -367,11 +390,20 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
     let (mut lp, mut outputs, mut snapshot_readers) = ControlLoop::new(config, hw, inputs, readers);
     lp.watch_depth(policy.as_ref().is_some_and(|p| p.observes_terrain()));
     // Before the hardware starts: a teleop that cannot listen stops the daemon with a reason.
+    // The reload thread exists while a learned controller runs; without it, requests are refused.
+    let reloads = policy.as_ref().map(|p| {
+        let handoff = Arc::new(reload::Handoff::default());
+        (reload::Reloader::new(config, perception.is_some(), p.observes_terrain(), handoff.clone()), handoff)
+    });
+    let (reload_tx, reload_rx) = match reloads {
+        Some(_) => (Some(reload_tx), Some(reload_rx)),
+        None => (None, None),
+    };
     let teleop = match &config.teleop {
         Some(_) => {
             let reader = snapshot_readers.pop().expect("a reader for teleop");
-            let (server, feed) =
-                teleop::Server::start(config, commander.clone(), reader).map_err(DaemonError::Teleop)?;
+            let (server, feed) = teleop::Server::start(config, commander.clone(), reader, reload_tx.clone())
+                .map_err(DaemonError::Teleop)?;
             report::info(format!("teleop: listening for {}/cmd/**", config.teleop_prefix()));
             Some((server, feed))
         }
@@ -379,11 +411,12 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
     };
     lp.start().map_err(DaemonError::HardwareStart)?;
     let log_stop = Arc::new(AtomicBool::new(false));
+    let (metadata_tx, metadata_rx) = mpsc::channel();
     let logger = if config.log.enabled {
         let (tap, ring) = crate::control::record::ring(config.log.ring_records, config.joints.len());
         lp.attach_log(tap);
         let logger = Logger::new(&config.log, log_writer::metadata(config, &models));
-        Some(log_writer::spawn(logger, ring, log_stop.clone())?)
+        Some(log_writer::spawn(logger, ring, Some(metadata_rx), log_stop.clone())?)
     } else {
         None
     };
@@ -399,26 +432,40 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
         })?
     };
 
+    let (outcome_tx, outcome_rx) = mpsc::channel();
+    let mut handoff = None;
+    let mut reload_thread = None;
+    if let (Some((reloader, h)), Some(requests)) = (reloads, reload_rx) {
+        let stop = stop.clone();
+        handoff = Some(h);
+        reload_thread = Some(thread::spawn("locod-reload", "reload", Setup::Plain, move |_| {
+            reloader.run(requests, outcome_tx, &stop)
+        })?);
+    }
     let policy_thread = match (policy.take(), action_writer) {
-        (Some(mut p), Some(mut writer)) => {
+        (Some(p), Some(mut writer)) => {
             let mut snapshots = snapshot_readers.pop().expect("a reader per consumer");
             let spec = config.rate.policy_rt();
             let policy_period = config.rate.policy_period_ns();
             let stop = stop.clone();
+            let cycle = policy::Cycle::new(perception, handoff.clone());
             Some(thread::spawn("locod-policy", "policy", Setup::RtPrefaulted(spec), move |rt| {
                 if !rt.all_granted() {
                     report::warn(format!("policy thread: {rt}"));
                 }
-                policy::run(p.as_mut(), &mut snapshots, &mut writer, &MonotonicClock, policy_period, &stop)
+                policy::run(p, cycle, &mut snapshots, &mut writer, &MonotonicClock, policy_period, &stop)
             })?)
         }
         _ => None,
     };
+    drop(reload_tx); // the reload thread ends with its last sender once stopped
 
     let status = snapshot_readers.pop().expect("a reader for the supervisor");
     let feed = teleop.as_ref().map(|(_, f)| f);
     let view = ControlView { thread: &control, outputs: &mut outputs, status };
-    let mut supervised = supervise(config, &commander, view, opts.goal, feed, &buses);
+    let models =
+        Models { outcomes: outcome_rx, handoff, logger: logger.is_some().then_some(metadata_tx), others: models };
+    let mut supervised = supervise(config, &commander, view, opts.goal, feed, &buses, models);
     let journal = &mut supervised.journal;
 
     let result = control.join().map_err(|_| DaemonError::Panicked("control"))?;
@@ -435,6 +482,9 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
         Some(h) => Some(h.join().map_err(|_| DaemonError::Panicked("policy"))?),
         None => None,
     };
+    if let Some(h) = reload_thread {
+        h.join().map_err(|_| DaemonError::Panicked("reload"))?;
+    }
     // Events emitted during shutdown.
     let mut faults_raised = supervised.faults_raised;
     let joints = config.joint_names();
@@ -471,7 +521,8 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
         control_thread: result.rt.to_string(),
         timing: result.timing.summary(),
         policy_compute: policy_stats.as_ref().map(|s| s.compute.summary()),
-        policy_errors: policy_stats.map_or(0, |s| s.errors),
+        policy_errors: policy_stats.as_ref().map_or(0, |s| s.errors),
+        policy_swaps: policy_stats.map_or(0, |s| s.swaps),
         log,
         buses: buses.counts().into_iter().map(|(bus, counts)| BusSummary { bus, counts }).collect(),
     })
@@ -490,6 +541,55 @@ struct ControlView<'a> {
     status: Reader<Snapshot>,
 }
 
+/// Model reloads as the supervisor sees them: the reload thread's outcomes, the switches the
+/// policy thread made, and the logger to tell.
+struct Models {
+    outcomes: mpsc::Receiver<reload::Outcome>,
+    handoff: Option<Arc<reload::Handoff>>,
+    logger: Option<mpsc::Sender<log_writer::MetadataSwitch>>,
+    /// The provenance the logs carry: the controller's first, replaced at each switch.
+    others: Vec<ModelProvenance>,
+}
+
+impl Models {
+    /// Journals and reports every reload outcome and switch since the last call; a switch also
+    /// gives the logs the new model's provenance from the snapshot it first acted on.
+    fn drain(&mut self, config: &Config, telemetry: Option<&TelemetryFeed>) {
+        while let Ok(outcome) = self.outcomes.try_recv() {
+            let line = outcome.to_string();
+            let status = match outcome {
+                reload::Outcome::Ready { .. } => {
+                    report::info(&line);
+                    "ready"
+                }
+                reload::Outcome::Refused { .. } => {
+                    report::error(&line);
+                    "refused"
+                }
+            };
+            if let Some(t) = telemetry {
+                t.reload(status, &line);
+            }
+        }
+        let Some((from_t_ns, model)) = self.handoff.as_ref().and_then(|h| h.take_switched()) else { return };
+        let line = format!(
+            "controller: switched to {} (sha256:{}) from the snapshot at t={:.3} s; history, recurrent state and warm start restarted",
+            model.path.display(),
+            model.sha256.get(..12).unwrap_or(&model.sha256),
+            from_t_ns as f64 / NS_PER_S as f64
+        );
+        report::info(&line);
+        if let Some(t) = telemetry {
+            t.reload("switched", &line);
+        }
+        self.others.retain(|m| m.role != model.role);
+        self.others.insert(0, model);
+        if let Some(l) = &self.logger {
+            let _ = l.send((from_t_ns, log_writer::metadata(config, &self.others)));
+        }
+    }
+}
+
 /// The supervisor's loop, on the calling thread, until the control thread ends.
 fn supervise(
     config: &Config,
@@ -498,6 +598,7 @@ fn supervise(
     goal: Goal,
     telemetry: Option<&TelemetryFeed>,
     buses: &BusWatch,
+    mut models: Models,
 ) -> Supervised {
     let ControlView { thread: control, outputs, mut status } = control;
     let mut journal = journal::Journal::default();
@@ -538,6 +639,7 @@ fn supervise(
         for line in journal.flush(now, false) {
             report::warn(line);
         }
+        models.drain(config, telemetry);
         if let Some(t) = telemetry {
             t.timing(outputs.stats.latest());
             t.buses(buses.counts());

@@ -325,6 +325,23 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The daemon's control-loop timing while its model is reloaded over teleop again and again,
+    /// next to the same daemon without reloads (alternating rounds).
+    Reload {
+        #[arg(long, short, default_value = "tests/data/student.toml")]
+        config: PathBuf,
+        /// Length of each round.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rounds of each kind.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Time between two reload requests.
+        #[arg(long, default_value_t = 1000)]
+        every_ms: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Student forward latency next to the same TorchScript model called from Python.
     Policy {
         #[arg(long, short)]
@@ -506,6 +523,9 @@ fn bench(what: BenchCommand) -> Result<(), ExitCode> {
         }
         BenchCommand::Teleop { config, seconds, json } => {
             emit(json, &bench::teleop::run(&load(&config)?, seconds.max(2)).map_err(fail)?, Text::Stdout)
+        }
+        BenchCommand::Reload { config, seconds, rounds, every_ms, json } => {
+            emit(json, &bench::reload::run(&load(&config)?, seconds, rounds, every_ms).map_err(fail)?, Text::Stdout)
         }
         BenchCommand::Policy { config, model, iterations, json } => {
             let r = bench::policy::policy(&load(&config)?, model.as_deref(), iterations).map_err(fail)?;

@@ -81,11 +81,11 @@ fn an_observation_layout_the_model_does_not_take_is_refused() {
 #[test]
 fn the_student_runs_the_model_on_the_built_observation() {
     let cfg = config("student.toml");
-    let mut student = Student::new(open(&cfg, "student.pt").unwrap(), &cfg, None).unwrap();
+    let mut student = Student::new(open(&cfg, "student.pt").unwrap(), &cfg).unwrap();
     let reference = tch::CModule::load(model("student.pt")).unwrap();
     let mut out = PolicyAction::default();
     for i in 0..5 {
-        assert_eq!(student.act(&snapshot(i), &mut out).unwrap(), ControllerLevel::Primary);
+        assert_eq!(student.act(&snapshot(i), None, &mut out).unwrap(), ControllerLevel::Primary);
         assert_eq!((out.obs_len, out.action_len), (39, 6));
         let obs = Tensor::from_slice(&out.obs[..39]).reshape([1, 39]);
         let want = tch::no_grad(|| reference.forward_ts(&[obs]).unwrap()).clamp(-1.0, 1.0);
@@ -95,7 +95,7 @@ fn the_student_runs_the_model_on_the_built_observation() {
         assert!((out.targets[0].q_rad - (0.6 + 0.25 * want[0] as f64)).abs() < 1e-6);
         assert!((out.targets[5].qd_radps - 10.0 * want[5] as f64).abs() < 1e-5);
         // The last action is observed on the next tick.
-        let again = student.act(&snapshot(i), &mut PolicyAction::default());
+        let again = student.act(&snapshot(i), None, &mut PolicyAction::default());
         assert!(again.is_ok());
     }
 }
@@ -103,31 +103,31 @@ fn the_student_runs_the_model_on_the_built_observation() {
 #[test]
 fn the_recurrent_student_carries_its_state_and_resets_it() {
     let cfg = config("student.toml");
-    let mut gru = Student::new(open(&cfg, "student_gru.pt").unwrap(), &cfg, None).unwrap();
+    let mut gru = Student::new(open(&cfg, "student_gru.pt").unwrap(), &cfg).unwrap();
     let zero = |t: &Tensor| t.abs().sum(tch::Kind::Float).double_value(&[]) == 0.0;
     assert!(zero(gru.state().unwrap()), "the state starts at zeros");
     let mut out = PolicyAction::default();
     let s = snapshot(3);
-    gru.act(&s, &mut out).unwrap();
+    gru.act(&s, None, &mut out).unwrap();
     let first = out.action;
     assert!(!zero(gru.state().unwrap()));
-    gru.act(&s, &mut out).unwrap();
+    gru.act(&s, None, &mut out).unwrap();
     assert_ne!(out.action, first, "the second tick sees a different state");
     gru.reset();
     assert!(zero(gru.state().unwrap()));
-    gru.act(&s, &mut out).unwrap();
+    gru.act(&s, None, &mut out).unwrap();
     assert_eq!(out.action, first, "after a reset the same input gives the first action again");
 }
 
 fn planner(cfg: &Config, name: &str) -> MppiPlanner {
-    MppiPlanner::new(open(cfg, name).unwrap(), cfg, None).unwrap()
+    MppiPlanner::new(open(cfg, name).unwrap(), cfg).unwrap()
 }
 
 fn plan_actions(p: &mut MppiPlanner, ticks: u64) -> Vec<[f32; 32]> {
     let mut out = PolicyAction::default();
     (0..ticks)
         .map(|i| {
-            assert_eq!(p.act(&snapshot(i), &mut out).unwrap(), ControllerLevel::Primary);
+            assert_eq!(p.act(&snapshot(i), None, &mut out).unwrap(), ControllerLevel::Primary);
             assert_eq!(out.planner.iterations, 3);
             assert_eq!(out.planner.samples, 256);
             out.action
@@ -149,7 +149,7 @@ fn mppi_is_deterministic_for_a_seed() {
     let mut out = PolicyAction::default();
     for (i, want) in x.iter().enumerate() {
         c.prepare_next();
-        c.act(&snapshot(i as u64), &mut out).unwrap();
+        c.act(&snapshot(i as u64), None, &mut out).unwrap();
         assert_eq!(&out.action, want, "tick {i}");
     }
     assert!(x.windows(2).any(|w| w[0] != w[1]), "plans change with the state");
@@ -172,9 +172,9 @@ fn fused_and_stepped_rollouts_agree() {
     assert!(fused.uses_fused_rollout() && !stepped.uses_fused_rollout() && !forced.uses_fused_rollout());
     let mut out = [PolicyAction::default(), PolicyAction::default(), PolicyAction::default()];
     for i in 0..4 {
-        fused.act(&snapshot(i), &mut out[0]).unwrap();
-        stepped.act(&snapshot(i), &mut out[1]).unwrap();
-        forced.act(&snapshot(i), &mut out[2]).unwrap();
+        fused.act(&snapshot(i), None, &mut out[0]).unwrap();
+        stepped.act(&snapshot(i), None, &mut out[1]).unwrap();
+        forced.act(&snapshot(i), None, &mut out[2]).unwrap();
         for o in &out[1..] {
             let diff = (0..6).map(|j| (o.action[j] - out[0].action[j]).abs()).fold(0.0, f32::max);
             assert!(diff < 1e-3, "tick {i}: actions differ by {diff}");
@@ -206,13 +206,13 @@ fn a_planner_centred_on_the_prior_refines_the_prior() {
     cfg.mppi.centre = Some(locod::config::PlanCentre::Prior);
     let mut p = planner(&cfg, "world_model.pt");
     let mut out = PolicyAction::default();
-    assert_eq!(p.act(&snapshot(2), &mut out).unwrap(), ControllerLevel::Primary);
+    assert_eq!(p.act(&snapshot(2), None, &mut out).unwrap(), ControllerLevel::Primary);
     let want = prior_action(&out);
     let diff = |a: &[f32]| (0..6).map(|j| (a[j] - want[j]).abs()).fold(0.0, f32::max);
     assert!(diff(&out.action) < 1e-4, "centred on the prior: {:?} vs {want:?}", &out.action[..6]);
     cfg.mppi.centre = Some(locod::config::PlanCentre::LastPlan);
     let mut q = planner(&cfg, "world_model.pt");
-    q.act(&snapshot(2), &mut out).unwrap();
+    q.act(&snapshot(2), None, &mut out).unwrap();
     assert!(diff(&out.action) > 1e-3, "centred on the last plan the action is not the prior's");
 }
 
@@ -222,7 +222,7 @@ fn mppi_falls_back_to_the_prior_when_no_iteration_fits() {
     let mut p = planner(&cfg, "world_model.pt");
     p.set_budget_ns(1);
     let mut out = PolicyAction::default();
-    assert_eq!(p.act(&snapshot(2), &mut out).unwrap(), ControllerLevel::Prior);
+    assert_eq!(p.act(&snapshot(2), None, &mut out).unwrap(), ControllerLevel::Prior);
     assert_eq!(out.planner.iterations, 0);
     // The action is the prior's: pi(encode(obs)), clipped.
     let want = prior_action(&out);
@@ -231,12 +231,12 @@ fn mppi_falls_back_to_the_prior_when_no_iteration_fits() {
     }
     // With a budget again, the planner is primary.
     p.set_budget_ns(1_000_000_000);
-    assert_eq!(p.act(&snapshot(3), &mut out).unwrap(), ControllerLevel::Primary);
+    assert_eq!(p.act(&snapshot(3), None, &mut out).unwrap(), ControllerLevel::Primary);
 
     // Without a prior there is nothing to fall back to: an error, and the control loop stands.
     let mut no_pi = planner(&cfg, "wm_no_pi.pt");
     no_pi.set_budget_ns(1);
-    let e = no_pi.act(&snapshot(2), &mut out).unwrap_err();
+    let e = no_pi.act(&snapshot(2), None, &mut out).unwrap_err();
     assert!(e.to_string().contains("missed its budget and the model has no prior"), "{e}");
 }
 
@@ -251,9 +251,9 @@ fn one_slow_iteration_does_not_keep_the_planner_on_its_prior() {
     let mut p = planner(&cfg, "world_model.pt");
     let mut out = PolicyAction::default();
     p.assume_iteration_ns(500_000_000);
-    assert_eq!(p.act(&snapshot(2), &mut out).unwrap(), ControllerLevel::Prior);
+    assert_eq!(p.act(&snapshot(2), None, &mut out).unwrap(), ControllerLevel::Prior);
     // The estimate has to age from 500 ms to under the budget (less the encode): ~13 plans at 1/8.
-    let back = (3..60).find(|&i| p.act(&snapshot(i), &mut out).unwrap() == ControllerLevel::Primary);
+    let back = (3..60).find(|&i| p.act(&snapshot(i), None, &mut out).unwrap() == ControllerLevel::Primary);
     assert!(back.is_some_and(|i| i < 30), "the planner came back after plan {back:?}");
 }
 
@@ -261,14 +261,14 @@ fn one_slow_iteration_does_not_keep_the_planner_on_its_prior() {
 fn replay_reproduces_logged_actions_and_finds_a_difference() {
     for name in ["student.pt", "student_gru.pt"] {
         let cfg = config("student.toml");
-        let mut live = Student::new(open(&cfg, name).unwrap(), &cfg, None).unwrap();
+        let mut live = Student::new(open(&cfg, name).unwrap(), &cfg).unwrap();
         let mut log: Vec<(Vec<f32>, Vec<f32>, bool)> = Vec::new();
         let mut out = PolicyAction::default();
         for i in 0..30 {
             if i == 15 {
                 live.reset(); // a mode change in the middle of the log
             }
-            live.act(&snapshot(i), &mut out).unwrap();
+            live.act(&snapshot(i), None, &mut out).unwrap();
             log.push((out.obs[..out.obs_len as usize].to_vec(), out.action[..6].to_vec(), i == 15));
         }
         fn steps(log: &[(Vec<f32>, Vec<f32>, bool)]) -> impl Iterator<Item = ReplayStep<'_>> {

@@ -76,7 +76,7 @@ fn snapshot(i: u64) -> Snapshot {
 fn watch(policy: &mut dyn Policy, ticks: u64) -> (u64, f64, f64) {
     let mut out = PolicyAction::default();
     for i in 0..5 {
-        policy.act(&snapshot(i), &mut out).unwrap();
+        policy.act(&snapshot(i), None, &mut out).unwrap();
     }
     C_MALLOCS.store(0, Ordering::Relaxed);
     C_BYTES.store(0, Ordering::Relaxed);
@@ -84,7 +84,7 @@ fn watch(policy: &mut dyn Policy, ticks: u64) -> (u64, f64, f64) {
     C_WATCHING.store(true, Ordering::Relaxed);
     common::alloc::watch(true);
     for i in 0..ticks {
-        policy.act(&snapshot(i), &mut out).unwrap();
+        policy.act(&snapshot(i), None, &mut out).unwrap();
         policy.prepare_next(); // as the policy thread does after publishing
     }
     common::alloc::watch(false);
@@ -107,12 +107,12 @@ fn policy_ticks_allocate_nothing_in_rust_and_libtorch_allocations_are_measured()
     drop(probe);
     let interposed = C_MALLOCS.load(Ordering::Relaxed) > 0;
 
-    let mut student = Student::new(opened(&cfg, "student.pt"), &cfg, None).unwrap();
-    let mut gru = Student::new(opened(&cfg, "student_gru.pt"), &cfg, None).unwrap();
+    let mut student = Student::new(opened(&cfg, "student.pt"), &cfg).unwrap();
+    let mut gru = Student::new(opened(&cfg, "student_gru.pt"), &cfg).unwrap();
     let mut mcfg = config("mppi.toml");
     mcfg.mppi.budget_ms = Some(1e6);
-    let mut fused = MppiPlanner::new(opened(&mcfg, "world_model.pt"), &mcfg, None).unwrap();
-    let mut stepped = MppiPlanner::new(opened(&mcfg, "world_model_stepped.pt"), &mcfg, None).unwrap();
+    let mut fused = MppiPlanner::new(opened(&mcfg, "world_model.pt"), &mcfg).unwrap();
+    let mut stepped = MppiPlanner::new(opened(&mcfg, "world_model_stepped.pt"), &mcfg).unwrap();
 
     for (name, p, ticks) in [
         ("student", &mut student as &mut dyn Policy, 200),
@@ -128,4 +128,53 @@ fn policy_ticks_allocate_nothing_in_rust_and_libtorch_allocations_are_measured()
         }
         assert_eq!(rust, 0, "{name}: {rust} Rust allocations in {ticks} ticks");
     }
+}
+
+/// The policy thread's side of a hot reload (`Cycle::switch`, then the new model's first ticks)
+/// allocates nothing in Rust: the model was built on the reload thread, and the one it replaced
+/// goes back there to be dropped. A model that fails its checks never reaches the handoff.
+#[test]
+fn a_model_switch_on_the_policy_thread_allocates_nothing_and_a_broken_model_never_arrives() {
+    use locod::policy::reload::{Handoff, Outcome, Reloader, Request};
+    use locod::policy::Cycle;
+    use std::sync::Arc;
+    let student_path = test_models::path("student.pt").unwrap();
+    let gru_path = test_models::path("student_gru.pt").unwrap();
+    let cfg = config("student.toml");
+    let handoff = Arc::new(Handoff::default());
+    let reloader = Reloader::new(&cfg, false, false, handoff.clone());
+    let opened = load::open(&student_path, &cfg, None, &[], tch::Device::Cpu).unwrap();
+    let mut policy: Box<dyn Policy> = Box::new(Student::new(opened, &cfg).unwrap());
+    let mut cycle = Cycle::new(None, Some(handoff.clone()));
+    let mut out = PolicyAction::default();
+    for i in 0..5 {
+        cycle.act(policy.as_mut(), &snapshot(i), &mut out).unwrap().unwrap();
+    }
+    assert!(!cycle.switch(&mut policy, 1), "nothing waits yet");
+
+    let broken = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(broken.path(), b"not a model").unwrap();
+    match reloader.load(&Request { model: Some(broken.path().to_path_buf()), source: "test" }) {
+        Outcome::Refused { reason, .. } => assert!(reason.contains("cannot load the model"), "{reason}"),
+        o => panic!("a broken file was not refused: {o}"),
+    }
+    assert!(!cycle.switch(&mut policy, 2), "a refused model reached the handoff");
+
+    match reloader.load(&Request { model: Some(gru_path.clone()), source: "test" }) {
+        Outcome::Ready { name, .. } => assert!(name.contains("recurrent"), "{name}"),
+        o => panic!("{o}"),
+    }
+    common::alloc::reset();
+    common::alloc::watch(true);
+    let switched = cycle.switch(&mut policy, 3);
+    for i in 5..25 {
+        cycle.act(policy.as_mut(), &snapshot(i), &mut out).unwrap().unwrap();
+        policy.prepare_next();
+    }
+    common::alloc::watch(false);
+    assert!(switched);
+    assert_eq!(common::alloc::count(), 0, "Rust allocations in a switch and 20 ticks after it");
+    assert!(policy.name().contains("recurrent"), "{}", policy.name());
+    let (t, model) = handoff.take_switched().expect("the switch is reported");
+    assert_eq!((t, model.path), (3, gru_path));
 }

@@ -9,6 +9,7 @@ pub mod log;
 pub mod loop_timing;
 pub mod policy;
 pub mod reference;
+pub mod reload;
 pub mod teleop;
 
 use crate::control::{ControlLoop, LoopTiming};

@@ -122,14 +122,14 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
     let ((forward, tick), granted) = on_policy_thread(&config.rate, |_| {
         let opened = load::open(&path, config, Some(ModelKind::Policy), &config.depth_sensor_names(), device)
             .map_err(|e| e.to_string())?;
-        let mut student = Student::new(opened, config, no_terrain())?;
+        let mut student = Student::new(opened, config)?;
         prepare_thread(threads);
         let mut out = PolicyAction::default();
         let (mut forward, mut tick) = (Histogram::new(), Histogram::new());
         let mut action = vec![0.0f32; student.action_dim()];
         for i in 0..iterations as u64 + 50 {
             let t0 = monotonic_ns();
-            student.act(&snapshot(i), &mut out).map_err(|e| e.to_string())?;
+            student.act(&snapshot(i), Some(&Perception::default()), &mut out).map_err(|e| e.to_string())?;
             let t1 = monotonic_ns();
             let obs = out.obs;
             let t2 = monotonic_ns();
@@ -145,7 +145,7 @@ pub fn policy(config: &Config, model: Option<&Path>, iterations: usize) -> Resul
     // Built and warmed up on this thread, as `policy::build` does on the daemon's main thread.
     let opened = load::open(&path, config, Some(ModelKind::Policy), &config.depth_sensor_names(), device)
         .map_err(|e| e.to_string())?;
-    let student = Box::new(Student::new(opened, config, no_terrain())?);
+    let student = Box::new(Student::new(opened, config)?);
     let daemon = daemon_path(&config.rate, student, DAEMON_TICKS.min(iterations.max(1)))?.compute;
     let r = Reference::locate().run(
         &granted,
@@ -186,11 +186,7 @@ const DAEMON_TICKS: usize = 250;
 
 /// `ticks` policy ticks of `policy` as the daemon runs them (see `PolicyReport::daemon_tick_us`):
 /// what `policy::run` records (`compute`, and the level of each action).
-fn daemon_path(
-    rate: &LoopConfig,
-    mut policy: Box<dyn Policy>,
-    ticks: usize,
-) -> Result<crate::policy::PolicyStats, String> {
+fn daemon_path(rate: &LoopConfig, policy: Box<dyn Policy>, ticks: usize) -> Result<crate::policy::PolicyStats, String> {
     use crate::policy::PolicyStats;
     use crate::rt::sched::run_periodic;
     use crate::rt::thread::Setup;
@@ -217,7 +213,15 @@ fn daemon_path(
     let runner = {
         let stop = stop.clone();
         thread::spawn("locod-policy", "policy", Setup::RtPrefaulted(rate.policy_rt()), move |_| {
-            crate::policy::run(policy.as_mut(), &mut snapshots, &mut actions, &MonotonicClock, period_ns, &stop)
+            crate::policy::run(
+                policy,
+                crate::policy::Cycle::new(no_terrain(), None),
+                &mut snapshots,
+                &mut actions,
+                &MonotonicClock,
+                period_ns,
+                &stop,
+            )
         })
         .map_err(|e| e.to_string())?
     };
@@ -379,7 +383,7 @@ fn time_plans(p: &mut MppiPlanner, plans: usize, period_ns: u64, into: &mut Plan
     for i in 0..plans as u64 {
         schedule.wait(&MonotonicClock);
         let t0 = monotonic_ns();
-        p.act(&snapshot(i), &mut out).map_err(|e| e.to_string())?;
+        p.act(&snapshot(i), Some(&Perception::default()), &mut out).map_err(|e| e.to_string())?;
         let t1 = monotonic_ns();
         into.record(t1 - t0, p.last_plan().model_ns);
         p.prepare_next(); // after the action is out, as the policy thread does
@@ -405,7 +409,7 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         return Err("the configuration's controller is a student; use `bench policy`".into());
     }
     let period_ns = config.rate.policy_period_ns();
-    let mut planner = MppiPlanner::new(open()?, config, no_terrain())?;
+    let mut planner = MppiPlanner::new(open()?, config)?;
     let s = planner.settings().clone();
     let mut args = vec![
         "mppi".to_string(),
@@ -449,7 +453,7 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
         let flops = python.ask("flops")?["flops_per_plan"].as_f64().unwrap_or(f64::NAN);
         drop(python);
         let stepped = if fused {
-            let mut stepped = MppiPlanner::new(open()?, config, no_terrain())?;
+            let mut stepped = MppiPlanner::new(open()?, config)?;
             stepped.set_stepped(true);
             stepped.set_budget_ns(u64::MAX);
             let mut t = PlanTimes::new();
@@ -462,7 +466,7 @@ pub fn mppi(config: &Config, model: Option<&Path>, plans: usize) -> Result<MppiR
     })?;
     // The daemon's path at the configured budget: how often the plan fits, and the prior acts when not.
     let budget_ns = (config.mppi.budget_ms(&config.rate) * 1e6) as u64;
-    let daemon = daemon_path(&config.rate, Box::new(MppiPlanner::new(open()?, config, no_terrain())?), plans)?;
+    let daemon = daemon_path(&config.rate, Box::new(MppiPlanner::new(open()?, config)?), plans)?;
     let steps = planner.steps_per_plan();
     let prior = planner.prior_trajectories();
     let reference_steps = prior * s.horizon + s.samples * s.horizon * s.iterations;

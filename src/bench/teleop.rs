@@ -84,7 +84,7 @@ fn figures(t: &LoopTiming) -> LoopFigures {
 }
 
 /// A free loopback TCP port for this run's zenoh listener.
-fn free_endpoint() -> Result<String, String> {
+pub(crate) fn free_endpoint() -> Result<String, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = l.local_addr().map_err(|e| e.to_string())?.port();
     Ok(format!("tcp/127.0.0.1:{port}"))
@@ -106,7 +106,7 @@ impl Rig {
         let observer = readers.pop().ok_or("no snapshot reader")?;
         let server = if teleop {
             let reader = readers.pop().ok_or("no snapshot reader")?;
-            Some(Server::start(config, commander.clone(), reader).map_err(|e| e.to_string())?)
+            Some(Server::start(config, commander.clone(), reader, None).map_err(|e| e.to_string())?)
         } else {
             None
         };

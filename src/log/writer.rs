@@ -30,6 +30,7 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -163,6 +164,8 @@ struct Down {
 pub struct Logger {
     cfg: LogConfig,
     meta: BTreeMap<String, String>,
+    /// Metadata naming a reloaded model, and the record time from which it holds.
+    next_meta: Option<(u64, BTreeMap<String, String>)>,
     session: String,
     next_episode: u64,
     file: Option<Episode>,
@@ -182,6 +185,7 @@ impl Logger {
         Self {
             cfg: cfg.clone(),
             meta,
+            next_meta: None,
             session: utc_stamp(),
             next_episode: 0,
             file: None,
@@ -236,8 +240,20 @@ impl Logger {
         }
     }
 
+    /// From the first record at or after `from_t_ns`, files carry `meta` (a reloaded model's
+    /// provenance): the file open then ends there, so that each file names the model that acted.
+    pub fn switch_metadata(&mut self, from_t_ns: u64, meta: BTreeMap<String, String>) {
+        self.next_meta = Some((from_t_ns, meta));
+    }
+
     /// Writes one record, opening and closing episode files as needed. Errors stop logging.
     pub fn record(&mut self, r: &TickRecord, now_ns: u64) {
+        if self.next_meta.as_ref().is_some_and(|(from, _)| r.t_ns >= *from) {
+            if let Some((_, meta)) = self.next_meta.take() {
+                self.meta = meta;
+                self.split("model reloaded");
+            }
+        }
         if let Some(reason) = self.boundary(r) {
             self.start_reason = reason;
             if self.file.is_some() {
@@ -497,10 +513,22 @@ impl Logger {
     }
 }
 
-/// Runs `logger` on the calling thread until `stop` is set and the ring is empty.
-pub fn run(mut logger: Logger, mut ring: Consumer<TickRecord>, stop: &AtomicBool) -> LogStats {
+/// A new metadata record for the files from a record time on (`Logger::switch_metadata`).
+pub type MetadataSwitch = (u64, BTreeMap<String, String>);
+
+/// Runs `logger` on the calling thread until `stop` is set and the ring is empty, taking
+/// metadata switches (a reloaded model) from `switches`.
+pub fn run(
+    mut logger: Logger,
+    mut ring: Consumer<TickRecord>,
+    switches: Option<Receiver<MetadataSwitch>>,
+    stop: &AtomicBool,
+) -> LogStats {
     logger.recover_leftovers();
     loop {
+        for (from_t_ns, meta) in switches.iter().flat_map(|r| r.try_iter()) {
+            logger.switch_metadata(from_t_ns, meta);
+        }
         let mut n = 0u32;
         while let Some(r) = ring.pop() {
             logger.record(&r, monotonic_ns());
@@ -524,9 +552,10 @@ pub fn run(mut logger: Logger, mut ring: Consumer<TickRecord>, stop: &AtomicBool
 pub fn spawn(
     logger: Logger,
     ring: Consumer<TickRecord>,
+    switches: Option<Receiver<MetadataSwitch>>,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<LogStats>, SpawnError> {
-    thread::spawn("locod-logger", "logger", Setup::Plain, move |_| run(logger, ring, &stop))
+    thread::spawn("locod-logger", "logger", Setup::Plain, move |_| run(logger, ring, switches, &stop))
 }
 
 /// The names of the mode codes, for messages.

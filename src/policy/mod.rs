@@ -14,6 +14,7 @@ pub mod libtorch;
 pub mod load;
 pub mod mppi;
 pub mod obs;
+pub mod reload;
 pub mod replay;
 pub(crate) mod rng;
 pub mod student;
@@ -32,6 +33,7 @@ use contract::ModelKind;
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Why a policy produced no action this tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,11 +51,17 @@ pub trait Policy: Send {
     /// Clears internal state (recurrent state, warm starts). Called on every mode change.
     fn reset(&mut self);
 
-    /// Computes joint targets for `snapshot` into `out.targets` (and the observation, raw action
-    /// and planner statistics into their fields); returns the level that produced them (`Primary`,
-    /// or `Prior` when a planner fell back to its prior). `out` holds an older action: overwrite
-    /// every field you use. `t_ns` and `level` are set by the runner.
-    fn act(&mut self, snapshot: &Snapshot, out: &mut PolicyAction) -> Result<ControllerLevel, PolicyError>;
+    /// Computes joint targets for `snapshot` (and `perception`, the newest perceived terrain, for
+    /// height and depth terms; `None` reads as nothing perceived) into `out.targets` (and the
+    /// observation, raw action and planner statistics into their fields); returns the level that
+    /// produced them (`Primary`, or `Prior` when a planner fell back to its prior). `out` holds an
+    /// older action: overwrite every field you use. `t_ns` and `level` are set by the runner.
+    fn act(
+        &mut self,
+        snapshot: &Snapshot,
+        perception: Option<&Perception>,
+        out: &mut PolicyAction,
+    ) -> Result<ControllerLevel, PolicyError>;
     /// Work for the next tick that needs no new data (a planner's random numbers), called after an
     /// action is published so that it stays off the observation-to-action path.
     fn prepare_next(&mut self) {}
@@ -105,6 +113,8 @@ pub struct PolicyStats {
     pub errors: u64,
     pub(crate) last_error: Option<PolicyError>,
     pub skipped: u64,
+    /// Models switched in by a reload (`reload::Handoff`).
+    pub swaps: u64,
     /// Actions published, by the level that produced them (an MPPI plan that missed its budget
     /// is the prior's).
     pub levels: LevelCounts,
@@ -112,13 +122,33 @@ pub struct PolicyStats {
 
 /// One policy period's decision, the same on the policy thread (`run`) and in lock-step
 /// (`sim::lockstep`): nothing before the control loop's first snapshot, a reset on every mode
-/// change, then `act`, stamped with the snapshot's time and the level that produced it.
-#[derive(Debug, Default)]
-pub(crate) struct Cycle {
+/// change and after a model switch, then `act` on the newest perceived terrain, stamped with the
+/// snapshot's time and the level that produced it.
+#[derive(Default)]
+pub struct Cycle {
     last_mode: Option<Mode>,
+    /// What the sensors perceive (`None` without depth sensors): the one reader, owned here so
+    /// that a reloaded model reads it as its predecessor did.
+    perception: Option<Reader<Perception>>,
+    /// Where a reloaded model arrives (`None`: the model never changes).
+    handoff: Option<Arc<reload::Handoff>>,
 }
 
 impl Cycle {
+    pub fn new(perception: Option<Reader<Perception>>, handoff: Option<Arc<reload::Handoff>>) -> Self {
+        Self { last_mode: None, perception, handoff }
+    }
+
+    /// Switches to a model waiting in the handoff, if any (never waits); true if it did. The
+    /// next `act` resets the new model (history, recurrent state, warm start).
+    pub fn switch(&mut self, policy: &mut Box<dyn Policy>, t_ns: u64) -> bool {
+        let switched = self.handoff.as_ref().is_some_and(|h| h.switch(policy, t_ns));
+        if switched {
+            self.last_mode = None;
+        }
+        switched
+    }
+
     /// Fills `out` from `snapshot`; `None` before the loop has run, else whether the policy
     /// succeeded. Either way `out` is to be published: a failure as `failed`, which the loop
     /// reports. The caller calls `policy.prepare_next()` after publishing.
@@ -135,7 +165,8 @@ impl Cycle {
             policy.reset();
             self.last_mode = Some(snapshot.mode);
         }
-        let r = policy.act(snapshot, out);
+        let perception = self.perception.as_mut().map(|r| r.latest());
+        let r = policy.act(snapshot, perception, out);
         out.t_ns = snapshot.state.t_ns;
         match r {
             Ok(level) => {
@@ -149,9 +180,11 @@ impl Cycle {
     }
 }
 
-/// Runs `policy` every `period_ns` until `stop` is set.
+/// Runs `policy` every `period_ns` until `stop` is set, switching to a reloaded model between
+/// two periods when `cycle`'s handoff has one.
 pub fn run(
-    policy: &mut dyn Policy,
+    mut policy: Box<dyn Policy>,
+    mut cycle: Cycle,
     snapshots: &mut Reader<Snapshot>,
     actions: &mut ActionWriter,
     clock: &dyn Clock,
@@ -160,8 +193,10 @@ pub fn run(
 ) -> PolicyStats {
     let mut stats = PolicyStats::default();
     let mut sched = Periodic::new(clock.now_ns() + period_ns, period_ns);
-    let mut cycle = Cycle::default();
     while !stop.load(Ordering::Relaxed) {
+        if cycle.switch(&mut policy, snapshots.latest().state.t_ns) {
+            stats.swaps += 1;
+        }
         let warm_at = sched.next_deadline().saturating_sub(WARM_LEAD_NS);
         if clock.now_ns() < warm_at {
             clock.sleep_until(warm_at);
@@ -171,7 +206,7 @@ pub fn run(
         stats.wake.record(release.wake_latency_ns());
         stats.skipped += release.skipped;
         let snapshot = *snapshots.latest();
-        match cycle.act(policy, &snapshot, actions.back_mut()) {
+        match cycle.act(policy.as_mut(), &snapshot, actions.back_mut()) {
             None => continue,
             Some(Ok(())) => {
                 stats.levels.add(actions.back_mut().level);
@@ -253,8 +288,9 @@ pub struct Built {
 }
 
 /// The configured controller, checked, built and warmed up (before the daemon reports READY);
-/// `None` when `[controller] kind = "none"`. `perception` feeds height and depth terms.
-pub fn build(config: &Config, perception: Option<Reader<Perception>>) -> Result<Option<Built>, BuildError> {
+/// `None` when `[controller] kind = "none"`. `perceives`: whether a perception will feed height
+/// and depth terms (`Cycle::new`); a model that needs one is refused without.
+pub fn build(config: &Config, perceives: bool) -> Result<Option<Built>, BuildError> {
     // The built-in balance controller runs inside the control loop, not on the policy thread.
     if matches!(config.controller.kind, ControllerKind::None | ControllerKind::Balance) {
         return Ok(None);
@@ -262,16 +298,25 @@ pub fn build(config: &Config, perception: Option<Reader<Perception>>) -> Result<
     let Some(opened) = check(config, None)? else {
         return Err(BuildError::NoModel);
     };
+    build_from(opened, config, perceives).map(Some)
+}
+
+/// The controller `config` names, around `opened` (a model already opened and checked).
+pub(crate) fn build_from(opened: load::Opened, config: &Config, perceives: bool) -> Result<Built, BuildError> {
+    if opened.contract.needs_perception() && !perceives {
+        return Err(BuildError::Controller(format!(
+            "{}: the model observes the terrain, but no perception is available (no [depth] sensors)",
+            opened.path.display()
+        )));
+    }
     let warnings = opened.warnings.clone();
     let model = opened.provenance("controller");
     let policy: Box<dyn Policy> = match config.controller.kind {
-        ControllerKind::Student => {
-            Box::new(student::Student::new(opened, config, perception).map_err(BuildError::Controller)?)
+        ControllerKind::Student => Box::new(student::Student::new(opened, config).map_err(BuildError::Controller)?),
+        ControllerKind::Mppi => Box::new(mppi::MppiPlanner::new(opened, config).map_err(BuildError::Controller)?),
+        ControllerKind::None | ControllerKind::Balance => {
+            return Err(BuildError::Controller("the configured controller runs no model".into()))
         }
-        ControllerKind::Mppi => {
-            Box::new(mppi::MppiPlanner::new(opened, config, perception).map_err(BuildError::Controller)?)
-        }
-        ControllerKind::None | ControllerKind::Balance => unreachable!("handled above"),
     };
-    Ok(Some(Built { policy, warnings, model }))
+    Ok(Built { policy, warnings, model })
 }

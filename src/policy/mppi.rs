@@ -33,7 +33,6 @@ use super::{Policy, PolicyError};
 use crate::config::{Config, PlanCentre};
 use crate::control::messages::{ControllerLevel, PlannerStats, PolicyAction, Snapshot};
 use crate::rt::clock::monotonic_ns;
-use crate::rt::triple::Reader;
 use crate::types::terrain::Perception;
 use crate::types::MAX_JOINTS;
 use std::cell::Cell;
@@ -97,7 +96,6 @@ pub struct MppiPlanner {
     module: Module,
     obs: ObsBuilder,
     actions: ActionMap,
-    perception: Option<Reader<Perception>>,
     observes_terrain: bool,
     s: PlannerDefaults,
     budget_ns: u64,
@@ -153,13 +151,10 @@ fn call_timed(module: &Module, spent_ns: &Cell<u64>, method: &CStr, args: &[Arg]
 
 impl MppiPlanner {
     /// Builds the planner from an opened world model and warms it up with the run-time shapes.
-    pub fn new(opened: Opened, config: &Config, perception: Option<Reader<Perception>>) -> Result<Self, String> {
+    pub fn new(opened: Opened, config: &Config) -> Result<Self, String> {
         let Opened { path, module, contract, optional, .. } = opened;
         let settings = Settings::resolve(contract.planner.as_ref().ok_or("model contract: planner: missing")?, config)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        if contract.needs_perception() && perception.is_none() {
-            return Err(format!("{}: the model observes the terrain, but no perception is available", path.display()));
-        }
         let obs = ObsBuilder::new(&contract, config, &config.depth_sensor_names())?;
         let actions = ActionMap::new(&contract, &config.joints)?;
         let s = settings.planner.clone();
@@ -183,7 +178,6 @@ impl MppiPlanner {
             module,
             obs,
             actions,
-            perception,
             observes_terrain: contract.needs_perception(),
             budget_ns: settings.budget_ns,
             seed: settings.seed,
@@ -269,7 +263,7 @@ impl MppiPlanner {
         let mut out = PolicyAction::default();
         let mut r = Ok(());
         for _ in 0..WARMUP_PLANS {
-            if let Err(e) = self.act(&snapshot, &mut out) {
+            if let Err(e) = self.act(&snapshot, None, &mut out) {
                 r = Err(format!("warm-up: {e}"));
                 break;
             }
@@ -277,7 +271,7 @@ impl MppiPlanner {
         // Exercise the fallback path too.
         if r.is_ok() && self.has_pi {
             self.budget_ns = 0;
-            r = self.act(&snapshot, &mut out).map(|_| ()).map_err(|e| format!("warm-up: {e}"));
+            r = self.act(&snapshot, None, &mut out).map(|_| ()).map_err(|e| format!("warm-up: {e}"));
         }
         self.budget_ns = budget;
         self.reset();
@@ -515,12 +509,16 @@ impl Policy for MppiPlanner {
         }
     }
 
-    fn act(&mut self, snapshot: &Snapshot, out: &mut PolicyAction) -> Result<ControllerLevel, PolicyError> {
+    fn act(
+        &mut self,
+        snapshot: &Snapshot,
+        perception: Option<&Perception>,
+        out: &mut PolicyAction,
+    ) -> Result<ControllerLevel, PolicyError> {
         let start = monotonic_ns();
         self.model_ns.set(0);
         prepare_thread(self.threads);
         let _inference = InferenceMode::enter();
-        let perception = self.perception.as_mut().map(|r| r.latest());
         let obs = self.obs.build(snapshot, perception);
         self.obs_in.as_mut_slice().copy_from_slice(obs);
         let mut stats = PlannerStats::default();

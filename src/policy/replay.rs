@@ -87,6 +87,6 @@ pub fn replay<'a>(
             path.display()
         ));
     }
-    let mut student = Student::new(opened, config, None)?;
+    let mut student = Student::new(opened, config)?;
     compare(&mut student, steps)
 }

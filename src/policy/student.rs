@@ -11,7 +11,6 @@ use super::torch::{read_f32, Arg, HostBuf, InferenceMode, Module};
 use super::{Policy, PolicyError};
 use crate::config::Config;
 use crate::control::messages::{ControllerLevel, PlannerStats, PolicyAction, Snapshot};
-use crate::rt::triple::Reader;
 use crate::types::terrain::Perception;
 use crate::types::MAX_JOINTS;
 use tch::{Kind, Tensor};
@@ -28,19 +27,16 @@ pub struct Student {
     input: HostBuf,
     state_zero: Option<Tensor>,
     state: Option<Tensor>,
-    perception: Option<Reader<Perception>>,
     raw: [f32; MAX_JOINTS],
     threads: u32,
     observes_terrain: bool,
 }
 
 impl Student {
-    /// Builds the student from an opened model (kind "policy") and warms it up.
-    pub fn new(opened: Opened, config: &Config, perception: Option<Reader<Perception>>) -> Result<Self, String> {
+    /// Builds the student from an opened model (kind "policy") and warms it up (with nothing
+    /// perceived: `policy::build_from` has checked that a model reading the terrain will have it).
+    pub fn new(opened: Opened, config: &Config) -> Result<Self, String> {
         let Opened { path, module, contract, .. } = opened;
-        if contract.needs_perception() && perception.is_none() {
-            return Err(format!("{}: the model observes the terrain, but no perception is available", path.display()));
-        }
         let obs = ObsBuilder::new(&contract, config, &config.depth_sensor_names())?;
         let actions = ActionMap::new(&contract, &config.joints)?;
         let device = module.device();
@@ -59,7 +55,6 @@ impl Student {
             input,
             state: state_zero.as_ref().map(|t| t.shallow_clone()),
             state_zero,
-            perception,
             raw: [0.0; MAX_JOINTS],
             threads: config.controller.threads,
             observes_terrain: contract.needs_perception(),
@@ -72,7 +67,7 @@ impl Student {
         let snapshot = Snapshot::default();
         let mut out = PolicyAction::default();
         for _ in 0..WARMUP_TICKS {
-            self.act(&snapshot, &mut out).map_err(|e| format!("warm-up: {e}"))?;
+            self.act(&snapshot, None, &mut out).map_err(|e| format!("warm-up: {e}"))?;
         }
         self.reset();
         Ok(())
@@ -159,10 +154,14 @@ impl Policy for Student {
         };
     }
 
-    fn act(&mut self, snapshot: &Snapshot, out: &mut PolicyAction) -> Result<ControllerLevel, PolicyError> {
+    fn act(
+        &mut self,
+        snapshot: &Snapshot,
+        perception: Option<&Perception>,
+        out: &mut PolicyAction,
+    ) -> Result<ControllerLevel, PolicyError> {
         prepare_thread(self.threads);
         let _inference = InferenceMode::enter();
-        let perception = self.perception.as_mut().map(|r| r.latest());
         let obs = self.obs.build(snapshot, perception);
         self.input.as_mut_slice().copy_from_slice(obs);
         let a = self.actions.dim();

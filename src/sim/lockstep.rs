@@ -510,9 +510,9 @@ impl Lockstep {
             Some(_) => {
                 let mut c = config.clone();
                 c.mppi.budget_ms = Some(1e12);
-                policy::build(&c, perception)
+                policy::build(&c, perception.is_some())
             }
-            None => policy::build(config, perception),
+            None => policy::build(config, perception.is_some()),
         }
         .map_err(SimError::Controller)?;
         let (commander, mut inputs) = inbox();
@@ -522,7 +522,7 @@ impl Lockstep {
             Controller {
                 report: ControllerReport { name: policy.name().to_string(), ..Default::default() },
                 policy,
-                cycle: Cycle::default(),
+                cycle: Cycle::new(perception, None),
                 writer,
                 every_ticks: (config.rate.policy_period_ns() / period_ns).max(1),
                 period_ns,

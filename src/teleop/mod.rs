@@ -25,6 +25,7 @@ pub struct Keys {
     pub auto_vel: String,
     pub mode: String,
     pub estop: String,
+    pub reload: String,
     pub state: String,
     pub diag: String,
     /// The ROS 2 Twist key; `None` when turned off.
@@ -38,6 +39,7 @@ impl Keys {
             auto_vel: format!("{prefix}/cmd/auto/vel"),
             mode: format!("{prefix}/cmd/mode"),
             estop: format!("{prefix}/cmd/estop"),
+            reload: format!("{prefix}/cmd/reload"),
             state: format!("{prefix}/state"),
             diag: format!("{prefix}/diag"),
             ros_cmd_vel: (!ros_cmd_vel.is_empty()).then(|| ros_cmd_vel.to_string()),

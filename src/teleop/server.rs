@@ -8,17 +8,20 @@
 //! (the loop's `Arbiter` still checks every command).
 
 use super::session::{self, Role, TeleopError};
-use super::wire::{self, BusMsg, Counters, DecodeError, DiagMsg, EstopAction, EventMsg, RejectMsg, StateMsg};
+use super::wire::{
+    self, BusMsg, Counters, DecodeError, DiagMsg, EstopAction, EventMsg, RejectMsg, ReloadMsg, StateMsg,
+};
 use super::Keys;
 use crate::config::{Config, ControllerKind};
 use crate::control::inputs::Commander;
 use crate::control::messages::{Event, Snapshot};
 use crate::control::TimingSummary;
 use crate::io::transport::bus::BusCounts;
+use crate::policy::reload;
 use crate::report;
 use crate::rt::triple::Reader;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,7 +62,10 @@ struct Stats {
     ros_cmd_vel: KeyCounters,
     mode: KeyCounters,
     estop: KeyCounters,
+    reload: KeyCounters,
     rejects: Mutex<Vec<RejectMsg>>,
+    /// Reload outcomes not yet in a `diag`.
+    reloads: Mutex<Vec<ReloadMsg>>,
     events_dropped: AtomicU64,
     /// The buses' receive-side counters as the supervisor last saw them.
     buses: Mutex<Vec<BusMsg>>,
@@ -113,6 +119,14 @@ impl TelemetryFeed {
         *self.timing.lock().unwrap_or_else(|p| p.into_inner()) = *t;
     }
 
+    /// A model reload's outcome (`status`: ready, switched or refused), for the next `diag`.
+    pub fn reload(&self, status: &str, message: &str) {
+        let mut list = self.stats.reloads.lock().unwrap_or_else(|p| p.into_inner());
+        if list.len() < REJECTS_LISTED {
+            list.push(ReloadMsg { status: status.to_string(), message: message.to_string() });
+        }
+    }
+
     /// The buses' receive-side counters, for `diag`.
     pub fn buses(&self, counts: Vec<(String, BusCounts)>) {
         let msgs = counts.into_iter().map(|(bus, counts)| BusMsg { bus, counts }).collect();
@@ -131,13 +145,15 @@ pub struct Server {
 
 impl Server {
     /// Opens the session from `[teleop]`, declares every key, and starts publishing.
+    /// `reloads` takes `cmd/reload` requests (`None`: no learned controller, each is refused).
     pub fn start(
         config: &Config,
         commander: Commander,
         snapshots: Reader<Snapshot>,
+        reloads: Option<Sender<reload::Request>>,
     ) -> Result<(Server, TelemetryFeed), TeleopError> {
         let zc = session::zenoh_config(config, Role::Robot)?;
-        Self::start_with(config, zc, commander, snapshots)
+        Self::start_with(config, zc, commander, snapshots, reloads)
     }
 
     /// As `start`, with an explicit zenoh configuration (tests, benchmarks).
@@ -146,6 +162,7 @@ impl Server {
         zc: zenoh::Config,
         commander: Commander,
         snapshots: Reader<Snapshot>,
+        reloads: Option<Sender<reload::Request>>,
     ) -> Result<(Server, TelemetryFeed), TeleopError> {
         let t = config.teleop.clone().ok_or(TeleopError::NotConfigured)?;
         let keys = Keys::of(config);
@@ -233,6 +250,28 @@ impl Server {
             )?;
         }
 
+        {
+            // Sent on to the reload thread, which loads off the real-time threads and reports
+            // through the supervisor; a daemon without a learned controller refuses here.
+            let (st, k) = (stats.clone(), keys.reload.clone());
+            declare(
+                &keys.reload,
+                Box::new(move |p| {
+                    let Some(model) = st.outcome(&st.reload, &k, wire::decode_reload(p, max_bytes)) else { return };
+                    let request = reload::Request { model, source: "cmd/reload" };
+                    let sent = reloads.as_ref().map(|r| r.send(request));
+                    if !matches!(sent, Some(Ok(()))) {
+                        let message = "controller: reload (cmd/reload) refused: no learned controller is running";
+                        report::warn(message);
+                        let mut list = st.reloads.lock().unwrap_or_else(|p| p.into_inner());
+                        if list.len() < REJECTS_LISTED {
+                            list.push(ReloadMsg { status: "refused".into(), message: message.into() });
+                        }
+                    }
+                }),
+            )?;
+        }
+
         let (events_tx, events_rx) = sync_channel(EVENT_QUEUE);
         let timing = Arc::new(Mutex::new(TimingSummary::default()));
         let feed = TelemetryFeed { events: events_tx, timing: timing.clone(), stats: stats.clone() };
@@ -299,7 +338,8 @@ impl Telemetry {
     fn diag(&mut self, force: bool) -> Option<Vec<u8>> {
         let events: Vec<EventMsg> = self.events.try_iter().map(|e| EventMsg::new(&e, &self.joints)).collect();
         let rejects = std::mem::take(&mut *self.stats.rejects.lock().unwrap_or_else(|p| p.into_inner()));
-        if events.is_empty() && rejects.is_empty() && !force {
+        let reloads = std::mem::take(&mut *self.stats.reloads.lock().unwrap_or_else(|p| p.into_inner()));
+        if events.is_empty() && rejects.is_empty() && reloads.is_empty() && !force {
             return None;
         }
         self.diag_seq += 1;
@@ -313,6 +353,8 @@ impl Telemetry {
             ros_cmd_vel: s.ros_cmd_vel.read(),
             mode: s.mode.read(),
             estop: s.estop.read(),
+            reload: s.reload.read(),
+            reloads,
             events_dropped: s.events_dropped.load(Ordering::Relaxed),
             buses: s.buses.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         };

@@ -144,6 +144,15 @@ pub(crate) enum EstopAction {
     Reset,
 }
 
+/// `cmd/reload`: load a model and switch to it (`{}`: the configured model file, read again).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadCmd {
+    /// The model file; relative to the daemon's configuration directory when relative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
 fn check_size(payload: &[u8], max: usize) -> Result<(), DecodeError> {
     if payload.len() > max {
         return Err(DecodeError::Oversized { bytes: payload.len(), max });
@@ -185,6 +194,21 @@ pub(crate) fn decode_mode(payload: &[u8], max: usize) -> Result<ModeRequest, Dec
 pub(crate) fn decode_estop(payload: &[u8], max: usize) -> Result<EstopAction, DecodeError> {
     let e: EstopCmd = json(payload, max)?;
     Ok(e.action)
+}
+
+/// The model file a `cmd/reload` names (`None`: the configured one). An empty payload is `{}`.
+pub(crate) fn decode_reload(payload: &[u8], max: usize) -> Result<Option<std::path::PathBuf>, DecodeError> {
+    if payload.is_empty() {
+        return Ok(None);
+    }
+    let r: ReloadCmd = json(payload, max)?;
+    match r.model {
+        None => Ok(None),
+        Some(m) if m.is_empty() || m.contains('\0') => {
+            Err(DecodeError::Malformed("model: expected a file path".into()))
+        }
+        Some(m) => Ok(Some(m.into())),
+    }
 }
 
 /// Size of a CDR `geometry_msgs/Twist`: the 4-byte encapsulation header and six float64.
@@ -362,11 +386,24 @@ pub struct DiagMsg {
     pub ros_cmd_vel: Counters,
     pub mode: Counters,
     pub estop: Counters,
+    #[serde(default)]
+    pub reload: Counters,
+    /// Model reloads since the last `diag`: each outcome as the journal wrote it.
+    #[serde(default)]
+    pub reloads: Vec<ReloadMsg>,
     /// Events the telemetry could not keep (the supervisor still logged them).
     pub(crate) events_dropped: u64,
     /// Per bus: frames and lines the receive side could not use, since start.
     #[serde(default)]
     pub buses: Vec<BusMsg>,
+}
+
+/// A model reload's outcome in `diag`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReloadMsg {
+    /// "ready" (loaded and checked), "switched" (acting) or "refused" (the old model acts on).
+    pub status: String,
+    pub message: String,
 }
 
 /// One bus's receive-side counters in `diag`.

@@ -24,7 +24,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// SHA-256 of the file at `path`, lowercase hex, read in pieces.
-pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
