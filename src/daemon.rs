@@ -35,6 +35,9 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+/// Shadow steps the policy thread can queue ahead of the logger (a few seconds at 50 Hz).
+const SHADOW_RING: usize = 256;
+
 /// How long `--goal` waits quietly for faults (sensors still connecting) to clear.
 const GOAL_PATIENCE_NS: u64 = 2 * NS_PER_S;
 
@@ -186,6 +189,11 @@ pub struct RunSummary {
     pub policy_errors: u64,
     /// Models the policy thread switched to by a reload.
     pub policy_swaps: u64,
+    /// The shadow model's time per step (`[controller] shadow`), and steps the logger had no
+    /// room for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_compute: Option<Summary>,
+    pub shadow_dropped: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<LogSummary>,
     /// Per bus: frames and lines the receive side could not use (empty for the in-memory robot).
@@ -225,6 +233,9 @@ impl std::fmt::Display for RunSummary {
                 "  policy compute   {p}  errors {}  models switched {}",
                 self.policy_errors, self.policy_swaps
             )?;
+        }
+        if let Some(s) = &self.shadow_compute {
+            writeln!(f, "  shadow compute   {s}  steps not logged (ring full) {}", self.shadow_dropped)?;
         }
         if let Some(l) = &self.log {
             let s = &l.stats;
@@ -384,6 +395,24 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
             None => None,
         },
     };
+    // A shadow model beside a learned controller (`[controller] shadow`), built and warmed up the
+    // same way; its steps go to the logger on their own ring.
+    let shadow = match (&policy, config.shadow_path()) {
+        (Some(_), Some(_)) => policy::build_shadow(config, perception.is_some())?.map(|built| {
+            for w in &built.warnings {
+                report::warn(format!("shadow: {w}"));
+            }
+            report::info(format!(
+                "shadow: {} ({} sha256:{}) runs beside the controller on the same observations, logged, never actuated",
+                built.policy.name(),
+                built.model.path.display(),
+                &built.model.sha256[..12]
+            ));
+            models.push(built.model);
+            built.policy
+        }),
+        _ => None,
+    };
     let (commander, mut inputs) = inbox();
     let action_writer = policy.as_ref().map(|_| inputs.connect_policy());
     let readers = 1 + usize::from(policy.is_some()) + usize::from(config.teleop.is_some());
@@ -412,11 +441,22 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
     lp.start().map_err(DaemonError::HardwareStart)?;
     let log_stop = Arc::new(AtomicBool::new(false));
     let (metadata_tx, metadata_rx) = mpsc::channel();
+    let (shadow_tap, shadow_ring) = match &shadow {
+        Some(_) => {
+            let (tap, ring) = crate::rt::spsc::spsc(SHADOW_RING);
+            (Some(tap), Some(ring))
+        }
+        None => (None, None),
+    };
     let logger = if config.log.enabled {
         let (tap, ring) = crate::control::record::ring(config.log.ring_records, config.joints.len());
         lp.attach_log(tap);
-        let logger = Logger::new(&config.log, log_writer::metadata(config, &models));
-        Some(log_writer::spawn(logger, ring, Some(metadata_rx), log_stop.clone())?)
+        let mut logger = Logger::new(&config.log, log_writer::metadata(config, &models));
+        if shadow.is_some() {
+            logger = logger.with_shadow();
+        }
+        let inputs = log_writer::LoggerInputs { switches: Some(metadata_rx), shadow: shadow_ring };
+        Some(log_writer::spawn(logger, ring, inputs, log_stop.clone())?)
     } else {
         None
     };
@@ -448,7 +488,10 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
             let spec = config.rate.policy_rt();
             let policy_period = config.rate.policy_period_ns();
             let stop = stop.clone();
-            let cycle = policy::Cycle::new(perception, handoff.clone());
+            let mut cycle = policy::Cycle::new(perception, handoff.clone());
+            if let (Some(s), Some(tap)) = (shadow, shadow_tap) {
+                cycle = cycle.with_shadow(policy::Shadow::new(s, tap));
+            }
             Some(thread::spawn("locod-policy", "policy", Setup::RtPrefaulted(spec), move |rt| {
                 if !rt.all_granted() {
                     report::warn(format!("policy thread: {rt}"));
@@ -522,7 +565,12 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
         timing: result.timing.summary(),
         policy_compute: policy_stats.as_ref().map(|s| s.compute.summary()),
         policy_errors: policy_stats.as_ref().map_or(0, |s| s.errors),
-        policy_swaps: policy_stats.map_or(0, |s| s.swaps),
+        policy_swaps: policy_stats.as_ref().map_or(0, |s| s.swaps),
+        shadow_compute: policy_stats
+            .as_ref()
+            .filter(|s| s.shadow_compute.count() > 0)
+            .map(|s| s.shadow_compute.summary()),
+        shadow_dropped: policy_stats.map_or(0, |s| s.shadow_dropped),
         log,
         buses: buses.counts().into_iter().map(|(bus, counts)| BusSummary { bus, counts }).collect(),
     })

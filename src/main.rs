@@ -577,32 +577,42 @@ fn check(config: &Path, model: Option<&Path>, quiet: bool) -> Result<(), ExitCod
     if let Some(w) = locod::control::balance::standup_warning(&c) {
         report::warn(w);
     }
-    let opened = policy::check(&c, model).map_err(|e| {
-        report::error(report::chain(&e));
-        ExitCode::from(2)
-    })?;
-    if let Some(m) = &opened {
-        for w in &m.warnings {
-            report::warn(w);
+    // The model (or the configured one), then the configured shadow, through every check.
+    let shadow = match (model, c.shadow_path()) {
+        (None, Some(s)) => Some(s),
+        _ => None,
+    };
+    for (what, path) in [("model", model.map(Path::to_path_buf)), ("shadow", shadow)] {
+        if what == "shadow" && path.is_none() {
+            continue;
         }
-        let k = &m.contract;
-        println!(
-            "# model ok: {}: {} for {:?}, {} observation values in {} terms, {} actions{}{}",
-            m.path.display(),
-            k.kind.as_str(),
-            k.robot,
-            k.obs_dim(),
-            k.obs.len(),
-            k.action_dim,
-            if k.recurrent_state.is_some() { ", recurrent" } else { "" },
-            match (m.optional.pi, m.optional.rollout) {
-                (false, false) if k.latent_dim.is_some() => ", no prior, stepped rollout",
-                (true, false) => ", prior pi, stepped rollout",
-                (false, true) => ", no prior, fused rollout",
-                (true, true) => ", prior pi, fused rollout",
-                _ => "",
+        let opened = policy::check(&c, path.as_deref()).map_err(|e| {
+            report::error(report::chain(&e));
+            ExitCode::from(2)
+        })?;
+        if let Some(m) = &opened {
+            for w in &m.warnings {
+                report::warn(w);
             }
-        );
+            let k = &m.contract;
+            println!(
+                "# {what} ok: {}: {} for {:?}, {} observation values in {} terms, {} actions{}{}",
+                m.path.display(),
+                k.kind.as_str(),
+                k.robot,
+                k.obs_dim(),
+                k.obs.len(),
+                k.action_dim,
+                if k.recurrent_state.is_some() { ", recurrent" } else { "" },
+                match (m.optional.pi, m.optional.rollout) {
+                    (false, false) if k.latent_dim.is_some() => ", no prior, stepped rollout",
+                    (true, false) => ", prior pi, stepped rollout",
+                    (false, true) => ", no prior, fused rollout",
+                    (true, true) => ", prior pi, fused rollout",
+                    _ => "",
+                }
+            );
+        }
     }
     println!(
         "# ok: {} joints on {} bus(es), control {} Hz, policy {} Hz; {}",

@@ -120,7 +120,7 @@ fn logger_thread(
     cfg.compression = compression;
     let (tap, ring) = record::ring(cfg.ring_records, config.joints.len());
     let stop = Arc::new(AtomicBool::new(false));
-    let h = writer::spawn(Logger::new(&cfg, writer::metadata(config, &[])), ring, None, stop.clone())
+    let h = writer::spawn(Logger::new(&cfg, writer::metadata(config, &[])), ring, Default::default(), stop.clone())
         .map_err(|e| crate::report::chain(&e))?;
     Ok((tap, stop, h))
 }

@@ -370,6 +370,10 @@ pub struct Controller {
     /// The TorchScript model (student or world model); a relative path is relative to this file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<PathBuf>,
+    /// A candidate model of the same kind run beside `model` on the same observations, its steps
+    /// logged, never actuated (shadow mode); needs `[log] enabled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<PathBuf>,
     /// Where the model runs: "cpu", "cuda" or "cuda:N".
     pub device: String,
     /// libtorch intra-op threads of the policy (1: the policy must not crowd the control core).
@@ -385,6 +389,7 @@ impl Default for Controller {
             standup_s: 2.0,
             sitdown_s: 2.0,
             model: None,
+            shadow: None,
             device: "cpu".into(),
             threads: 1,
             interop_threads: 1,
@@ -732,6 +737,11 @@ impl Config {
     /// The configured model path, resolved against the configuration file's directory.
     pub fn model_path(&self) -> Option<PathBuf> {
         self.controller.model.as_ref().map(|m| self.resolve(m))
+    }
+
+    /// The shadow model (`[controller] shadow`), resolved like `model`.
+    pub fn shadow_path(&self) -> Option<PathBuf> {
+        self.controller.shadow.as_ref().map(|m| self.resolve(m))
     }
 
     /// `path` as written in this configuration: relative paths are relative to its directory.

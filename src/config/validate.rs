@@ -507,9 +507,17 @@ fn validate_controller(c: &Config) -> Check {
         let kind = if k.kind == ControllerKind::Student { "student" } else { "mppi" };
         return fail(at("kind"), format!("kind = \"{kind}\" needs a TorchScript file: set controller.model"));
     }
-    if let Some(m) = &k.model {
-        if m.as_os_str().is_empty() {
-            return fail(at("model"), "expected a path to a TorchScript file, got an empty string");
+    for (key, m) in [("model", &k.model), ("shadow", &k.shadow)] {
+        if m.as_ref().is_some_and(|m| m.as_os_str().is_empty()) {
+            return fail(at(key), "expected a path to a TorchScript file, got an empty string");
+        }
+    }
+    if k.shadow.is_some() {
+        if !matches!(k.kind, ControllerKind::Student | ControllerKind::Mppi) {
+            return fail(at("shadow"), "a shadow runs beside a learned controller: kind = \"student\" or \"mppi\"");
+        }
+        if !c.log.enabled {
+            return fail(at("shadow"), "the shadow's steps are only logged: set [log] enabled = true");
         }
     }
     let d = k.device.as_str();

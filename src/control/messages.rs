@@ -467,6 +467,35 @@ impl Default for PolicyAction {
     }
 }
 
+/// A shadow model's step (`[controller] shadow`): computed by the policy thread on the same
+/// snapshot and perception as the live action of `t_ns`, after that action was published; logged
+/// beside the ticks, never actuated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ShadowStep {
+    /// Time of the state both models acted on (the live action's `t_ns`).
+    pub t_ns: u64,
+    pub level: ControllerLevel,
+    /// The shadow failed on this snapshot: why (its action is then empty).
+    pub failed: Option<&'static str>,
+    /// The raw action (first `action_len`, clipped, before scaling), as `PolicyAction::action`.
+    pub action_len: u16,
+    pub action: [f32; MAX_JOINTS],
+    pub planner: PlannerStats,
+}
+
+impl Default for ShadowStep {
+    fn default() -> Self {
+        Self {
+            t_ns: 0,
+            level: ControllerLevel::Primary,
+            failed: None,
+            action_len: 0,
+            action: [0.0; MAX_JOINTS],
+            planner: PlannerStats::default(),
+        }
+    }
+}
+
 /// The control loop's view at one tick, published for the policy thread, telemetry and logging.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Snapshot {

@@ -2,11 +2,12 @@
 //! no system font is needed).
 //!
 //! Loop timing histograms, commanded vs measured velocity, attitude, joint torques, the mode
-//! timeline and planner statistics, one PNG each. A directory is plotted as one timeline of all
+//! timeline, planner statistics and, with a shadow model, its actions against the live ones,
+//! one PNG each. A directory is plotted as one timeline of all
 //! its closed logs. Not for: analysis a program should do (use `export`).
 
 use super::read::{self, ReadError};
-use super::schema::Tick;
+use super::schema::{Shadow, Tick};
 use super::{LEVEL_NAMES, MODE_NAMES};
 use crate::control::record::flags;
 use plotters::prelude::*;
@@ -170,6 +171,7 @@ fn rpy_deg(q: [f64; 4]) -> [f64; 3] {
 pub fn report(log: &Path, out: &Path) -> Result<Vec<PathBuf>, PlotError> {
     register_font();
     let mut ticks: Vec<Tick> = Vec::new();
+    let mut shadow: Vec<Shadow> = Vec::new();
     let mut joints = Vec::new();
     for p in read::log_files(log)? {
         let f = read::read_file(&p)?;
@@ -177,6 +179,7 @@ pub fn report(log: &Path, out: &Path) -> Result<Vec<PathBuf>, PlotError> {
             joints = f.joint_names();
         }
         ticks.extend(f.ticks);
+        shadow.extend(f.shadow);
     }
     let first = ticks.first().ok_or_else(|| PlotError::Empty(log.into()))?;
     let t0 = first.t_ns;
@@ -313,5 +316,77 @@ pub fn report(log: &Path, out: &Path) -> Result<Vec<PathBuf>, PlotError> {
             ],
         ),
     )?;
+
+    if !shadow.is_empty() {
+        let path = out.join("shadow.png");
+        let (title, panels_) = live_vs_shadow(&ticks, &shadow, t0);
+        let panels_: Vec<(&str, Vec<Series>)> = panels_.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
+        emit("shadow.png", panels(&path, &title, &panels_))?;
+    }
     Ok(written)
+}
+
+/// A policy step both models acted on.
+struct Matched<'a> {
+    t_ns: u64,
+    live: &'a [f32],
+    live_value: f32,
+    shadow: &'a Shadow,
+}
+
+/// The shadow model's actions beside the live ones, matched by the snapshot both acted on
+/// (`policy_t_ns`): a panel per action dimension (the first eight), and the plan value when a
+/// planner ran; the title gives the steps matched and the RMS difference of their actions.
+fn live_vs_shadow(ticks: &[Tick], shadow: &[Shadow], t0: u64) -> (String, Vec<(String, Vec<Series>)>) {
+    let mut live: std::collections::BTreeMap<u64, (&[f32], f32)> = std::collections::BTreeMap::new();
+    for t in ticks.iter().filter(|t| !t.policy_action.is_empty()) {
+        live.entry(t.policy_t_ns).or_insert((&t.policy_action, t.planner_best_return));
+    }
+    let time = |t_ns: u64| t_ns.saturating_sub(t0) as f64 * 1e-9;
+    let matched: Vec<Matched> = shadow
+        .iter()
+        .filter(|s| s.failed.is_empty())
+        .filter_map(|s| {
+            live.get(&s.policy_t_ns).map(|(a, v)| Matched { t_ns: s.policy_t_ns, live: a, live_value: *v, shadow: s })
+        })
+        .collect();
+    let (mut sq, mut n) = (0.0f64, 0usize);
+    for m in &matched {
+        for (x, y) in m.live.iter().zip(&m.shadow.policy_action) {
+            sq += f64::from(x - y).powi(2);
+            n += 1;
+        }
+    }
+    let line =
+        |f: &dyn Fn(&Matched) -> f64| -> Vec<(f64, f64)> { matched.iter().map(|m| (time(m.t_ns), f(m))).collect() };
+    let at = |a: &[f32], d: usize| a.get(d).map_or(f64::NAN, |v| f64::from(*v));
+    let dims = matched.iter().map(|m| m.live.len()).max().unwrap_or(0).min(COLORS.len());
+    let mut out: Vec<(String, Vec<Series>)> = (0..dims)
+        .map(|d| {
+            (
+                format!("action {d}"),
+                vec![
+                    ("live".to_string(), line(&|m| at(m.live, d))),
+                    ("shadow".to_string(), line(&|m| at(&m.shadow.policy_action, d))),
+                ],
+            )
+        })
+        .collect();
+    if matched.iter().any(|m| m.shadow.planner_iterations > 0) {
+        out.push((
+            "plan value".to_string(),
+            vec![
+                ("live".to_string(), line(&|m| f64::from(m.live_value))),
+                ("shadow".to_string(), line(&|m| f64::from(m.shadow.planner_best_return))),
+            ],
+        ));
+    }
+    let failed = shadow.iter().filter(|s| !s.failed.is_empty()).count();
+    let title = format!(
+        "Live vs shadow actions: {} steps matched, RMS difference {:.4}{}",
+        matched.len(),
+        if n > 0 { (sq / n as f64).sqrt() } else { f64::NAN },
+        if failed > 0 { format!(", {failed} shadow steps failed") } else { String::new() }
+    );
+    (title, out)
 }

@@ -10,7 +10,7 @@
 //!
 //! Not for: writing logs during a run (`writer`).
 
-use super::schema::{self, Tick, EPISODE_END_NAME, METADATA_NAME};
+use super::schema::{self, Shadow, Tick, EPISODE_END_NAME, METADATA_NAME};
 use mcap::records::Record;
 use mcap::sans_io::{LinearReadEvent, LinearReader, LinearReaderOptions};
 use std::collections::BTreeMap;
@@ -89,6 +89,8 @@ pub struct Scan {
     pub metadata: Vec<(String, BTreeMap<String, String>)>,
     /// Log time and CDR bytes of every tick message.
     pub messages: Vec<(u64, Vec<u8>)>,
+    /// Log time and CDR bytes of every shadow step (`[controller] shadow`).
+    pub shadow: Vec<(u64, Vec<u8>)>,
     /// The file has its summary and closing magic.
     pub complete: bool,
     /// Why reading stopped early, if it did.
@@ -168,19 +170,35 @@ pub fn scan(data: &[u8]) -> Scan {
     let (end, damaged) = plausible_prefix(data);
     let complete = damaged.is_none() && data.len() >= 2 * MAGIC.len() && data.ends_with(MAGIC);
     let data = &data[..end];
-    let mut s = Scan { metadata: Vec::new(), messages: Vec::new(), complete, stopped: None, has_tick_channel: false };
+    let mut s = Scan {
+        metadata: Vec::new(),
+        messages: Vec::new(),
+        shadow: Vec::new(),
+        complete,
+        stopped: None,
+        has_tick_channel: false,
+    };
     let records = Records::new(data);
-    let mut tick_schemas = Vec::new();
-    let mut tick_channel = None;
+    let (mut tick_schemas, mut shadow_schemas) = (Vec::new(), Vec::new());
+    let (mut tick_channel, mut shadow_channel) = (None, None);
     for record in records {
         match record {
             Ok(Record::Schema { header, .. }) if header.name == schema::SCHEMA_NAME => tick_schemas.push(header.id),
+            Ok(Record::Schema { header, .. }) if header.name == schema::SHADOW_SCHEMA_NAME => {
+                shadow_schemas.push(header.id)
+            }
+            Ok(Record::Channel(c)) if c.topic == schema::SHADOW_TOPIC && shadow_schemas.contains(&c.schema_id) => {
+                shadow_channel = Some(c.id)
+            }
             Ok(Record::Channel(c)) if c.topic == schema::TOPIC && tick_schemas.contains(&c.schema_id) => {
                 tick_channel = Some(c.id);
                 s.has_tick_channel = true;
             }
             Ok(Record::Message { header, data }) if Some(header.channel_id) == tick_channel => {
                 s.messages.push((header.log_time, data.into_owned()))
+            }
+            Ok(Record::Message { header, data }) if Some(header.channel_id) == shadow_channel => {
+                s.shadow.push((header.log_time, data.into_owned()))
             }
             Ok(Record::Metadata(m)) => s.metadata.push((m.name, m.metadata)),
             Ok(Record::Footer(_)) | Ok(Record::DataEnd(_)) if s.complete => break,
@@ -207,6 +225,8 @@ pub struct LogFile {
     /// The episode-end record (reason, records), absent in a recovered file.
     pub end: Option<BTreeMap<String, String>>,
     pub ticks: Vec<Tick>,
+    /// The shadow model's steps, in the order written (empty without a shadow).
+    pub shadow: Vec<Shadow>,
 }
 
 impl LogFile {
@@ -249,12 +269,17 @@ pub fn read_file(path: &Path) -> Result<LogFile, ReadError> {
     for (i, (_, m)) in s.messages.iter().enumerate() {
         ticks.push(Tick::decode(m).map_err(|e| corrupt(i, format!("message {i}: {e}")))?);
     }
+    let mut shadow = Vec::with_capacity(s.shadow.len());
+    for (i, (_, m)) in s.shadow.iter().enumerate() {
+        shadow.push(Shadow::decode(m).map_err(|e| corrupt(i, format!("shadow step {i}: {e}")))?);
+    }
     let find = |name: &str| s.metadata.iter().find(|(n, _)| n == name).map(|(_, m)| m.clone());
     Ok(LogFile {
         path: path.into(),
         metadata: find(METADATA_NAME).unwrap_or_default(),
         end: find(EPISODE_END_NAME),
         ticks,
+        shadow,
     })
 }
 
@@ -332,7 +357,8 @@ pub fn recover(input: &Path) -> Result<Recovered, ReadError> {
     }
     let output = recovered_name(input);
     let tmp = output.with_extension("mcap.recovering");
-    let written = write_copy(input, &tmp, s.metadata, &s.messages).and_then(|()| std::fs::rename(&tmp, &output));
+    let written =
+        write_copy(input, &tmp, s.metadata, &s.messages, &s.shadow).and_then(|()| std::fs::rename(&tmp, &output));
     if let Err(error) = written {
         // No partial or empty copy stays behind; the input is kept as it was.
         let _ = std::fs::remove_file(&tmp);
@@ -350,6 +376,7 @@ fn write_copy(
     tmp: &Path,
     metadata: Vec<(String, BTreeMap<String, String>)>,
     messages: &[(u64, Vec<u8>)],
+    shadow: &[(u64, Vec<u8>)],
 ) -> std::io::Result<()> {
     use super::writer::io_error;
     let file = std::fs::File::create(tmp)?;
@@ -373,6 +400,22 @@ fn write_copy(
         let header =
             mcap::records::MessageHeader { channel_id: channel, sequence: seq as u32, log_time: *t, publish_time: *t };
         w.write_to_known_channel(&header, data).map_err(io_error)?;
+    }
+    if !shadow.is_empty() {
+        let id = w
+            .add_schema(schema::SHADOW_SCHEMA_NAME, schema::SCHEMA_ENCODING, schema::SHADOW_MSG.as_bytes())
+            .map_err(io_error)?;
+        let channel =
+            w.add_channel(id, schema::SHADOW_TOPIC, schema::MESSAGE_ENCODING, &BTreeMap::new()).map_err(io_error)?;
+        for (seq, (t, data)) in shadow.iter().enumerate() {
+            let header = mcap::records::MessageHeader {
+                channel_id: channel,
+                sequence: seq as u32,
+                log_time: *t,
+                publish_time: *t,
+            };
+            w.write_to_known_channel(&header, data).map_err(io_error)?;
+        }
     }
     w.finish().map_err(io_error)?;
     let file = w.into_inner().into_inner().map_err(|e| e.into_error())?;

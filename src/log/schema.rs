@@ -10,6 +10,7 @@
 
 use super::cdr::{self, DecodeError};
 use super::{fault_code, level_code, mode_code, source_code};
+use crate::control::messages::ShadowStep;
 use crate::control::record::TickRecord;
 
 pub(crate) const SCHEMA_NAME: &str = "locod_msgs/msg/Tick";
@@ -265,5 +266,65 @@ impl Tick {
 
     pub fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
+    }
+}
+
+/// The shadow model's steps (`[controller] shadow`): a second channel in the same files.
+pub(crate) const SHADOW_SCHEMA_NAME: &str = "locod_msgs/msg/ShadowStep";
+pub(crate) const SHADOW_TOPIC: &str = "/locod/shadow";
+
+/// The ros2msg definition of a shadow step. Field order is wire order.
+pub(crate) const SHADOW_MSG: &str = "\
+# A shadow model's step (locod [controller] shadow): computed on the same snapshot and perception
+# as the live policy step whose policy_t_ns it carries, logged, never actuated.
+uint64 episode
+uint64 policy_t_ns
+uint8 policy_level
+string failed
+float32[] policy_action
+uint16 planner_iterations
+float32 planner_best_return
+float32 planner_compute_us
+";
+
+/// Encodes a shadow step (of episode `episode`) into `buf` (cleared first).
+pub fn encode_shadow(s: &ShadowStep, episode: u64, buf: &mut Vec<u8>) {
+    let mut w = cdr::Writer::new(buf);
+    w.u64(episode);
+    w.u64(s.t_ns);
+    w.u8(level_code(s.level));
+    w.string(s.failed.unwrap_or(""));
+    w.f32_seq(s.action[..(s.action_len as usize).min(s.action.len())].iter().copied());
+    w.u16(s.planner.iterations);
+    w.f32(s.planner.best_return);
+    w.f32(s.planner.compute_us);
+}
+
+/// A decoded shadow step: the fields of `SHADOW_MSG`, owned.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Shadow {
+    pub episode: u64,
+    pub policy_t_ns: u64,
+    pub policy_level: u8,
+    pub failed: String,
+    pub policy_action: Vec<f32>,
+    pub planner_iterations: u16,
+    pub planner_best_return: f32,
+    pub planner_compute_us: f32,
+}
+
+impl Shadow {
+    pub fn decode(data: &[u8]) -> Result<Shadow, DecodeError> {
+        let mut r = cdr::Reader::new(data)?;
+        Ok(Shadow {
+            episode: r.u64()?,
+            policy_t_ns: r.u64()?,
+            policy_level: r.u8()?,
+            failed: r.string()?,
+            policy_action: r.f32_seq()?,
+            planner_iterations: r.u16()?,
+            planner_best_return: r.f32()?,
+            planner_compute_us: r.f32()?,
+        })
     }
 }

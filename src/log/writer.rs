@@ -18,6 +18,7 @@
 use super::schema::{self, EPISODE_END_NAME, METADATA_NAME};
 use super::{fault_code, mode_code, MODE_NAMES, MODE_WALK};
 use crate::config::{Config, LogCompression, LogConfig};
+use crate::control::messages::ShadowStep;
 use crate::control::record::TickRecord;
 use crate::report;
 use crate::rt::clock::{monotonic_ns, NS_PER_MS, NS_PER_S};
@@ -55,6 +56,10 @@ pub struct LogStats {
     /// Times logging stopped because of an error.
     pub(crate) failures: u64,
     pub(crate) files_removed_by_quota: u64,
+    /// Shadow model steps written (`[controller] shadow`), and those that arrived while no file
+    /// was open or logging was stopped.
+    pub shadow_written: u64,
+    pub(crate) shadow_unlogged: u64,
 }
 
 /// Why the logger could not write: the step, the file, and the operating system's error (its
@@ -140,6 +145,9 @@ pub(crate) fn utc_stamp() -> String {
     format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// An episode file's writer, its sync handle, its tick channel and its shadow channel.
+type Header = (mcap::Writer<BufWriter<File>>, File, u16, Option<u16>);
+
 struct Episode {
     writer: mcap::Writer<BufWriter<File>>,
     /// The same open file, for fsync while the writer owns it.
@@ -148,6 +156,8 @@ struct Episode {
     path: PathBuf,
     channel: u16,
     sequence: u32,
+    /// The shadow channel and its sequence, when a shadow runs.
+    shadow: Option<(u16, u32)>,
     start_t_ns: u64,
     records: u64,
     /// Records handed to the writer since the last successful sync (in memory, not yet durable).
@@ -166,6 +176,8 @@ pub struct Logger {
     meta: BTreeMap<String, String>,
     /// Metadata naming a reloaded model, and the record time from which it holds.
     next_meta: Option<(u64, BTreeMap<String, String>)>,
+    /// Files carry a shadow channel (`with_shadow`).
+    shadow: bool,
     session: String,
     next_episode: u64,
     file: Option<Episode>,
@@ -186,6 +198,7 @@ impl Logger {
             cfg: cfg.clone(),
             meta,
             next_meta: None,
+            shadow: false,
             session: utc_stamp(),
             next_episode: 0,
             file: None,
@@ -237,6 +250,39 @@ impl Logger {
                 Some(f) if r.t_ns.saturating_sub(f.start_t_ns) >= self.episode_ns => Some("length"),
                 _ => None,
             },
+        }
+    }
+
+    /// Files also carry the shadow model's steps (`shadow`), on their own channel.
+    pub fn with_shadow(mut self) -> Self {
+        self.shadow = true;
+        self
+    }
+
+    /// Writes a shadow model's step into the open file (none open: counted as unlogged).
+    pub fn shadow(&mut self, step: &ShadowStep, now_ns: u64) {
+        let episode = self.next_episode.saturating_sub(1);
+        let Some((f, (channel, sequence))) = self.file.as_mut().and_then(|f| f.shadow.map(|c| (f, c))) else {
+            self.stats.shadow_unlogged += 1;
+            return;
+        };
+        schema::encode_shadow(step, episode, &mut self.buf);
+        let header = mcap::records::MessageHeader {
+            channel_id: channel,
+            sequence,
+            log_time: step.t_ns,
+            publish_time: step.t_ns,
+        };
+        match f.writer.write_to_known_channel(&header, &self.buf) {
+            Ok(()) => {
+                f.shadow = Some((channel, sequence.wrapping_add(1)));
+                self.stats.shadow_written += 1;
+            }
+            Err(e) => {
+                let e = DiskError::mcap("writing", &f.part, e);
+                self.stats.shadow_unlogged += 1;
+                self.go_down(e, now_ns)
+            }
         }
     }
 
@@ -381,7 +427,7 @@ impl Logger {
         let part = dir.join(format!("{name}.part"));
         let file = File::create(&part).map_err(|e| DiskError::new("creating", &part, e))?;
         let header = self.write_header(file, &part, episode);
-        let (writer, sync, channel) = match header {
+        let (writer, sync, channel, shadow) = match header {
             Ok(h) => h,
             Err(e) => {
                 let _ = std::fs::remove_file(&part);
@@ -396,6 +442,7 @@ impl Logger {
             path,
             channel,
             sequence: 0,
+            shadow: shadow.map(|c| (c, 0)),
             start_t_ns: t_ns,
             records: 0,
             unsynced: 0,
@@ -404,13 +451,9 @@ impl Logger {
         Ok(())
     }
 
-    /// The file's header: the MCAP writer on `file`, a second handle for syncing, the channel.
-    fn write_header(
-        &self,
-        file: File,
-        part: &Path,
-        episode: u64,
-    ) -> Result<(mcap::Writer<BufWriter<File>>, File, u16), DiskError> {
+    /// The file's header: the MCAP writer on `file`, a second handle for syncing, the tick
+    /// channel and the shadow channel (with a shadow).
+    fn write_header(&self, file: File, part: &Path, episode: u64) -> Result<Header, DiskError> {
         let sync = file.try_clone().map_err(|e| DiskError::new("opening", part, e))?;
         let compression = match self.cfg.compression {
             LogCompression::Zstd => Some(mcap::Compression::Zstd),
@@ -429,13 +472,25 @@ impl Logger {
             writer.add_schema(schema::SCHEMA_NAME, schema::SCHEMA_ENCODING, schema::MSG.as_bytes()).map_err(err)?;
         let channel =
             writer.add_channel(schema_id, schema::TOPIC, schema::MESSAGE_ENCODING, &BTreeMap::new()).map_err(err)?;
+        let shadow = if self.shadow {
+            let id = writer
+                .add_schema(schema::SHADOW_SCHEMA_NAME, schema::SCHEMA_ENCODING, schema::SHADOW_MSG.as_bytes())
+                .map_err(err)?;
+            Some(
+                writer
+                    .add_channel(id, schema::SHADOW_TOPIC, schema::MESSAGE_ENCODING, &BTreeMap::new())
+                    .map_err(err)?,
+            )
+        } else {
+            None
+        };
         let mut meta = self.meta.clone();
         meta.insert("session".into(), self.session.clone());
         meta.insert("episode".into(), episode.to_string());
         meta.insert("start_reason".into(), self.start_reason.into());
         meta.insert("start_utc".into(), utc_stamp());
         writer.write_metadata(&mcap::records::Metadata { name: METADATA_NAME.into(), metadata: meta }).map_err(err)?;
-        Ok((writer, sync, channel))
+        Ok((writer, sync, channel, shadow))
     }
 
     fn close_episode(&mut self, reason: &str) {
@@ -516,17 +571,24 @@ impl Logger {
 /// A new metadata record for the files from a record time on (`Logger::switch_metadata`).
 pub type MetadataSwitch = (u64, BTreeMap<String, String>);
 
-/// Runs `logger` on the calling thread until `stop` is set and the ring is empty, taking
-/// metadata switches (a reloaded model) from `switches`.
+/// What the logger thread reads besides the tick ring: metadata switches (a reloaded model) and
+/// the shadow model's steps (from the policy thread).
+#[derive(Default)]
+pub struct LoggerInputs {
+    pub switches: Option<Receiver<MetadataSwitch>>,
+    pub shadow: Option<Consumer<ShadowStep>>,
+}
+
+/// Runs `logger` on the calling thread until `stop` is set and the ring is empty.
 pub fn run(
     mut logger: Logger,
     mut ring: Consumer<TickRecord>,
-    switches: Option<Receiver<MetadataSwitch>>,
+    mut inputs: LoggerInputs,
     stop: &AtomicBool,
 ) -> LogStats {
     logger.recover_leftovers();
     loop {
-        for (from_t_ns, meta) in switches.iter().flat_map(|r| r.try_iter()) {
+        for (from_t_ns, meta) in inputs.switches.iter().flat_map(|r| r.try_iter()) {
             logger.switch_metadata(from_t_ns, meta);
         }
         let mut n = 0u32;
@@ -536,6 +598,10 @@ pub fn run(
             if n % 64 == 0 {
                 logger.poll(monotonic_ns());
             }
+        }
+        // After the ticks they were computed beside, so that they land in the same file.
+        while let Some(s) = inputs.shadow.as_mut().and_then(|c| c.pop()) {
+            logger.shadow(&s, monotonic_ns());
         }
         logger.poll(monotonic_ns());
         if n == 0 {
@@ -552,10 +618,10 @@ pub fn run(
 pub fn spawn(
     logger: Logger,
     ring: Consumer<TickRecord>,
-    switches: Option<Receiver<MetadataSwitch>>,
+    inputs: LoggerInputs,
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<LogStats>, SpawnError> {
-    thread::spawn("locod-logger", "logger", Setup::Plain, move |_| run(logger, ring, switches, &stop))
+    thread::spawn("locod-logger", "logger", Setup::Plain, move |_| run(logger, ring, inputs, &stop))
 }
 
 /// The names of the mode codes, for messages.

@@ -22,10 +22,11 @@ pub mod torch;
 
 use crate::config::{Config, ControllerKind};
 use crate::control::inputs::ActionWriter;
-use crate::control::messages::{ControllerLevel, LevelCounts, Mode, PolicyAction, Snapshot};
+use crate::control::messages::{ControllerLevel, LevelCounts, Mode, PolicyAction, ShadowStep, Snapshot};
 use crate::rt::clock::Clock;
 use crate::rt::hist::Histogram;
 use crate::rt::sched::Periodic;
+use crate::rt::spsc::Producer;
 use crate::rt::triple::Reader;
 use crate::types::provenance::ModelProvenance;
 use crate::types::terrain::Perception;
@@ -115,6 +116,10 @@ pub struct PolicyStats {
     pub skipped: u64,
     /// Models switched in by a reload (`reload::Handoff`).
     pub swaps: u64,
+    /// The shadow model's time per step (`[controller] shadow`; empty without one), and its steps
+    /// the logger had no room for.
+    pub shadow_compute: Histogram,
+    pub shadow_dropped: u64,
     /// Actions published, by the level that produced them (an MPPI plan that missed its budget
     /// is the prior's).
     pub levels: LevelCounts,
@@ -132,11 +137,71 @@ pub struct Cycle {
     perception: Option<Reader<Perception>>,
     /// Where a reloaded model arrives (`None`: the model never changes).
     handoff: Option<Arc<reload::Handoff>>,
+    /// A shadow model run beside the live one (`[controller] shadow`).
+    shadow: Option<Box<Shadow>>,
+}
+
+/// A shadow model, its own reset tracking, its scratch action and its tap to the logger.
+pub struct Shadow {
+    policy: Box<dyn Policy>,
+    last_mode: Option<Mode>,
+    scratch: PolicyAction,
+    tap: Producer<ShadowStep>,
+    /// Steps the logger had no room for.
+    dropped: u64,
+}
+
+impl Shadow {
+    pub fn new(policy: Box<dyn Policy>, tap: Producer<ShadowStep>) -> Box<Self> {
+        Box::new(Self { policy, last_mode: None, scratch: PolicyAction::default(), tap, dropped: 0 })
+    }
 }
 
 impl Cycle {
     pub fn new(perception: Option<Reader<Perception>>, handoff: Option<Arc<reload::Handoff>>) -> Self {
-        Self { last_mode: None, perception, handoff }
+        Self { last_mode: None, perception, handoff, shadow: None }
+    }
+
+    /// Runs `shadow` beside the live model (`step_shadow`).
+    pub fn with_shadow(mut self, shadow: Box<Shadow>) -> Self {
+        self.shadow = Some(shadow);
+        self
+    }
+
+    /// The shadow model on `snapshot` and the perception the live model read for it (call after
+    /// the live action is published, so that the shadow never delays it); its step goes to the
+    /// logger. Returns whether a shadow ran.
+    pub fn step_shadow(&mut self, snapshot: &Snapshot) -> bool {
+        let Some(s) = self.shadow.as_deref_mut() else { return false };
+        if snapshot.tick == 0 {
+            return false;
+        }
+        if s.last_mode != Some(snapshot.mode) {
+            s.policy.reset();
+            s.last_mode = Some(snapshot.mode);
+        }
+        let perception = self.perception.as_ref().map(|r| r.get());
+        let r = s.policy.act(snapshot, perception, &mut s.scratch);
+        let mut step = ShadowStep { t_ns: snapshot.state.t_ns, ..ShadowStep::default() };
+        match r {
+            Ok(level) => {
+                step.level = level;
+                step.action_len = s.scratch.action_len;
+                step.action = s.scratch.action;
+                step.planner = s.scratch.planner;
+            }
+            Err(e) => step.failed = Some(e.0),
+        }
+        if s.tap.push(step).is_err() {
+            s.dropped += 1;
+        }
+        s.policy.prepare_next();
+        true
+    }
+
+    /// Shadow steps the logger had no room for.
+    pub fn shadow_dropped(&self) -> u64 {
+        self.shadow.as_ref().map_or(0, |s| s.dropped)
     }
 
     /// Switches to a model waiting in the handoff, if any (never waits); true if it did. The
@@ -218,9 +283,14 @@ pub fn run(
                 actions.publish();
             }
         }
-        stats.compute.record(clock.now_ns().saturating_sub(release.woke_ns));
+        let acted = clock.now_ns();
+        stats.compute.record(acted.saturating_sub(release.woke_ns));
+        if cycle.step_shadow(&snapshot) {
+            stats.shadow_compute.record(clock.now_ns().saturating_sub(acted));
+        }
         policy.prepare_next();
     }
+    stats.shadow_dropped = cycle.shadow_dropped();
     stats
 }
 
@@ -299,6 +369,16 @@ pub fn build(config: &Config, perceives: bool) -> Result<Option<Built>, BuildErr
         return Err(BuildError::NoModel);
     };
     build_from(opened, config, perceives).map(Some)
+}
+
+/// The shadow model `[controller] shadow` names, checked, built and warmed up as the controller
+/// is (`None` without one).
+pub fn build_shadow(config: &Config, perceives: bool) -> Result<Option<Built>, BuildError> {
+    let Some(path) = config.shadow_path() else { return Ok(None) };
+    let Some(opened) = check(config, Some(&path))? else { return Ok(None) };
+    let mut built = build_from(opened, config, perceives)?;
+    built.model.role = "shadow";
+    Ok(Some(built))
 }
 
 /// The controller `config` names, around `opened` (a model already opened and checked).
