@@ -348,7 +348,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
             while !done.load(Ordering::Relaxed) {
                 match signals.wait(Duration::from_millis(100)) {
                     Some(libc::SIGHUP) => {
-                        let request = reload::Request { model: None, source: "SIGHUP" };
+                        let request = reload::Request { model: None, controller: None, source: "SIGHUP" };
                         reloads.send(request).unwrap_or_else(|_| {
                             report::warn("controller: reload (SIGHUP) refused: no learned controller is running")
                         });
@@ -619,21 +619,28 @@ impl Models {
                 t.reload(status, &line);
             }
         }
-        let Some((from_t_ns, model)) = self.handoff.as_ref().and_then(|h| h.take_switched()) else { return };
+        let Some(switched) = self.handoff.as_ref().and_then(|h| h.take_switched()) else { return };
+        let reload::Switched { from_t_ns, model, controller, kind } = switched;
         let line = format!(
-            "controller: switched to {} (sha256:{}) from the snapshot at t={:.3} s; history, recurrent state and warm start restarted",
+            "controller: switched to {controller} ({}: {}, sha256:{}) from the snapshot at t={:.3} s; history, recurrent state and warm start restarted",
+            kind.as_str(),
             model.path.display(),
             model.sha256.get(..12).unwrap_or(&model.sha256),
             from_t_ns as f64 / NS_PER_S as f64
         );
         report::info(&line);
         if let Some(t) = telemetry {
+            t.controller(kind);
             t.reload("switched", &line);
         }
         self.others.retain(|m| m.role != model.role);
         self.others.insert(0, model);
         if let Some(l) = &self.logger {
-            let _ = l.send((from_t_ns, log_writer::metadata(config, &self.others)));
+            // The configuration as written, and which of its controllers now acts.
+            let mut meta = log_writer::metadata(config, &self.others);
+            meta.insert("controller.active".into(), controller);
+            meta.insert("controller.kind".into(), kind.as_str().into());
+            let _ = l.send((from_t_ns, meta));
         }
     }
 }

@@ -577,15 +577,19 @@ fn check(config: &Path, model: Option<&Path>, quiet: bool) -> Result<(), ExitCod
     if let Some(w) = locod::control::balance::standup_warning(&c) {
         report::warn(w);
     }
-    // The model (or the configured one), then the configured shadow, through every check.
-    let shadow = match (model, c.shadow_path()) {
-        (None, Some(s)) => Some(s),
-        _ => None,
-    };
-    for (what, path) in [("model", model.map(Path::to_path_buf)), ("shadow", shadow)] {
-        if what == "shadow" && path.is_none() {
-            continue;
+    // The model (or the configured one), then the configured shadow and the selectable
+    // controllers (`[[controller.choices]]`, each with its own kind), through every check.
+    let mut checks = vec![("model".to_string(), c.clone(), model.map(Path::to_path_buf))];
+    if model.is_none() {
+        if let Some(s) = c.shadow_path() {
+            checks.push(("shadow".into(), c.clone(), Some(s)));
         }
+        for choice in &c.controller.choices {
+            let chosen = c.with_controller(&choice.name).expect("a configured choice");
+            checks.push((format!("controller {:?}", choice.name), chosen, None));
+        }
+    }
+    for (what, c, path) in checks {
         let opened = policy::check(&c, path.as_deref()).map_err(|e| {
             report::error(report::chain(&e));
             ExitCode::from(2)

@@ -142,7 +142,7 @@ fn a_model_switch_on_the_policy_thread_allocates_nothing_and_a_broken_model_neve
     let gru_path = test_models::path("student_gru.pt").unwrap();
     let cfg = config("student.toml");
     let handoff = Arc::new(Handoff::default());
-    let reloader = Reloader::new(&cfg, false, false, handoff.clone());
+    let mut reloader = Reloader::new(&cfg, false, false, handoff.clone());
     let opened = load::open(&student_path, &cfg, None, &[], tch::Device::Cpu).unwrap();
     let mut policy: Box<dyn Policy> = Box::new(Student::new(opened, &cfg).unwrap());
     let mut cycle = Cycle::new(None, Some(handoff.clone()));
@@ -154,13 +154,13 @@ fn a_model_switch_on_the_policy_thread_allocates_nothing_and_a_broken_model_neve
 
     let broken = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(broken.path(), b"not a model").unwrap();
-    match reloader.load(&Request { model: Some(broken.path().to_path_buf()), source: "test" }) {
+    match reloader.load(&Request { model: Some(broken.path().to_path_buf()), controller: None, source: "test" }) {
         Outcome::Refused { reason, .. } => assert!(reason.contains("cannot load the model"), "{reason}"),
         o => panic!("a broken file was not refused: {o}"),
     }
     assert!(!cycle.switch(&mut policy, 2), "a refused model reached the handoff");
 
-    match reloader.load(&Request { model: Some(gru_path.clone()), source: "test" }) {
+    match reloader.load(&Request { model: Some(gru_path.clone()), controller: None, source: "test" }) {
         Outcome::Ready { name, .. } => assert!(name.contains("recurrent"), "{name}"),
         o => panic!("{o}"),
     }
@@ -175,6 +175,6 @@ fn a_model_switch_on_the_policy_thread_allocates_nothing_and_a_broken_model_neve
     assert!(switched);
     assert_eq!(common::alloc::count(), 0, "Rust allocations in a switch and 20 ticks after it");
     assert!(policy.name().contains("recurrent"), "{}", policy.name());
-    let (t, model) = handoff.take_switched().expect("the switch is reported");
-    assert_eq!((t, model.path), (3, gru_path));
+    let s = handoff.take_switched().expect("the switch is reported");
+    assert_eq!((s.from_t_ns, s.model.path, s.controller.as_str()), (3, gru_path, "default"));
 }

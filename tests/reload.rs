@@ -1,7 +1,7 @@
 //! Hot reload end to end: the daemon (in-memory robot, the test student walking, teleop on a free
-//! loopback port, logging on) as its own process, reloaded by SIGHUP and by `cmd/reload` over a
-//! real zenoh session; a broken model is refused and the running one keeps walking; each log file
-//! names the model that acted in it.
+//! loopback port, logging on) as its own process, reloaded by SIGHUP, by `cmd/reload` and by
+//! `cmd/controller` (the other kind) over a real zenoh session; a broken model is refused and the
+//! running one keeps walking; each log file names the model that acted in it.
 
 mod teleop_rig;
 #[allow(dead_code)] // each test crate uses part of it
@@ -19,14 +19,21 @@ use zenoh::Wait;
 const LOCOD: &str = env!("CARGO_BIN_EXE_locod");
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// tests/data/student.toml with its model copied to `dir` (so that the test can break it),
-/// teleop on a free port and logging into `dir/logs`.
+/// tests/data/student.toml with its model copied to `dir` (so that the test can break it), the
+/// test world model as a selectable MPPI controller ("planner"), teleop on a free port and
+/// logging into `dir/logs`.
 fn config(dir: &Path) -> PathBuf {
     let model = dir.join("student.pt");
     std::fs::copy(test_models::path("student.pt").unwrap(), &model).unwrap();
+    let wm = test_models::path("world_model.pt").unwrap();
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/student.toml"))
         .unwrap()
         .replace("model = \"../../models/build/student.pt\"", &format!("model = {:?}", model.display().to_string()));
+    // The test world model as a second controller an operator may select.
+    let text = format!(
+        "{text}\n[[controller.choices]]\nname = \"planner\"\nkind = \"mppi\"\nmodel = {:?}\n\n[mppi]\nseed = 1\n",
+        wm.display().to_string()
+    );
     assert!(text.contains(&model.display().to_string()), "the test config names its model");
     let text = format!(
         "{text}\n[teleop]\nlisten = [\"tcp/127.0.0.1:{}\"]\n\n[log]\nenabled = true\ndir = {:?}\n",
@@ -99,12 +106,18 @@ fn sha256(path: &Path) -> String {
 }
 
 #[test]
-fn sighup_and_cmd_reload_switch_models_between_ticks_and_a_broken_model_is_refused() {
+fn sighup_cmd_reload_and_cmd_controller_switch_models_between_periods_and_a_broken_model_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cfg_path = config(dir.path());
     let cfg = Config::load(&cfg_path).unwrap();
     let model = dir.path().join("student.pt");
     let first = sha256(&model);
+    let wm = test_models::path("world_model.pt").unwrap();
+    // `check` checks the selectable controller against its own kind.
+    let out = Command::new(LOCOD).args(["check", "-q", "--config"]).arg(&cfg_path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("# controller \"planner\" ok:") && stdout.contains("world_model for"), "{stdout}");
     let daemon = Running::start(&cfg_path, dir.path());
     let link = Link::connect(&cfg).unwrap();
     let walking = |s: &locod::teleop::wire::StateMsg| s.mode == Mode::Walk && s.level == ControllerLevel::Primary;
@@ -113,7 +126,7 @@ fn sighup_and_cmd_reload_switch_models_between_ticks_and_a_broken_model_is_refus
     // SIGHUP: the configured file again, through every check and the warm-up, then a switch.
     daemon.signal(libc::SIGHUP);
     let j = daemon.wait_journal("controller: switched to", 1);
-    assert!(j.contains("controller: reload (SIGHUP): student"), "{j}");
+    assert!(j.contains("controller: reload (SIGHUP): default: student"), "{j}");
 
     // A broken file: refused with the loader's reason, and the student walks on.
     std::fs::write(&model, b"not a TorchScript archive").unwrap();
@@ -147,7 +160,7 @@ fn sighup_and_cmd_reload_switch_models_between_ticks_and_a_broken_model_is_refus
     };
     publisher.put(format!("{{\"model\": {:?}}}", gru.display().to_string())).wait().unwrap();
     let j = daemon.wait_journal("controller: switched to", 2);
-    assert!(j.contains("controller: reload (cmd/reload): student (recurrent)"), "{j}");
+    assert!(j.contains("controller: reload (cmd/reload): default: student (recurrent)"), "{j}");
     wait_for(&link, "walking on the recurrent student", PATIENCE, walking);
     let end = Instant::now() + PATIENCE;
     while !reports.lock().unwrap().iter().any(|r| r.starts_with("switched:") && r.contains("student_gru.pt")) {
@@ -158,6 +171,24 @@ fn sighup_and_cmd_reload_switch_models_between_ticks_and_a_broken_model_is_refus
     publisher.put("{\"model\": 3}").wait().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(daemon.journal().matches("controller: reload (cmd/reload)").count(), 1);
+
+    // cmd/controller selects the configured MPPI controller (the other kind), then back: the
+    // default controller's file is read again (repaired first), and `state` names the kind.
+    let select = raw.declare_publisher(link.keys().controller.clone()).wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    select.put("{\"name\": \"nope\"}").wait().unwrap();
+    let j = daemon.wait_journal("no controller \"nope\" is configured; expected one of: default, planner", 1);
+    assert_eq!(j.matches("controller: switched to").count(), 2, "{j}");
+    select.put("{\"name\": \"planner\"}").wait().unwrap();
+    let j = daemon.wait_journal("controller: switched to", 3);
+    assert!(j.contains("controller: switched to planner (mppi: "), "{j}");
+    wait_for(&link, "walking on the planner", PATIENCE, |s| s.mode == Mode::Walk && s.controller == "mppi");
+    std::fs::copy(test_models::path("student.pt").unwrap(), &model).unwrap();
+    select.put("{\"name\": \"default\"}").wait().unwrap();
+    let j = daemon.wait_journal("controller: switched to", 4);
+    assert!(j.contains("controller: switched to default (student: "), "{j}");
+    wait_for(&link, "walking on the student again", PATIENCE, |s| s.controller == "student" && walking(s));
+    drop(select);
     drop(publisher);
     raw.close().wait().unwrap();
     link.close();
@@ -167,15 +198,15 @@ fn sighup_and_cmd_reload_switch_models_between_ticks_and_a_broken_model_is_refus
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["final_mode"], "passive", "{summary}");
 
-    // The logs: files before the first switch name the first model, files after the last one
-    // the recurrent student; none names the refused file's contents.
+    // The logs: files before the first switch name the first model, later ones the recurrent
+    // student, the world model, then the first model again; none names the refused file's
+    // contents.
     let files = locod::log::read::log_files(&dir.path().join("logs")).unwrap();
     let shas: Vec<String> = files
         .iter()
         .map(|f| locod::log::read::read_file(f).unwrap().metadata["model.controller.sha256"].clone())
         .collect();
-    assert!(shas.len() >= 2, "{files:?}");
-    assert_eq!(shas[0], first);
-    assert_eq!(shas.last().unwrap(), &sha256(&gru), "{shas:?}");
-    assert!(shas.iter().all(|s| *s == first || *s == sha256(&gru)), "{shas:?}");
+    let mut seen: Vec<&String> = shas.iter().collect();
+    seen.dedup();
+    assert_eq!(seen, [&first, &sha256(&gru), &sha256(&wm), &first], "{files:?}");
 }

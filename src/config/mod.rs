@@ -359,6 +359,30 @@ pub enum ControllerKind {
     Balance,
 }
 
+impl ControllerKind {
+    /// The name the configuration uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControllerKind::None => "none",
+            ControllerKind::Student => "student",
+            ControllerKind::Mppi => "mppi",
+            ControllerKind::Balance => "balance",
+        }
+    }
+}
+
+/// A learned controller an operator may select over teleop (`[[controller.choices]]`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerChoice {
+    /// What `cmd/controller` calls it (letters, digits, `_`, `-`; not "default").
+    pub name: String,
+    /// "student" or "mppi".
+    pub kind: ControllerKind,
+    /// Its TorchScript file; a relative path is relative to this file.
+    pub model: PathBuf,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Controller {
@@ -370,6 +394,10 @@ pub struct Controller {
     /// The TorchScript model (student or world model); a relative path is relative to this file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<PathBuf>,
+    /// Other controllers an operator may select over teleop (`cmd/controller`); the one above is
+    /// named "default".
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<ControllerChoice>,
     /// A candidate model of the same kind run beside `model` on the same observations, its steps
     /// logged, never actuated (shadow mode); needs `[log] enabled`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -389,6 +417,7 @@ impl Default for Controller {
             standup_s: 2.0,
             sitdown_s: 2.0,
             model: None,
+            choices: Vec::new(),
             shadow: None,
             device: "cpu".into(),
             threads: 1,
@@ -737,6 +766,19 @@ impl Config {
     /// The configured model path, resolved against the configuration file's directory.
     pub fn model_path(&self) -> Option<PathBuf> {
         self.controller.model.as_ref().map(|m| self.resolve(m))
+    }
+
+    /// This configuration with the controller `name` selected (`"default"`: the `[controller]`
+    /// one; else one of `[[controller.choices]]`), or `None` if there is no such choice.
+    pub fn with_controller(&self, name: &str) -> Option<Config> {
+        if name == "default" {
+            return Some(self.clone());
+        }
+        let choice = self.controller.choices.iter().find(|c| c.name == name)?;
+        let mut c = self.clone();
+        c.controller.kind = choice.kind;
+        c.controller.model = Some(choice.model.clone());
+        Some(c)
     }
 
     /// The shadow model (`[controller] shadow`), resolved like `model`.

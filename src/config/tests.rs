@@ -333,3 +333,46 @@ fn degrade_limits_default_by_robot_kind_and_are_validated() {
     let e = err(&(example() + "\n[safety.degrade]\ntilt_ms = 100.0\n"));
     assert!(e.contains("tilt_ms"), "{e}");
 }
+
+#[test]
+fn controller_choices_and_the_shadow_are_checked_and_located() {
+    let learned = example().replace("kind = \"none\"", "kind = \"student\"\nmodel = \"s.pt\"");
+    let choice = |name: &str, kind: &str| {
+        format!("\n[[controller.choices]]\nname = \"{name}\"\nkind = \"{kind}\"\nmodel = \"m.pt\"\n")
+    };
+    let c = parse(&format!("{learned}{}", choice("planner", "mppi"))).unwrap();
+    let planner = c.with_controller("planner").unwrap();
+    assert_eq!(
+        (planner.controller.kind, planner.controller.model),
+        (ControllerKind::Mppi, Some(PathBuf::from("m.pt")))
+    );
+    assert_eq!(c.with_controller("default").unwrap().controller.kind, ControllerKind::Student);
+    assert!(c.with_controller("nope").is_none());
+    for (text, says) in [
+        (format!("{learned}{}", choice("default", "mppi")), "controller.choices[0].name: \"default\" is taken"),
+        (
+            format!("{learned}{}{}", choice("a", "mppi"), choice("a", "student")),
+            "controller.choices[1].name: \"a\" is taken",
+        ),
+        (format!("{learned}{}", choice("../x", "mppi")), "controller.choices[0].name: \"../x\": expected 1 to 64"),
+        (
+            format!("{learned}{}", choice("b", "balance")),
+            "controller.choices[0].kind: a selectable controller is learned",
+        ),
+        (
+            format!("{}{}", example(), choice("b", "mppi")),
+            "controller.choices: choices are selected on the policy thread",
+        ),
+        (
+            learned.replace("model = \"s.pt\"", "model = \"s.pt\"\nshadow = \"c.pt\""),
+            "controller.shadow: the shadow's steps are only logged",
+        ),
+        (
+            example().replace("kind = \"none\"", "kind = \"none\"\nshadow = \"c.pt\""),
+            "controller.shadow: a shadow runs beside a learned controller",
+        ),
+    ] {
+        let e = err(&text);
+        assert!(e.contains(says), "{e}\nexpected: {says}");
+    }
+}

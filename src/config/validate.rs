@@ -512,6 +512,32 @@ fn validate_controller(c: &Config) -> Check {
             return fail(at(key), "expected a path to a TorchScript file, got an empty string");
         }
     }
+    let mut names = vec!["default"];
+    for (i, choice) in k.choices.iter().enumerate() {
+        let at = |key| vec![Key("controller"), Key("choices"), Index(i), Key(key)];
+        let n = choice.name.as_str();
+        let name_ok =
+            !n.is_empty() && n.len() <= 64 && n.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+        if !name_ok {
+            return fail(at("name"), format!("{n:?}: expected 1 to 64 letters, digits, '_' or '-'"));
+        }
+        if names.contains(&n) {
+            return fail(at("name"), format!("{n:?} is taken (\"default\" is the [controller] one)"));
+        }
+        names.push(n);
+        if !matches!(choice.kind, ControllerKind::Student | ControllerKind::Mppi) {
+            return fail(at("kind"), "a selectable controller is learned: \"student\" or \"mppi\"");
+        }
+        if choice.model.as_os_str().is_empty() {
+            return fail(at("model"), "expected a path to a TorchScript file, got an empty string");
+        }
+    }
+    if !k.choices.is_empty() && !matches!(k.kind, ControllerKind::Student | ControllerKind::Mppi) {
+        return fail(
+            vec![Key("controller"), Key("choices")],
+            "choices are selected on the policy thread: the [controller] one must be \"student\" or \"mppi\" too",
+        );
+    }
     if k.shadow.is_some() {
         if !matches!(k.kind, ControllerKind::Student | ControllerKind::Mppi) {
             return fail(at("shadow"), "a shadow runs beside a learned controller: kind = \"student\" or \"mppi\"");

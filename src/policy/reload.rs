@@ -3,16 +3,17 @@
 //! between two policy periods (`Cycle::switch`) without ever waiting for a lock. The model it
 //! replaces goes back through the same handoff and is dropped here, off the real-time threads.
 //!
-//! Requests come from SIGHUP (the configured model file, read again) and from teleop's
-//! `cmd/reload` (a model file named in the payload); each ends in an `Outcome` for the
-//! supervisor, which writes it to the journal and telemetry. A model that fails any check is
-//! refused with its reason and the running one keeps acting.
+//! Requests come from SIGHUP (the active controller's model file, read again), from teleop's
+//! `cmd/reload` (a model file named in the payload) and from `cmd/controller` (another of the
+//! configured controllers, `[[controller.choices]]`, possibly of the other kind); each ends in an
+//! `Outcome` for the supervisor, which writes it to the journal and telemetry. A model that fails
+//! any check is refused with its reason and the running one keeps acting.
 //!
 //! Not for: choosing when a reload is allowed (any mode; the switch resets the new model as a
 //! mode change does), or logging (the supervisor tells the logger from `Handoff::take_switched`).
 
 use super::{build_from, check, Policy};
-use crate::config::Config;
+use crate::config::{Config, ControllerKind};
 use crate::types::provenance::ModelProvenance;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +30,10 @@ pub struct Request {
     /// The model file; `None` reads the configured `[controller] model` again. A relative path is
     /// relative to the configuration's directory, as in the configuration.
     pub model: Option<PathBuf>,
-    /// Who asked ("SIGHUP", "cmd/reload"), for the journal.
+    /// Select this configured controller ("default", or a `[[controller.choices]]` name) and load
+    /// its model; `None`: the active one.
+    pub controller: Option<String>,
+    /// Who asked ("SIGHUP", "cmd/reload", "cmd/controller"), for the journal.
     pub source: &'static str,
 }
 
@@ -37,7 +41,7 @@ pub struct Request {
 #[derive(Clone, Debug)]
 pub enum Outcome {
     /// Loaded, checked and warmed up; the policy thread switches to it at its next period.
-    Ready { source: &'static str, name: String, model: ModelProvenance },
+    Ready { source: &'static str, controller: String, name: String, model: ModelProvenance },
     /// Refused: the running model keeps acting.
     Refused { source: &'static str, path: PathBuf, reason: String },
 }
@@ -45,9 +49,9 @@ pub enum Outcome {
 impl std::fmt::Display for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Outcome::Ready { source, name, model } => write!(
+            Outcome::Ready { source, controller, name, model } => write!(
                 f,
-                "controller: reload ({source}): {name} ({} sha256:{}) loaded and checked; switching at the next policy period",
+                "controller: reload ({source}): {controller}: {name} ({} sha256:{}) loaded and checked; switching at the next policy period",
                 model.path.display(),
                 model.sha256.get(..12).unwrap_or(&model.sha256)
             ),
@@ -62,7 +66,18 @@ impl std::fmt::Display for Outcome {
 
 struct Incoming {
     policy: Box<dyn Policy>,
-    model: ModelProvenance,
+    switched: Switched,
+}
+
+/// A model the policy thread switched to.
+#[derive(Clone, Debug)]
+pub struct Switched {
+    /// The snapshot time from which it acted.
+    pub from_t_ns: u64,
+    pub model: ModelProvenance,
+    /// The configured controller it belongs to ("default" or a choice's name), and its kind.
+    pub controller: String,
+    pub kind: ControllerKind,
 }
 
 #[derive(Default)]
@@ -71,8 +86,8 @@ struct Slot {
     incoming: Option<Incoming>,
     /// The model the policy thread switched away from, waiting to be dropped here.
     retired: Option<Box<dyn Policy>>,
-    /// The model switched to, and the snapshot time from which it acted, for the supervisor.
-    switched: Option<(u64, ModelProvenance)>,
+    /// The model switched to, for the supervisor.
+    switched: Option<Switched>,
 }
 
 /// The meeting point of the reload thread and the policy thread.
@@ -94,15 +109,16 @@ impl Handoff {
         if slot.retired.is_some() || slot.switched.is_some() {
             return false; // the previous switch is not yet taken care of
         }
-        let Some(Incoming { policy, model }) = slot.incoming.take() else { return false };
+        let Some(Incoming { policy, mut switched }) = slot.incoming.take() else { return false };
         slot.retired = Some(std::mem::replace(current, policy));
-        slot.switched = Some((t_ns, model));
+        switched.from_t_ns = t_ns;
+        slot.switched = Some(switched);
         true
     }
 
     /// On the reload thread: offers `policy`, replacing (and dropping) one still waiting.
-    fn offer(&self, policy: Box<dyn Policy>, model: ModelProvenance) {
-        let replaced = self.lock().incoming.replace(Incoming { policy, model });
+    fn offer(&self, policy: Box<dyn Policy>, switched: Switched) {
+        let replaced = self.lock().incoming.replace(Incoming { policy, switched });
         drop(replaced);
     }
 
@@ -112,17 +128,19 @@ impl Handoff {
         drop(retired);
     }
 
-    /// For the supervisor: the model switched to since the last call, and the snapshot time from
-    /// which it acted.
-    pub fn take_switched(&self) -> Option<(u64, ModelProvenance)> {
+    /// For the supervisor: the model switched to since the last call.
+    pub fn take_switched(&self) -> Option<Switched> {
         self.lock().switched.take()
     }
 }
 
-/// The reload thread's state: the configuration the daemon runs and what the running model
-/// needs to stay true of its successor.
+/// The reload thread's state: the configuration the daemon runs, the controller now active in it
+/// (the last one offered), and what the running model needs to stay true of its successor.
 pub struct Reloader {
     config: Config,
+    /// `config` with the active controller's kind and model.
+    active: Config,
+    active_name: String,
     perceives: bool,
     observes_terrain: bool,
     handoff: Arc<Handoff>,
@@ -133,14 +151,36 @@ impl Reloader {
     /// running model reads it (the control loop watches the depth sensors only then, so a
     /// successor must read the terrain exactly when its predecessor did).
     pub fn new(config: &Config, perceives: bool, observes_terrain: bool, handoff: Arc<Handoff>) -> Self {
-        Self { config: config.clone(), perceives, observes_terrain, handoff }
+        Self {
+            config: config.clone(),
+            active: config.clone(),
+            active_name: "default".into(),
+            perceives,
+            observes_terrain,
+            handoff,
+        }
     }
 
     /// Opens, checks, builds and warms up the requested model, and offers it to the policy thread.
-    pub fn load(&self, request: &Request) -> Outcome {
+    pub fn load(&mut self, request: &Request) -> Outcome {
+        let (name, base) = match &request.controller {
+            None => (self.active_name.clone(), self.active.clone()),
+            Some(n) => match self.config.with_controller(n) {
+                Some(c) => (n.clone(), c),
+                None => {
+                    let mut names = vec!["default".to_string()];
+                    names.extend(self.config.controller.choices.iter().map(|c| c.name.clone()));
+                    return Outcome::Refused {
+                        source: request.source,
+                        path: PathBuf::new(),
+                        reason: format!("no controller {n:?} is configured; expected one of: {}", names.join(", ")),
+                    };
+                }
+            },
+        };
         let path = match &request.model {
             Some(p) => self.config.resolve(p),
-            None => match self.config.model_path() {
+            None => match base.model_path() {
                 Some(p) => p,
                 None => {
                     return Outcome::Refused {
@@ -152,12 +192,12 @@ impl Reloader {
             },
         };
         let refused = |reason: String| Outcome::Refused { source: request.source, path: path.clone(), reason };
-        let opened = match check(&self.config, Some(&path)) {
+        let opened = match check(&base, Some(&path)) {
             Ok(Some(o)) => o,
             Ok(None) => return refused("no model".into()),
             Err(e) => return refused(crate::report::chain(&e)),
         };
-        let built = match build_from(opened, &self.config, self.perceives) {
+        let built = match build_from(opened, &base, self.perceives) {
             Ok(b) => b,
             Err(e) => return refused(crate::report::chain(&e)),
         };
@@ -171,14 +211,19 @@ impl Reloader {
         for w in &built.warnings {
             crate::report::warn(format!("controller: reload ({}): {w}", request.source));
         }
-        let name = built.policy.name().to_string();
-        self.handoff.offer(built.policy, built.model.clone());
-        Outcome::Ready { source: request.source, name, model: built.model }
+        let policy_name = built.policy.name().to_string();
+        let kind = base.controller.kind;
+        let switched = Switched { from_t_ns: 0, model: built.model.clone(), controller: name.clone(), kind };
+        self.handoff.offer(built.policy, switched);
+        self.active = base;
+        self.active.controller.model = Some(path);
+        self.active_name = name.clone();
+        Outcome::Ready { source: request.source, controller: name, name: policy_name, model: built.model }
     }
 
     /// Serves `requests` until `stop` is set or every sender is gone, sending each outcome to
     /// `outcomes`, and drops the models the policy thread retires.
-    pub fn run(self, requests: Receiver<Request>, outcomes: Sender<Outcome>, stop: &AtomicBool) {
+    pub fn run(mut self, requests: Receiver<Request>, outcomes: Sender<Outcome>, stop: &AtomicBool) {
         while !stop.load(Ordering::Relaxed) {
             match requests.recv_timeout(POLL) {
                 Ok(request) => {

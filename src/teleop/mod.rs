@@ -26,6 +26,7 @@ pub struct Keys {
     pub mode: String,
     pub estop: String,
     pub reload: String,
+    pub controller: String,
     pub state: String,
     pub diag: String,
     /// The ROS 2 Twist key; `None` when turned off.
@@ -40,6 +41,7 @@ impl Keys {
             mode: format!("{prefix}/cmd/mode"),
             estop: format!("{prefix}/cmd/estop"),
             reload: format!("{prefix}/cmd/reload"),
+            controller: format!("{prefix}/cmd/controller"),
             state: format!("{prefix}/state"),
             diag: format!("{prefix}/diag"),
             ros_cmd_vel: (!ros_cmd_vel.is_empty()).then(|| ros_cmd_vel.to_string()),

@@ -63,6 +63,7 @@ struct Stats {
     mode: KeyCounters,
     estop: KeyCounters,
     reload: KeyCounters,
+    controller: KeyCounters,
     rejects: Mutex<Vec<RejectMsg>>,
     /// Reload outcomes not yet in a `diag`.
     reloads: Mutex<Vec<ReloadMsg>>,
@@ -105,6 +106,7 @@ pub struct TelemetryFeed {
     events: SyncSender<Event>,
     timing: Arc<Mutex<TimingSummary>>,
     stats: Arc<Stats>,
+    controller: Arc<Mutex<String>>,
 }
 
 impl TelemetryFeed {
@@ -117,6 +119,11 @@ impl TelemetryFeed {
 
     pub fn timing(&self, t: &TimingSummary) {
         *self.timing.lock().unwrap_or_else(|p| p.into_inner()) = *t;
+    }
+
+    /// The controller now walking, for `state` (after a switch: `kind` is "student" or "mppi").
+    pub fn controller(&self, kind: ControllerKind) {
+        *self.controller.lock().unwrap_or_else(|p| p.into_inner()) = controller_name(kind);
     }
 
     /// A model reload's outcome (`status`: ready, switched or refused), for the next `diag`.
@@ -250,23 +257,41 @@ impl Server {
             )?;
         }
 
+        // `cmd/reload` and `cmd/controller` are sent on to the reload thread, which loads off the
+        // real-time threads and reports through the supervisor; a daemon without a learned
+        // controller refuses here.
+        let request = {
+            let st = stats.clone();
+            move |request: reload::Request| {
+                let source = request.source;
+                if !matches!(reloads.as_ref().map(|r| r.send(request)), Some(Ok(()))) {
+                    let message = format!("controller: reload ({source}) refused: no learned controller is running");
+                    report::warn(&message);
+                    let mut list = st.reloads.lock().unwrap_or_else(|p| p.into_inner());
+                    if list.len() < REJECTS_LISTED {
+                        list.push(ReloadMsg { status: "refused".into(), message });
+                    }
+                }
+            }
+        };
         {
-            // Sent on to the reload thread, which loads off the real-time threads and reports
-            // through the supervisor; a daemon without a learned controller refuses here.
-            let (st, k) = (stats.clone(), keys.reload.clone());
+            let (st, k, request) = (stats.clone(), keys.reload.clone(), request.clone());
             declare(
                 &keys.reload,
                 Box::new(move |p| {
-                    let Some(model) = st.outcome(&st.reload, &k, wire::decode_reload(p, max_bytes)) else { return };
-                    let request = reload::Request { model, source: "cmd/reload" };
-                    let sent = reloads.as_ref().map(|r| r.send(request));
-                    if !matches!(sent, Some(Ok(()))) {
-                        let message = "controller: reload (cmd/reload) refused: no learned controller is running";
-                        report::warn(message);
-                        let mut list = st.reloads.lock().unwrap_or_else(|p| p.into_inner());
-                        if list.len() < REJECTS_LISTED {
-                            list.push(ReloadMsg { status: "refused".into(), message: message.into() });
-                        }
+                    if let Some(model) = st.outcome(&st.reload, &k, wire::decode_reload(p, max_bytes)) {
+                        request(reload::Request { model, controller: None, source: "cmd/reload" });
+                    }
+                }),
+            )?;
+        }
+        {
+            let (st, k) = (stats.clone(), keys.controller.clone());
+            declare(
+                &keys.controller,
+                Box::new(move |p| {
+                    if let Some(name) = st.outcome(&st.controller, &k, wire::decode_controller(p, max_bytes)) {
+                        request(reload::Request { model: None, controller: Some(name), source: "cmd/controller" });
                     }
                 }),
             )?;
@@ -274,7 +299,13 @@ impl Server {
 
         let (events_tx, events_rx) = sync_channel(EVENT_QUEUE);
         let timing = Arc::new(Mutex::new(TimingSummary::default()));
-        let feed = TelemetryFeed { events: events_tx, timing: timing.clone(), stats: stats.clone() };
+        let controller = Arc::new(Mutex::new(controller_name(config.controller.kind)));
+        let feed = TelemetryFeed {
+            events: events_tx,
+            timing: timing.clone(),
+            stats: stats.clone(),
+            controller: controller.clone(),
+        };
         let stop = Arc::new(tokio::sync::Notify::new());
         let telemetry = Telemetry {
             snapshots,
@@ -282,7 +313,7 @@ impl Server {
             timing,
             stats,
             joints: config.joint_names(),
-            controller: controller_name(config.controller.kind),
+            controller,
             diag_seq: 0,
         };
         let publisher = runtime.spawn(publish(
@@ -312,7 +343,7 @@ impl Server {
 }
 
 fn controller_name(kind: ControllerKind) -> String {
-    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    kind.as_str().to_string()
 }
 
 /// What the publishing task owns.
@@ -323,14 +354,15 @@ struct Telemetry {
     stats: Arc<Stats>,
     /// Joint names in configuration order.
     joints: Vec<String>,
-    controller: String,
+    controller: Arc<Mutex<String>>,
     diag_seq: u64,
 }
 
 impl Telemetry {
     fn state(&mut self) -> Vec<u8> {
         let timing = *self.timing.lock().unwrap_or_else(|p| p.into_inner());
-        let msg = StateMsg::new(self.snapshots.latest(), &self.joints, &self.controller, &timing);
+        let controller = self.controller.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let msg = StateMsg::new(self.snapshots.latest(), &self.joints, &controller, &timing);
         serde_json::to_vec(&msg).unwrap_or_default()
     }
 
@@ -354,6 +386,7 @@ impl Telemetry {
             mode: s.mode.read(),
             estop: s.estop.read(),
             reload: s.reload.read(),
+            controller: s.controller.read(),
             reloads,
             events_dropped: s.events_dropped.load(Ordering::Relaxed),
             buses: s.buses.lock().unwrap_or_else(|p| p.into_inner()).clone(),

@@ -153,6 +153,14 @@ pub struct ReloadCmd {
     pub model: Option<String>,
 }
 
+/// `cmd/controller`: select one of the configured controllers ("default" is `[controller]`,
+/// the others `[[controller.choices]]`) and switch to it as a reload does.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerCmd {
+    pub name: String,
+}
+
 fn check_size(payload: &[u8], max: usize) -> Result<(), DecodeError> {
     if payload.len() > max {
         return Err(DecodeError::Oversized { bytes: payload.len(), max });
@@ -209,6 +217,16 @@ pub(crate) fn decode_reload(payload: &[u8], max: usize) -> Result<Option<std::pa
         }
         Some(m) => Ok(Some(m.into())),
     }
+}
+
+/// The controller a `cmd/controller` selects (a configured name; the reload thread checks it).
+pub(crate) fn decode_controller(payload: &[u8], max: usize) -> Result<String, DecodeError> {
+    let c: ControllerCmd = json(payload, max)?;
+    let n = c.name.as_str();
+    if n.is_empty() || n.len() > 64 || !n.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
+        return Err(DecodeError::Malformed("name: expected a configured controller's name".into()));
+    }
+    Ok(c.name)
 }
 
 /// Size of a CDR `geometry_msgs/Twist`: the 4-byte encapsulation header and six float64.
@@ -388,6 +406,8 @@ pub struct DiagMsg {
     pub estop: Counters,
     #[serde(default)]
     pub reload: Counters,
+    #[serde(default)]
+    pub controller: Counters,
     /// Model reloads since the last `diag`: each outcome as the journal wrote it.
     #[serde(default)]
     pub reloads: Vec<ReloadMsg>,
