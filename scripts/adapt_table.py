@@ -2,12 +2,15 @@
 
     python scripts/adapt_table.py OUT BUDGET...
 
-Reads OUT/eval_<b>min_<scene>.json (`locod eval --json`) and OUT/finetune_<b>min.json (`locod
-finetune --json`); writes OUT/table.md, OUT/adapt.json and OUT/adapt.png (forward progress against
-minutes of data, beside SimDist's published figures).
+Reads OUT/eval_<b>min_<scene>.json (`locod eval --json`, MPPI with the world model finetuned on b
+minutes of data), OUT/finetune_<b>min.json (`locod finetune --json`), and for the baseline
+OUT/bc_eval_<b>min_<scene>.json and OUT/bc_<b>min.json (the student after behaviour cloning on the
+same data). Writes OUT/table.md, OUT/adapt.json and OUT/adapt.png (forward progress and velocity
+tracking against minutes of data, SimDist's published figures beside them).
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -20,39 +23,54 @@ def spread(report, key):
     return (s["mean"], s["min"], s["max"]) if s else None
 
 
+def fmt(s, digits=2):
+    return "-" if s is None else f"{s[0]:.{digits}f} ({s[1]:.{digits}f} to {s[2]:.{digits}f})"
+
+
+def rows_of(out: Path, prefix: str, train_prefix: str, loss_keys: tuple[str, str], controller: str):
+    rows, data = [], {}
+    evals = sorted(out.glob(f"{prefix}_*min_*.json"), key=lambda p: (int(re.search(r"_(\d+)min_", p.name)[1]), p.name))
+    for e in evals:
+        m = re.fullmatch(rf"{prefix}_(\d+)min_(\w+)\.json", e.name)
+        if not m:
+            continue
+        b, scene = int(m[1]), m[2]
+        r = json.loads(e.read_text())
+        train = out / f"{train_prefix}_{b}min.json"
+        train = json.loads(train.read_text()) if train.exists() else None
+        loss = "-" if not train else f"{train[loss_keys[0]]:.4f} → {train[loss_keys[1]]:.4f}"
+        point = {
+            "minutes": b,
+            "episodes": r["episodes"],
+            "falls": r["falls"],
+            "success_rate": r["success_rate"],
+            "commands": r.get("commands"),
+            "progress_m": spread(r, "progress_m"),
+            "tracking_rms_mps": spread(r, "tracking_rms_mps"),
+            "yaw_tracking_rms_radps": spread(r, "yaw_tracking_rms_radps"),
+            "held_out_loss": [train[loss_keys[0]], train[loss_keys[1]]] if train else None,
+        }
+        data.setdefault(scene, []).append(point)
+        rows.append(
+            f"| {controller} | {scene} ({r.get('commands', '')}) | {b} | {r['episodes']} | {r['falls']} | "
+            f"{r['success_rate']:.2f} | {fmt(point['progress_m'])} | {fmt(point['tracking_rms_mps'], 3)} | {loss} |"
+        )
+    return rows, data
+
+
 def main():
     out = Path(sys.argv[1])
-    budgets = [int(b) for b in sys.argv[2:]]
-    rows, data = [], {}
-    for b in budgets:
-        ft = out / f"finetune_{b}min.json"
-        ft = json.loads(ft.read_text()) if ft.exists() else None
-        for e in sorted(out.glob(f"eval_{b}min_*.json")):
-            scene = e.stem.split("_", 2)[2]
-            r = json.loads(e.read_text())
-            progress = spread(r, "progress_m")
-            track = spread(r, "tracking_rms_mps")
-            data.setdefault(scene, []).append({
-                "minutes": b,
-                "episodes": r["episodes"],
-                "falls": r["falls"],
-                "success_rate": r["success_rate"],
-                "progress_m": progress,
-                "tracking_rms_mps": track,
-                "validation_loss_before": ft and ft["validation_loss_before"],
-                "validation_loss_after": ft and ft["validation_loss_after"],
-            })
-            fmt = lambda s: "-" if s is None else f"{s[0]:.2f} ({s[1]:.2f} to {s[2]:.2f})"
-            loss = "-" if not ft else f"{ft['validation_loss_before']:.4f} → {ft['validation_loss_after']:.4f}"
-            rows.append(f"| {scene} | {b} | {r['episodes']} | {r['falls']} | {r['success_rate']:.2f} | "
-                        f"{fmt(progress)} | {fmt(track)} | {loss} |")
-    table = ["| scene | minutes of data | episodes | falls | success | forward progress m, mean (min to max) "
-             "| velocity tracking RMS m/s | held-out latent consistency before → after |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"] + rows
+    wm_rows, wm = rows_of(out, "eval", "finetune", ("validation_loss_before", "validation_loss_after"),
+                          "MPPI, world model finetuned")
+    bc_rows, bc = rows_of(out, "bc_eval", "bc", ("validation_mse_before", "validation_mse_after"),
+                          "student, behaviour cloning")
+    table = ["| controller | scene (commands) | minutes of data | episodes | falls | success | forward progress m, "
+             "mean (min to max) | vx tracking RMS m/s | held-out loss before → after |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"] + wm_rows + bc_rows
     for scene, (before, after) in PAPER.items():
-        table.append(f"| SimDist paper, {scene} | 0 → 36 | | | | {before} → {after} | | |")
+        table.append(f"| SimDist paper (quadruped, real) | {scene} | 0 → 36 | | | | {before} → {after} | | |")
     (out / "table.md").write_text("\n".join(table) + "\n")
-    (out / "adapt.json").write_text(json.dumps(data, indent=1))
+    (out / "adapt.json").write_text(json.dumps({"world_model": wm, "student_bc": bc}, indent=1))
     print("\n".join(table))
     try:
         import matplotlib
@@ -61,19 +79,28 @@ def main():
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for scene, pts in data.items():
-        pts = [p for p in pts if p["progress_m"]]
-        xs = [p["minutes"] for p in pts]
-        ax.errorbar(xs, [p["progress_m"][0] for p in pts],
-                    yerr=[[p["progress_m"][0] - p["progress_m"][1] for p in pts],
-                          [p["progress_m"][2] - p["progress_m"][0] for p in pts]],
-                    marker="o", capsize=3, label=f"locod, {scene}")
-        if scene in PAPER:
-            ax.plot([0, 36], PAPER[scene], "--", label=f"SimDist paper, {scene}")
-    ax.set_xlabel("minutes of data")
-    ax.set_ylabel("forward progress (m)")
-    ax.legend()
+    fig, (ax_p, ax_t) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, data, style in (("MPPI, finetuned world model", wm, "-o"), ("student, BC", bc, "--s")):
+        for scene, pts in data.items():
+            prog = [p for p in pts if p["progress_m"] and p["commands"] == "forward"]
+            if prog:
+                xs = [p["minutes"] for p in prog]
+                ax_p.errorbar(xs, [p["progress_m"][0] for p in prog],
+                              yerr=[[p["progress_m"][0] - p["progress_m"][1] for p in prog],
+                                    [p["progress_m"][2] - p["progress_m"][0] for p in prog]],
+                              fmt=style, capsize=3, label=f"{label}, {scene}")
+            trk = [p for p in pts if p["tracking_rms_mps"]]
+            if trk:
+                ax_t.plot([p["minutes"] for p in trk], [p["tracking_rms_mps"][0] for p in trk], style,
+                          label=f"{label}, {scene} ({trk[0]['commands']})")
+    for scene, (before, after) in PAPER.items():
+        ax_p.plot([0, 36], [before, after], ":", label=f"SimDist paper, {scene}")
+    ax_p.set_xlabel("minutes of data")
+    ax_p.set_ylabel("forward progress in 20 s (m), mean and range")
+    ax_t.set_xlabel("minutes of data")
+    ax_t.set_ylabel("vx tracking RMS (m/s)")
+    ax_p.legend(fontsize=7)
+    ax_t.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "adapt.png", dpi=100)
 
