@@ -49,7 +49,8 @@ impl fmt::Display for PolicyError {
 pub trait Policy: Send {
     fn name(&self) -> &str;
 
-    /// Clears internal state (recurrent state, warm starts). Called on every mode change.
+    /// Clears internal state (recurrent state, warm starts). Called on every mode change, and
+    /// before a reloaded model's first step.
     fn reset(&mut self);
 
     /// Computes joint targets for `snapshot` (and `perception`, the newest perceived terrain, for
@@ -259,9 +260,6 @@ pub fn run(
     let mut stats = PolicyStats::default();
     let mut sched = Periodic::new(clock.now_ns() + period_ns, period_ns);
     while !stop.load(Ordering::Relaxed) {
-        if cycle.switch(&mut policy, snapshots.latest().state.t_ns) {
-            stats.swaps += 1;
-        }
         let warm_at = sched.next_deadline().saturating_sub(WARM_LEAD_NS);
         if clock.now_ns() < warm_at {
             clock.sleep_until(warm_at);
@@ -271,6 +269,10 @@ pub fn run(
         stats.wake.record(release.wake_latency_ns());
         stats.skipped += release.skipped;
         let snapshot = *snapshots.latest();
+        // A reloaded model takes over here, between two periods, from this snapshot on.
+        if cycle.switch(&mut policy, snapshot.state.t_ns) {
+            stats.swaps += 1;
+        }
         match cycle.act(policy.as_mut(), &snapshot, actions.back_mut()) {
             None => continue,
             Some(Ok(())) => {
