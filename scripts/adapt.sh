@@ -14,6 +14,10 @@
 #   EPISODES=20 EPISODE_SECONDS=20   evaluation episodes per model and scene, and their length
 #   COLLECT_SCENE=soft       where the data is collected (random commands; on the slope every
 #                            controller here falls within a second, so it yields no data)
+#   STUDENT_CONFIG=config/sim-student.toml, BC_BUDGETS="30"
+#                            the baseline: the student finetuned by behaviour cloning on the same
+#                            data (models/locod_train/bc_finetune.py) at these budgets, and the
+#                            pretrained student, evaluated the same way
 #
 # Resumable: a chunk of data, a finetuned model or an evaluation already in OUT is kept.
 # Wall time on a 2-core machine: about 30 s per minute of data collected (MPPI in lock-step) and
@@ -28,6 +32,7 @@ EPISODES=${EPISODES:-20}
 SECONDS_PER_EPISODE=${EPISODE_SECONDS:-20}   # not SECONDS: bash counts its own seconds in it
 COLLECT_SCENE=${COLLECT_SCENE:-soft}
 LOCOD=${LOCOD:-./target/release/locod}
+STUDENT_CONFIG=${STUDENT_CONFIG:-config/sim-student.toml}
 CHUNK_MIN=5
 mkdir -p "$OUT"
 
@@ -39,6 +44,7 @@ echo "adapt: pretrained world model $base"
 
 max=0
 for b in $BUDGETS; do [ "$b" -gt "$max" ] && max=$b; done
+BC_BUDGETS=${BC_BUDGETS:-$max}
 chunks=$(( (max + CHUNK_MIN - 1) / CHUNK_MIN ))
 per_chunk=$(( CHUNK_MIN * 60 / SECONDS_PER_EPISODE ))
 # 1. Data: 5-minute chunks of the pretrained controller on the collection scene, seeds 9000+.
@@ -77,6 +83,45 @@ for b in $BUDGETS; do
         e="$OUT/eval_${b}min_$s.json"
         [ -s "$e" ] && continue
         echo "adapt: evaluating the ${b}-minute model on $s ($commands commands)"
+        "$LOCOD" eval --config "$cfg" --real-world --scene "$s" --commands "$commands" --episodes "$EPISODES" \
+            --seconds "$SECONDS_PER_EPISODE" --seed 5001 --json > "$e.tmp"
+        mv "$e.tmp" "$e"
+    done
+done
+
+# 4. The baseline: the student, finetuned by behaviour cloning on the same data (its policy-rate
+# export), and as pretrained, evaluated the same way.
+student=$(sed -n 's/^model = "\(.*student[^"]*\.pt\)"/\1/p' "$STUDENT_CONFIG" | head -1)
+[ -n "$student" ] || { echo "adapt: $STUDENT_CONFIG names no student" >&2; exit 2; }
+student=$(cd "$(dirname "$STUDENT_CONFIG")" && realpath "$student")
+for c in $(seq 1 "$chunks"); do
+    ds="$OUT/data/chunk$c/policy"
+    [ -f "$ds/meta/info.json" ] || "$LOCOD" export "$OUT/data/chunk$c/logs" --out "$ds" --format lerobot --rate policy
+done
+for b in 0 $BC_BUDGETS; do
+    pol="$student"
+    if [ "$b" -gt 0 ]; then
+        pol="$OUT/student_bc_${b}min.pt"
+        if [ ! -f "$pol" ]; then
+            data=()
+            for c in $(seq 1 $(( (b + CHUNK_MIN - 1) / CHUNK_MIN ))); do data+=("$(realpath "$OUT/data/chunk$c/policy")"); done
+            echo "adapt: behaviour cloning the student on $b min of data"
+            out_abs="$(realpath "$OUT")/student_bc_${b}min.pt"
+            (cd models && ../.venv/bin/python -m locod_train.bc_finetune --student "$student" --data "${data[@]}" \
+                --out "$out_abs") > "$OUT/bc_${b}min.json"
+        fi
+        pol=$(realpath "$pol")
+    fi
+    cfg="$OUT/student_config_${b}min.toml"
+    sed "s#^model = \".*student[^\"]*\\.pt\"#model = \"$pol\"#" "$STUDENT_CONFIG" \
+        | sed "s#\"\\.\\./models/#\"$(realpath models)/#g" > "$cfg"
+    for spec in $SCENES; do
+        s=${spec%%:*}
+        commands=${spec#*:}
+        [ "$commands" = "$spec" ] && commands=random
+        e="$OUT/bc_eval_${b}min_$s.json"
+        [ -s "$e" ] && continue
+        echo "adapt: evaluating the student (${b} min of behaviour cloning) on $s ($commands commands)"
         "$LOCOD" eval --config "$cfg" --real-world --scene "$s" --commands "$commands" --episodes "$EPISODES" \
             --seconds "$SECONDS_PER_EPISODE" --seed 5001 --json > "$e.tmp"
         mv "$e.tmp" "$e"
