@@ -76,10 +76,12 @@ DEVICE ?= cpu
 models: setup-python
 	cd models && PYTHONPATH=. $(VENV)/bin/python -m locod_train.pipeline --nproc $(NPROC) --device $(DEVICE)
 
-# The SimDist adaptation experiment in sim2sim: MPPI with the trained world model collects data in
-# `locod eval --real-world`, `locod finetune` adapts its dynamics at several data budgets, every
-# model is evaluated on the slippery slope and the foam floor (scripts/adapt.sh; BUDGETS, SCENES,
-# EPISODES override). Resumable; results in models/runs/adapt/ (table.md, adapt.png).
+# The SimDist adaptation experiment in sim2sim: MPPI with the trained world model collects data on
+# the foam floor of `locod eval --real-world`, `locod finetune` adapts its dynamics at several data
+# budgets, every model is evaluated on the foam floor, the slippery slope and the flat floor, beside
+# the student cloned on the same data (scripts/adapt.sh; BUDGETS, SCENES, EPISODES, BC_BUDGETS
+# override). Resumable; results in models/runs/adapt/ (table.md, adapt.png); this release's are
+# in models/biwheel/adapt/.
 adapt: build
 	./scripts/adapt.sh config/sim-mppi.toml models/runs/adapt
 
