@@ -507,7 +507,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
     let feed = teleop.as_ref().map(|(_, f)| f);
     let view = ControlView { thread: &control, outputs: &mut outputs, status };
     let models =
-        Models { outcomes: outcome_rx, handoff, logger: logger.is_some().then_some(metadata_tx), others: models };
+        Models { outcomes: outcome_rx, handoff, logger: logger.is_some().then_some(metadata_tx), provenance: models };
     let mut supervised = supervise(config, &commander, view, opts.goal, feed, &buses, models);
     let journal = &mut supervised.journal;
 
@@ -596,7 +596,7 @@ struct Models {
     handoff: Option<Arc<reload::Handoff>>,
     logger: Option<mpsc::Sender<log_writer::MetadataSwitch>>,
     /// The provenance the logs carry: the controller's first, replaced at each switch.
-    others: Vec<ModelProvenance>,
+    provenance: Vec<ModelProvenance>,
 }
 
 impl Models {
@@ -633,11 +633,11 @@ impl Models {
             t.controller(kind);
             t.reload("switched", &line);
         }
-        self.others.retain(|m| m.role != model.role);
-        self.others.insert(0, model);
+        self.provenance.retain(|m| m.role != model.role);
+        self.provenance.insert(0, model);
         if let Some(l) = &self.logger {
             // The configuration as written, and which of its controllers now acts.
-            let mut meta = log_writer::metadata(config, &self.others);
+            let mut meta = log_writer::metadata(config, &self.provenance);
             meta.insert("controller.active".into(), controller);
             meta.insert("controller.kind".into(), kind.as_str().into());
             let _ = l.send((from_t_ns, meta));
