@@ -152,7 +152,8 @@ pub struct Server {
 
 impl Server {
     /// Opens the session from `[teleop]`, declares every key, and starts publishing.
-    /// `reloads` takes `cmd/reload` requests (`None`: no learned controller, each is refused).
+    /// `reloads` takes `cmd/reload` and `cmd/controller` requests (`None`: no learned controller,
+    /// each is refused).
     pub fn start(
         config: &Config,
         commander: Commander,
