@@ -42,6 +42,22 @@ model=$(sed -n 's/^model = "\(.*world_model[^"]*\.pt\)"/\1/p' "$CONFIG" | head -
 base=$(cd "$(dirname "$CONFIG")" && realpath "$model")
 echo "adapt: pretrained world model $base"
 
+# evaluate CONFIG PREFIX WHAT: every scene of SCENES into OUT/PREFIX_<scene>.json (kept if there).
+evaluate() {
+    local spec s commands e
+    for spec in $SCENES; do
+        s=${spec%%:*}
+        commands=${spec#*:}
+        [ "$commands" = "$spec" ] && commands=random
+        e="$OUT/$2_$s.json"
+        [ -s "$e" ] && continue
+        echo "adapt: evaluating $3 on $s ($commands commands)"
+        "$LOCOD" eval --config "$1" --real-world --scene "$s" --commands "$commands" --episodes "$EPISODES" \
+            --seconds "$SECONDS_PER_EPISODE" --seed 5001 --json > "$e.tmp"
+        mv "$e.tmp" "$e"
+    done
+}
+
 max=0
 for b in $BUDGETS; do [ "$b" -gt "$max" ] && max=$b; done
 BC_BUDGETS=${BC_BUDGETS:-$max}
@@ -76,17 +92,7 @@ for b in $BUDGETS; do
     cfg="$OUT/config_${b}min.toml"
     sed "s#^model = \".*world_model[^\"]*\\.pt\"#model = \"$wm\"#" "$CONFIG" \
         | sed "s#\"\\.\\./models/#\"$(realpath models)/#g" > "$cfg"
-    for spec in $SCENES; do
-        s=${spec%%:*}
-        commands=${spec#*:}
-        [ "$commands" = "$spec" ] && commands=random
-        e="$OUT/eval_${b}min_$s.json"
-        [ -s "$e" ] && continue
-        echo "adapt: evaluating the ${b}-minute model on $s ($commands commands)"
-        "$LOCOD" eval --config "$cfg" --real-world --scene "$s" --commands "$commands" --episodes "$EPISODES" \
-            --seconds "$SECONDS_PER_EPISODE" --seed 5001 --json > "$e.tmp"
-        mv "$e.tmp" "$e"
-    done
+    evaluate "$cfg" "eval_${b}min" "the ${b}-minute model"
 done
 
 # 4. The baseline: the student, finetuned by behaviour cloning on the same data (its policy-rate
@@ -115,17 +121,7 @@ for b in 0 $BC_BUDGETS; do
     cfg="$OUT/student_config_${b}min.toml"
     sed "s#^model = \".*student[^\"]*\\.pt\"#model = \"$pol\"#" "$STUDENT_CONFIG" \
         | sed "s#\"\\.\\./models/#\"$(realpath models)/#g" > "$cfg"
-    for spec in $SCENES; do
-        s=${spec%%:*}
-        commands=${spec#*:}
-        [ "$commands" = "$spec" ] && commands=random
-        e="$OUT/bc_eval_${b}min_$s.json"
-        [ -s "$e" ] && continue
-        echo "adapt: evaluating the student (${b} min of behaviour cloning) on $s ($commands commands)"
-        "$LOCOD" eval --config "$cfg" --real-world --scene "$s" --commands "$commands" --episodes "$EPISODES" \
-            --seconds "$SECONDS_PER_EPISODE" --seed 5001 --json > "$e.tmp"
-        mv "$e.tmp" "$e"
-    done
+    evaluate "$cfg" "bc_eval_${b}min" "the student (${b} min of behaviour cloning)"
 done
 
 .venv/bin/python scripts/adapt_table.py "$OUT" $BUDGETS
