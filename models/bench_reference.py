@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Python references for `locod bench policy` and `locod bench mppi`, run in the same benchmark run.
 
-    bench_reference.py policy --model student.pt --threads 1 --iters 2000
+    bench_reference.py policy --model student.pt --threads 1 --iters 2000 [--period-ms 20 --periodic 250]
     bench_reference.py mppi --model world_model.pt --threads 1 --plans 300 [--period-ms 20] [--stepped] [planner settings]
     bench_reference.py mppi --model world_model.pt ... --serve     (locod's benchmark drives it over stdin)
 
-`policy`: the TorchScript student called from Python (`torch.jit.load`, `torch.no_grad()`), batch 1.
+`policy`: the TorchScript student called from Python (`torch.jit.load`, `torch.no_grad()`), batch 1: back to back,
+then (with --period-ms) once per period, as a Python deployment loop at the policy rate calls it.
 `mppi`: TD-MPC2's `_plan` written out in PyTorch against the same TorchScript world model, with the same
 settings as locod's planner: prior trajectories from `pi` (the first exact, the rest with `min_std` noise),
 warm start shifted by one step, std reset to `max_std`, elites weighted by exp(temperature * (V - Vmax)),
@@ -38,20 +39,35 @@ def bench_policy(args):
     o = obs_dim(spec)
     obs = torch.zeros(1, o)
     state = torch.zeros(spec["recurrent"]["state"]) if spec.get("recurrent") else None
-    times = []
-    with torch.no_grad():
-        for i in range(args.warmup + args.iters):
-            obs[0, 0] = i * 1e-3
-            t0 = time.perf_counter()
-            if state is None:
-                out = m(obs)
-            else:
-                out, state = m(obs, state)
-            out[0, 0].item()
-            t1 = time.perf_counter()
-            if i >= args.warmup:
-                times.append(t1 - t0)
-    return {"forward_us": percentiles(times), "obs_dim": o}
+
+    @torch.no_grad()
+    def forward(i):
+        nonlocal state
+        obs[0, 0] = i * 1e-3
+        t0 = time.perf_counter()
+        if state is None:
+            out = m(obs)
+        else:
+            out, state = m(obs, state)
+        out[0, 0].item()
+        return time.perf_counter() - t0
+
+    times = [forward(i) for i in range(args.warmup + args.iters)][args.warmup :]
+    r = {"forward_us": percentiles(times), "obs_dim": o}
+    if args.period_ms > 0:
+        # As a deployment loop at the policy rate: sleep to each deadline, then the forward; its own time, and
+        # from the deadline to the action (the loop's wake-up latency included, as in locod's figure).
+        period_s, start = args.period_ms * 1e-3, time.perf_counter()
+        periodic, latency = [], []
+        for k in range(1, args.periodic + 1):
+            deadline = start + k * period_s
+            time.sleep(max(0.0, deadline - time.perf_counter()))
+            periodic.append(forward(k))
+            latency.append(time.perf_counter() - deadline)
+        r["periodic_us"] = percentiles(periodic)
+        r["periodic_latency_us"] = percentiles(latency)
+        r["period_ms"] = args.period_ms
+    return r
 
 
 class Timed:
@@ -230,12 +246,13 @@ def main():
         q.add_argument("--threads", type=int, default=1)
         q.add_argument("--warmup", type=int, default=50)
         q.add_argument("--mlockall", action="store_true", help="lock the process's memory, as locod does")
+        q.add_argument("--period-ms", type=float, default=0.0, help="start a forward or plan every PERIOD_MS")
         if name == "policy":
             q.add_argument("--iters", type=int, default=2000)
+            q.add_argument("--periodic", type=int, default=250, help="forwards once per period (with --period-ms)")
         else:
             q.add_argument("--plans", type=int, default=300)
             q.add_argument("--stepped", action="store_true")
-            q.add_argument("--period-ms", type=float, default=0.0, help="start a plan every PERIOD_MS")
             q.add_argument("--serve", action="store_true", help="answer `plan N` / `flops` lines on stdin")
             for k in ["horizon", "samples", "elites", "iterations", "prior_samples"]:
                 q.add_argument("--" + k.replace("_", "-"), dest=k, type=int)

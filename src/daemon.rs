@@ -184,8 +184,11 @@ pub struct RunSummary {
     pub(crate) events_dropped: u64,
     pub(crate) control_thread: String,
     pub timing: TimingSummary,
+    /// The policy thread's tick from its wake-up to the action published, and from the deadline.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_compute: Option<Summary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_latency: Option<Summary>,
     pub policy_errors: u64,
     /// Models the policy thread switched to by a reload.
     pub policy_swaps: u64,
@@ -233,6 +236,9 @@ impl std::fmt::Display for RunSummary {
                 "  policy compute   {p}  errors {}  models switched {}",
                 self.policy_errors, self.policy_swaps
             )?;
+        }
+        if let Some(l) = &self.policy_latency {
+            writeln!(f, "  policy latency   {l}  (from the deadline to the action)")?;
         }
         if let Some(s) = &self.shadow_compute {
             writeln!(f, "  shadow compute   {s}  steps not logged (ring full) {}", self.shadow_dropped)?;
@@ -564,6 +570,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
         control_thread: result.rt.to_string(),
         timing: result.timing.summary(),
         policy_compute: policy_stats.as_ref().map(|s| s.compute.summary()),
+        policy_latency: policy_stats.as_ref().map(|s| s.latency.summary()),
         policy_errors: policy_stats.as_ref().map_or(0, |s| s.errors),
         policy_swaps: policy_stats.as_ref().map_or(0, |s| s.swaps),
         shadow_compute: policy_stats

@@ -19,6 +19,7 @@ pub mod replay;
 pub(crate) mod rng;
 pub mod student;
 pub mod torch;
+pub(crate) mod warm;
 
 use crate::config::{Config, ControllerKind};
 use crate::control::inputs::ActionWriter;
@@ -69,11 +70,11 @@ pub trait Policy: Send {
     fn prepare_next(&mut self) {}
 
     /// Runs the model once more on the last observation, changing nothing and publishing nothing,
-    /// so that its code and weights are in the caches when the next tick starts. Called
-    /// `WARM_LEAD_NS` before each deadline. A single forward that has sat idle for a policy period
-    /// was measured at ten times a warm one (the cost of the difference between `locod run`'s
-    /// `policy compute` and a back-to-back benchmark); a planner whose tick takes milliseconds
-    /// needs none.
+    /// so that its code and weights are in the caches when the next tick starts. Called shortly
+    /// before each deadline (`warm::WarmLead`). A single forward that has sat idle for a policy
+    /// period was measured at ten times a warm one (the cost of the difference between `locod
+    /// run`'s `policy compute` and a back-to-back benchmark); a planner whose tick takes
+    /// milliseconds needs none.
     fn warm(&mut self) {}
 
     /// Whether the observation reads the perceived terrain (height scan, depth): then the control
@@ -82,10 +83,6 @@ pub trait Policy: Send {
         false
     }
 }
-
-/// How long before each policy deadline `Policy::warm` runs: long enough for a cold forward to
-/// finish before the deadline, short enough that the caches are still warm at it.
-pub(crate) const WARM_LEAD_NS: u64 = 600_000;
 
 /// The common end of a controller's tick: clips the raw action (`raw`, as long as the action),
 /// maps it to joint targets, feeds it back as the next observation's `last_action`, and records
@@ -110,7 +107,11 @@ pub(crate) fn emit(
 /// What the policy thread measured.
 #[derive(Clone, Default)]
 pub struct PolicyStats {
+    /// From the thread's wake-up at a deadline to the action published.
     pub compute: Histogram,
+    /// From the deadline itself to the action published: `compute` plus the thread's wake-up
+    /// latency and any lateness of the warm-up before it (what the control loop waits).
+    pub latency: Histogram,
     pub wake: Histogram,
     pub errors: u64,
     pub(crate) last_error: Option<PolicyError>,
@@ -259,11 +260,14 @@ pub fn run(
 ) -> PolicyStats {
     let mut stats = PolicyStats::default();
     let mut sched = Periodic::new(clock.now_ns() + period_ns, period_ns);
+    let mut lead = warm::WarmLead::new(period_ns);
     while !stop.load(Ordering::Relaxed) {
-        let warm_at = sched.next_deadline().saturating_sub(WARM_LEAD_NS);
+        let warm_at = sched.next_deadline().saturating_sub(lead.lead_ns());
         if clock.now_ns() < warm_at {
             clock.sleep_until(warm_at);
+            let started = clock.now_ns();
             policy.warm();
+            lead.observe(clock.now_ns().saturating_sub(started));
         }
         let release = sched.wait(clock);
         stats.wake.record(release.wake_latency_ns());
@@ -287,6 +291,7 @@ pub fn run(
         }
         let acted = clock.now_ns();
         stats.compute.record(acted.saturating_sub(release.woke_ns));
+        stats.latency.record(acted.saturating_sub(release.deadline_ns));
         if cycle.step_shadow(&snapshot) {
             stats.shadow_compute.record(clock.now_ns().saturating_sub(acted));
         }
