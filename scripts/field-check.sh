@@ -6,7 +6,7 @@
 # robot stayed walking (a fault held by the balance fallback is listed, not a fall), the control
 # tick's compute p99 (the daemon's own summary), the simulator's
 # late physics steps, and from the simulator's ground truth (its status lines) the tilt and the
-# base's drift over the last STILL seconds (the zero-command stand).
+# base's drift over the last STILL seconds (the zero-command stand), and the tilt at its end.
 #
 # usage: field-check.sh [CONFIG] [RUNS] [DRIVE] [SECONDS] [STILL]
 #   defaults: config/sim.toml 10 config/drives/field.txt 90 60. LOCOD: the binary
@@ -65,6 +65,7 @@ r = {
     "late_sim_steps": int(late.group(1)) if late else None,
     "still_s": round(window[-1][0] - window[0][0], 1) if len(window) > 1 else 0.0,
     "still_tilt_max_deg": max(p[3] for p in window) if window else None,
+    "still_tilt_end_deg": window[-1][3] if window else None,
     "still_drift_m": round(((window[-1][1] - window[0][1]) ** 2 + (window[-1][2] - window[0][2]) ** 2) ** 0.5, 3) if len(window) > 1 else None,
     "levels": drive.get("levels"),
 }
@@ -80,7 +81,7 @@ def span(k):
     v = [r[k] for r in rows if r[k] is not None]
     return f"{min(v)} .. {max(v)}" if v else "n/a"
 print(f"field check: {up}/{len(rows)} runs stayed walking; control compute p99 {span('compute_p99_us')} us; "
-      f"late simulator steps {span('late_sim_steps')}; still: tilt max {span('still_tilt_max_deg')} deg, drift {span('still_drift_m')} m")
+      f"late simulator steps {span('late_sim_steps')}; still: tilt max {span('still_tilt_max_deg')} deg, at the end {span('still_tilt_end_deg')} deg, drift {span('still_drift_m')} m")
 for r in rows:
     if not r["stayed_walking"]:
         print(f"  run {r['run']}: {r['left_walk']}")

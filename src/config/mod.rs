@@ -661,6 +661,25 @@ pub struct Balance {
     /// Pitch at which the centre of mass is over the axle in the default pose.
     #[serde(default)]
     pub(crate) pitch_offset_rad: f64,
+    /// Leveling: joints (the hips) whose held position shifts, slowly, until the base's pitch is
+    /// `level_pitch_rad`. A balancing robot stands where its centre of mass is over the axle, so
+    /// without it the base tilts by whatever the pose and payload put there. Empty: none.
+    #[serde(default)]
+    pub(crate) level_joints: Vec<String>,
+    /// rad/s of the joints' shift per rad of pitch beyond `level_pitch_rad`; positive when a
+    /// joint's positive direction pitches the base nose-up (raises the nose).
+    #[serde(default)]
+    pub(crate) k_level: f64,
+    /// Bound of the shift, rad.
+    #[serde(default = "default_level_max")]
+    pub(crate) level_max_rad: f64,
+    /// The base pitch leveling holds (positive nose-down).
+    #[serde(default)]
+    pub(crate) level_pitch_rad: f64,
+}
+
+fn default_level_max() -> f64 {
+    0.3
 }
 
 fn default_pos_error_max() -> f64 {

@@ -376,3 +376,33 @@ fn controller_choices_and_the_shadow_are_checked_and_located() {
         assert!(e.contains(says), "{e}\nexpected: {says}");
     }
 }
+
+#[test]
+fn leveling_mistakes_name_the_key() {
+    let sim = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml")).unwrap();
+    let joints = "level_joints = [\"left_hip\", \"right_hip\"]";
+    assert!(sim.contains(joints));
+    let c = parse(&sim).unwrap();
+    let b = c.balance.as_ref().unwrap();
+    assert_eq!((b.level_joints.len(), b.k_level), (2, 0.1));
+    for (from, to, expected) in [
+        (
+            joints,
+            "level_joints = [\"left_hip\", \"left_wheel\"]",
+            "balance.level_joints[1]: joint \"left_wheel\" must hold a position",
+        ),
+        (
+            joints,
+            "level_joints = [\"left_hip\", \"left_hip\"]",
+            "balance.level_joints[1]: joint \"left_hip\" is listed twice",
+        ),
+        (joints, "level_joints = [\"hip\"]", "balance.level_joints[0]: joint \"hip\" is not defined"),
+        (joints, "level_joints = []", "balance.k_level: leveling needs both level_joints and a non-zero k_level"),
+        ("k_level = 0.1", "k_level = 0.0", "balance.level_joints: leveling needs both"),
+        ("k_level = 0.1", "k_level = 50.0", "balance.k_level: expected a finite rate within ±5 rad/s per rad, got 50"),
+        ("level_max_rad = 0.3", "level_max_rad = 0.0", "balance.level_max_rad: expected an angle in (0, 1] rad, got 0"),
+    ] {
+        let e = err(&sim.replace(from, to));
+        assert!(e.contains(expected), "{to}: {e}");
+    }
+}

@@ -118,6 +118,42 @@ fn validate_balance(c: &Config) -> Check {
             format!("expected a finite angle within ±0.5 rad, got {}", b.pitch_offset_rad),
         );
     }
+    validate_leveling(c, b)
+}
+
+fn validate_leveling(c: &Config, b: &crate::config::Balance) -> Check {
+    let at = |k| vec![Key("balance"), Key(k)];
+    for (i, name) in b.level_joints.iter().enumerate() {
+        let here = || vec![Key("balance"), Key("level_joints"), Index(i)];
+        match c.joints.iter().find(|j| &j.name == name) {
+            None => return fail(here(), format!("joint \"{name}\" is not defined")),
+            Some(j) if j.mode != JointMode::Position => {
+                return fail(here(), format!("joint \"{name}\" must hold a position (mode = \"position\")"))
+            }
+            Some(_) if b.level_joints[..i].contains(name) => {
+                return fail(here(), format!("joint \"{name}\" is listed twice"))
+            }
+            Some(_) => {}
+        }
+    }
+    if !(b.k_level.is_finite() && b.k_level.abs() <= 5.0) {
+        return fail(at("k_level"), format!("expected a finite rate within ±5 rad/s per rad, got {}", b.k_level));
+    }
+    if b.level_joints.is_empty() != (b.k_level == 0.0) {
+        return fail(
+            at(if b.level_joints.is_empty() { "k_level" } else { "level_joints" }),
+            "leveling needs both level_joints and a non-zero k_level",
+        );
+    }
+    if !(b.level_max_rad > 0.0 && b.level_max_rad <= 1.0) {
+        return fail(at("level_max_rad"), format!("expected an angle in (0, 1] rad, got {}", b.level_max_rad));
+    }
+    if !(b.level_pitch_rad.is_finite() && b.level_pitch_rad.abs() < 0.5) {
+        return fail(
+            at("level_pitch_rad"),
+            format!("expected a finite angle within ±0.5 rad, got {}", b.level_pitch_rad),
+        );
+    }
     Ok(())
 }
 

@@ -27,7 +27,12 @@ pub(crate) struct BalanceController {
     max_accel_mps2: f64,
     pos_error_m: f64,
     yaw_error_rad: f64,
+    /// The leveling shift of the `level_joints`' held positions.
+    level_rad: f64,
 }
+
+/// Below this commanded speed (m/s) the robot counts as standing still, and leveling integrates.
+const LEVEL_STILL_MPS: f64 = 0.02;
 
 /// Body pitch (positive nose-down) from gravity in the body frame.
 pub fn pitch_rad(s: &RobotState) -> f64 {
@@ -48,6 +53,7 @@ impl BalanceController {
             max_accel_mps2: config.command.max_accel[0],
             pos_error_m: 0.0,
             yaw_error_rad: 0.0,
+            level_rad: 0.0,
         })
     }
 
@@ -60,6 +66,30 @@ impl BalanceController {
         self.vx_ref_mps = 0.0;
         self.pos_error_m = 0.0;
         self.yaw_error_rad = 0.0;
+        self.level_rad = 0.0;
+    }
+
+    /// The leveling shift for this tick (rad, added to each `level_joints` position): the
+    /// integral of the base pitch beyond `level_pitch_rad`, bounded; 0 without leveling. It
+    /// integrates only while the robot is asked to stand still (`command` and the speed it
+    /// follows below `LEVEL_STILL_MPS`): a pendulum leans to accelerate, and leveling that lean
+    /// away fights the balance law. In motion the shift found at rest holds.
+    pub(crate) fn level(&mut self, s: &RobotState, command: &[f64; 3]) -> f64 {
+        let g = &self.gains;
+        if command[0].abs() < LEVEL_STILL_MPS && self.vx_ref_mps.abs() < LEVEL_STILL_MPS {
+            let error = pitch_rad(s) - g.level_pitch_rad;
+            let before = self.level_rad;
+            self.level_rad = (self.level_rad + g.k_level * error * self.dt_s).clamp(-g.level_max_rad, g.level_max_rad);
+            // The shift tilts the base's equilibrium about as much the other way. The speed
+            // integral holds the pitch term's share of it; moved with it, the robot levels where
+            // it stands instead of rolling to where the integral would put it (0.4 m in
+            // config/sim.toml's field drive).
+            if g.k_pos > 0.0 {
+                self.pos_error_m = (self.pos_error_m + g.k_pitch / g.k_pos * (self.level_rad - before))
+                    .clamp(-g.pos_error_max_m, g.pos_error_max_m);
+            }
+        }
+        self.level_rad
     }
 
     /// Takes over from another controller (a policy) mid-motion: follows from the speed the robot
@@ -202,6 +232,35 @@ mod tests {
         let (l, r) = b.update(&pitched(b.gains.pitch_offset_rad), &[0.0, 0.0, 1.0]);
         assert!(r.tau_ff_nm > l.tau_ff_nm);
         assert!((l.tau_ff_nm + r.tau_ff_nm).abs() < 1e-12);
+    }
+
+    #[test]
+    fn leveling_shifts_the_hips_against_the_pitch_only_while_standing_still() {
+        let mut b = controller();
+        assert!(b.gains.k_level > 0.0, "config/sim.toml levels");
+        let nose_down = pitched(0.1);
+        let first = b.level(&nose_down, &[0.0; 3]);
+        assert!((first - b.gains.k_level * 0.1 * b.dt_s).abs() < 1e-12, "{first}");
+        // Asked to move, or still moving, the shift found at rest holds.
+        assert_eq!(b.level(&nose_down, &[0.5, 0.0, 0.0]), first);
+        for _ in 0..1_000 {
+            b.update(&nose_down, &[0.5, 0.0, 0.0]);
+        }
+        assert_eq!(b.level(&nose_down, &[0.0; 3]), first, "the speed followed still ramps down to zero");
+        // Bounded, and forgotten at the next stand-up.
+        b.reset();
+        for _ in 0..1_000_000 {
+            b.level(&nose_down, &[0.0; 3]);
+        }
+        assert_eq!(b.level_rad, b.gains.level_max_rad);
+        assert!(b.level(&pitched(-0.1), &[0.0; 3]) < b.gains.level_max_rad);
+        b.reset();
+        assert_eq!(b.level(&pitched(b.gains.level_pitch_rad), &[0.0; 3]), 0.0);
+        // The speed integral moves with the shift: the balance law does not roll the robot to
+        // level it.
+        let shift = b.level(&nose_down, &[0.0; 3]);
+        let expected = b.gains.k_pitch / b.gains.k_pos * shift;
+        assert!((b.pos_error_m - expected).abs() < 1e-12, "{} {expected}", b.pos_error_m);
     }
 
     #[test]

@@ -18,6 +18,8 @@ struct JointParams {
     kp: f64,
     kd: f64,
     damping_kd: f64,
+    /// Shifted by the balance controller's leveling (`[balance] level_joints`).
+    levels: bool,
 }
 
 pub(crate) struct Motion {
@@ -50,6 +52,7 @@ impl Motion {
                 kp: j.stand_kp,
                 kd: j.stand_kd,
                 damping_kd: j.damping_kd,
+                levels: c.balance.as_ref().is_some_and(|b| b.level_joints.contains(&j.name)),
             };
         }
         Self {
@@ -123,10 +126,15 @@ impl Motion {
         x >= 1.0
     }
 
-    /// StandUp targets; true once the default pose is reached.
+    /// StandUp targets; true once the default pose is reached (then held, and leveled, as
+    /// `stand` holds it).
     pub(crate) fn standup(&mut self, now_ns: u64, s: &RobotState, out: &mut MotorCommands) -> bool {
         let done = self.interpolate(now_ns, self.standup_ns, |i| self.joints[i].default_rad, out);
-        self.balance(s, &[0.0; 3], out);
+        if done {
+            self.stand(s, out);
+        } else {
+            self.balance(s, &[0.0; 3], out);
+        }
         done
     }
 
@@ -152,8 +160,10 @@ impl Motion {
     /// The default pose, balancing while following `command` ([vx, vy, yaw rate]) when the robot
     /// balances on wheels; otherwise the same as `stand`.
     pub fn walk(&mut self, s: &RobotState, command: &[f64; 3], out: &mut MotorCommands) {
+        let level = self.balance.as_mut().map_or(0.0, |b| b.level(s, command));
         for i in 0..self.n {
-            out.joints[i] = self.hold(i, self.joints[i].default_rad);
+            let p = &self.joints[i];
+            out.joints[i] = self.hold(i, p.default_rad + if p.levels { level } else { 0.0 });
         }
         self.balance(s, command, out);
     }

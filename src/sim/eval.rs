@@ -17,7 +17,8 @@
 //! - over the Walk window, per control tick, until a fall: `tracking_rms_mps` (true heading-frame
 //!   vx minus the loop's arbitrated command), `yaw_tracking_rms_radps` (true body yaw rate minus
 //!   the command), `torque_rms_nm` (the torques the simulated motors applied, mean square over
-//!   joints), the time shares of the controller levels;
+//!   joints), `tilt_rms_deg` (the base's true tilt from upright; `locod eval` only), the time
+//!   shares of the controller levels;
 //! - per policy step in Walk: `jerk` = mean over joints of |a_t - 2 a_{t-1} + a_{t-2}| of the
 //!   action (clipped, before scaling), from the third action in Walk;
 //! - `plan_p50_ms` / `plan_p99_ms`: wall-clock compute of `Policy::act` (every period of the
@@ -114,6 +115,7 @@ pub struct Episode {
     pub jerk_mean: Option<f64>,
     pub jerk_max: Option<f64>,
     pub torque_rms_nm: Option<f64>,
+    pub tilt_rms_deg: Option<f64>,
     pub plan_p50_ms: Option<f64>,
     pub plan_p99_ms: Option<f64>,
     pub progress_m: f64,
@@ -148,6 +150,7 @@ pub struct EvalReport {
     pub jerk_mean: Option<Spread>,
     pub jerk_max: Option<Spread>,
     pub torque_rms_nm: Option<Spread>,
+    pub tilt_rms_deg: Option<Spread>,
     pub plan_p50_ms: Option<Spread>,
     pub plan_p99_ms: Option<Spread>,
     pub progress_m: Option<Spread>,
@@ -211,6 +214,7 @@ struct Meter {
     vx_err2: f64,
     yaw_err2: f64,
     tau2: f64,
+    tilt2: f64,
     levels: [u64; 4],
     prev: Option<[f32; MAX_JOINTS]>,
     prev2: Option<[f32; MAX_JOINTS]>,
@@ -230,6 +234,7 @@ impl Meter {
         self.yaw_err2 += (truth.base_ang_vel_body_radps[2] - command[2]).powi(2);
         let n = joints.max(1);
         self.tau2 += truth.torque_nm[..joints].iter().map(|t| t * t).sum::<f64>() / n as f64;
+        self.tilt2 += truth.tilt_deg().powi(2);
         self.levels[level.index()] += 1;
     }
 
@@ -392,6 +397,7 @@ pub fn run(config: &Config, opts: &EvalOptions) -> Result<EvalReport, SimError> 
         jerk_mean: spread(|e| e.jerk_mean),
         jerk_max: spread(|e| e.jerk_max),
         torque_rms_nm: spread(|e| e.torque_rms_nm),
+        tilt_rms_deg: spread(|e| e.tilt_rms_deg),
         plan_p50_ms: spread(|e| e.plan_p50_ms),
         plan_p99_ms: spread(|e| e.plan_p99_ms),
         progress_m: spread(|e| Some(e.progress_m)),
@@ -530,6 +536,7 @@ fn episode(
             jerk_mean: (meter.jerk_n > 0).then(|| meter.jerk_sum / meter.jerk_n as f64),
             jerk_max: (meter.jerk_n > 0).then_some(meter.jerk_max),
             torque_rms_nm: meter.rms(meter.tau2),
+            tilt_rms_deg: meter.rms(meter.tilt2),
             plan_p50_ms: ms(0.5),
             plan_p99_ms: ms(0.99),
             progress_m: last.base_pos_m[0] - start.base_pos_m[0],
@@ -560,12 +567,13 @@ impl std::fmt::Display for EvalReport {
             self.seed + u64::from(self.episodes.max(1) - 1)
         )?;
         writeln!(f, "  episodes {}  falls {}  success rate {:.2}", self.episodes, self.falls, self.success_rate)?;
-        let rows: [(&str, &Option<Spread>); 12] = [
+        let rows: [(&str, &Option<Spread>); 13] = [
             ("tracking_rms_mps", &self.tracking_rms_mps),
             ("yaw_tracking_rms_radps", &self.yaw_tracking_rms_radps),
             ("jerk_mean", &self.jerk_mean),
             ("jerk_max", &self.jerk_max),
             ("torque_rms_nm", &self.torque_rms_nm),
+            ("tilt_rms_deg", &self.tilt_rms_deg),
             ("plan_p50_ms", &self.plan_p50_ms),
             ("plan_p99_ms", &self.plan_p99_ms),
             ("progress_m", &self.progress_m),
