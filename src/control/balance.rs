@@ -6,9 +6,11 @@
 //! Law (`config::Balance`): `u = k_pitch (pitch - offset) + k_pitch_rate pitch_rate + k_vel (v -
 //! vx) + k_pos ∫(v - vx)`, the integral bounded; each wheel gets `u / 2 ∓ d / 2` with `d = k_yaw_rate
 //! (yaw_rate_cmd - yaw_rate) + k_yaw ∫(...)`. Pitch is positive nose-down, a wheel's positive joint
-//! direction rolls forward, so every gain is non-negative.
+//! direction rolls forward, so every gain is non-negative. Leveling (`level`): while standing
+//! still, `level_rad += k_level (pitch - level_pitch) dt`, bounded, added to the `level_joints`'
+//! held positions, with the speed integral moved by `k_pitch / k_pos` of each step.
 //!
-//! Not for: the legs (Motion holds them), limits (the Limiter clamps the torques afterwards), or
+//! Not for: the legs (Motion holds them; only the leveling shift comes from here), limits (the Limiter clamps the torques afterwards), or
 //! anything about buses: it reads `RobotState` and writes `MotorCommand`s.
 
 use crate::config::{Balance, BusKind, Config, JointMode};
