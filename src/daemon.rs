@@ -184,9 +184,10 @@ pub struct RunSummary {
     pub(crate) events_dropped: u64,
     pub(crate) control_thread: String,
     pub timing: TimingSummary,
-    /// The policy thread's tick from its wake-up to the action published, and from the deadline.
+    /// The policy thread's tick from its wake-up to the action published.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_compute: Option<Summary>,
+    /// The same from the deadline: the tick plus the wake-up latency and a late warm-up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_latency: Option<Summary>,
     pub policy_errors: u64,
