@@ -113,7 +113,7 @@ class Pipeline:
         extra = (
             f"{ex['parameters']:,} parameters, {ex['dynamics_parameters']:,} of them `dynamics.*` (the only part `locod finetune` "
             f"will train). Export check: fused rollout vs stepped next/reward/value, max relative error {ex['check_max_rel_err']:.1e}. "
-            f"`rollout` at N = 256, H = {ex['horizon']} in Python, one thread: p50 {ex['rollout_n256_p50_ms']:.2f} ms; "
+            f"`rollout` at N = {ex['samples']}, H = {ex['horizon']} in Python, one thread: p50 {ex['rollout_p50_ms']:.2f} ms; "
             f"{ex['iterations']} rollouts (a plan's model time): p50 {ex['plan_rollouts_p50_ms']:.2f} ms.\n\n"
             f"Data: {json.dumps(collect, sort_keys=True)[:600]}"
         )
