@@ -81,7 +81,7 @@ models: setup-python
 # budgets, every model is evaluated on the foam floor, the slippery slope and the flat floor, beside
 # the student cloned on the same data (scripts/adapt.sh; BUDGETS, SCENES, EPISODES, BC_BUDGETS
 # override). Resumable; results in models/runs/adapt/ (table.md, adapt.png); this release's are
-# in models/biwheel/adapt/.
+# in models/biwheel/adapt/ (5-step planner) and models/biwheel/adapt_h16/ (the shipped one).
 adapt: build
 	./scripts/adapt.sh config/sim-mppi.toml models/runs/adapt
 
