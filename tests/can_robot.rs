@@ -31,11 +31,15 @@ struct Rig {
 
 impl Rig {
     fn new() -> Self {
-        let mut config =
-            Config::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"))).unwrap();
+        // Generous timeouts and overrun count: this tests the CAN path, and a loaded test machine
+        // delays threads (a 10 ms stall of the host once made 5 overruns in a row here). The timing
+        // of fault detection is pinned tick by tick in src/control/tests.rs.
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/biwheel.toml"));
+        let text = std::fs::read_to_string(path).unwrap();
+        let overruns = "max_consecutive_overruns = 5 ";
+        assert!(text.contains(overruns), "config/biwheel.toml changed");
+        let mut config = Config::parse(&text.replace(overruns, "max_consecutive_overruns = 50 "), path).unwrap();
         config.rate.priority = 0; // tests run alongside others: no SCHED_FIFO for the receive threads
-                                  // Generous timeouts: this tests the CAN path, and a loaded test machine delays threads.
-                                  // (The timing of fault detection is pinned tick by tick in src/control/tests.rs.)
         config.safety.motor_timeout_ms = 100.0;
         config.safety.imu_timeout_ms = 200.0;
         let (ours, theirs) = cable();
