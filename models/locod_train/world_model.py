@@ -832,6 +832,17 @@ def refine_prior(run: str, teacher_dir: str, pc: PriorConfig, base: Optional[str
 
 
 # ----------------------------------------------------------------------------------- export
+def stepped_return(m, z: Tensor, actions: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
+    """What the fused `rollout` returns, in its two parts, by stepping `reward`/`next`/`value`:
+    (the discounted rewards' sum over the horizon, the discounted terminal value), each [N]."""
+    rewards, discount = torch.zeros(z.shape[0]), 1.0
+    for t in range(actions.shape[1]):
+        rewards = rewards + discount * m.reward(z, actions[:, t]).reshape(-1)
+        z = m.next(z, actions[:, t])
+        discount *= gamma
+    return rewards, discount * m.value(z).reshape(-1)
+
+
 @torch.no_grad()
 def check_rollout(scripted, wm: WorldModel, horizon: int, gamma: float) -> float:
     """Max relative error of the fused rollout against stepping reward/next/value; also the
@@ -843,12 +854,8 @@ def check_rollout(scripted, wm: WorldModel, horizon: int, gamma: float) -> float
     z0 = scripted.encode(obs)
     err_enc = (z0 - wm.encode(obs)).abs().max().item()
     actions = (torch.rand(64, horizon, A) * 2 - 1) * wm.action_clip
-    want, z, discount = torch.zeros(64), z0, 1.0
-    for t in range(horizon):
-        want = want + discount * scripted.reward(z, actions[:, t])
-        z = scripted.next(z, actions[:, t])
-        discount *= gamma
-    want = want + discount * scripted.value(z)
+    rewards, terminal = stepped_return(scripted, z0, actions, gamma)
+    want = rewards + terminal
     got = scripted.rollout(z0, actions, gamma)
     scale = want.abs().clamp(min=1.0)
     return max(((got - want).abs() / scale).max().item(), err_enc)
@@ -969,13 +976,8 @@ def mppi_plan(wm, z: Tensor, mean: Tensor, p: dict, clip: float, g: torch.Genera
             stats["return_spread"] = stats.get("return_spread", 0.0) + float(r[:, P:].std(1).mean())
             # Which part of the score ranks the samples: the discounted rewards over the horizon,
             # or the terminal value (stepped methods; the fused rollout returns only their sum)?
-            zs, rsum = z.repeat_interleave(S, 0), torch.zeros(B * S)
-            flat = seqs.reshape(B * S, H, A)
-            for h in range(H):
-                rsum += gamma ** h * wm.reward(zs, flat[:, h]).reshape(-1)
-                zs = wm.next(zs, flat[:, h])
-            term = (gamma ** H * wm.value(zs).reshape(-1)).view(B, S)
-            rsum = rsum.view(B, S)
+            rsum, term = stepped_return(wm, z.repeat_interleave(S, 0), seqs.reshape(B * S, H, A), gamma)
+            rsum, term = rsum.view(B, S), term.view(B, S)
             tot = rsum + term
             corr = ((tot - tot.mean(1, keepdim=True)) * (term - term.mean(1, keepdim=True))).mean(1) / (tot.std(1, unbiased=False) * term.std(1, unbiased=False) + 1e-12)
             stats["reward_spread"] = stats.get("reward_spread", 0.0) + float(rsum.std(1).mean())
