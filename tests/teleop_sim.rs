@@ -35,7 +35,7 @@ static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn teleop_drives_the_simulated_robot_stops_on_silence_and_estop_latches() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    let rig = common::SimRig::new(free_port());
+    let rig = common::SimRig::new(free_port()).patient_motors();
     let path = &rig.config;
     let config = Config::load(path).unwrap();
     let _sim = Killed(rig.start_sim(&[], Stdio::null()));
