@@ -12,8 +12,9 @@
 #                            forward progress on the foam floor and up the slippery slope (SimDist's
 #                            two tasks), velocity tracking under random commands on the flat floor
 #   EPISODES=20 EPISODE_SECONDS=20   evaluation episodes per model and scene, and their length
-#   COLLECT_SCENE=soft       where the data is collected (random commands; on the slope every
-#                            controller here falls within a second, so it yields no data)
+#   COLLECT_SCENE=soft       where the data is collected, with the scene's default commands
+#                            (`locod eval`: forward on step, stairs and slope, random elsewhere);
+#                            COLLECT_SCENE=slope collects on the task itself, as SimDist does
 #   STUDENT_CONFIG=config/sim-student.toml, BC_BUDGETS="30"
 #                            the baseline: the student finetuned by behaviour cloning on the same
 #                            data (models/locod_train/bc_finetune.py) at these budgets, and the

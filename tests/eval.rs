@@ -274,3 +274,19 @@ fn scenes_command_files_and_mistakes() {
     let out = locod(&["eval", "--config", cfg.path().to_str().unwrap(), "--scene", "moon"]);
     assert_eq!(out.status.code(), Some(2), "clap refuses an unknown scene");
 }
+
+#[test]
+fn the_slope_is_a_ramp_ahead_that_the_balance_controller_climbs() {
+    // scene_slope.xml: the robot stands up on the level floor, then drives up a slippery 8 degree
+    // ramp to its level top (x = 3.48 m). The built-in balance controller climbs it; until the
+    // scene had a floor before the ramp, StandUp rolled down the slope and every controller "fell".
+    let cfg = Path::new(REPO).join("config/sim.toml");
+    let r = eval(&cfg, &["--scene", "slope", "--episodes", "1", "--seconds", "20", "--seed", "7301"]);
+    assert!(r["scene_file"].as_str().unwrap().ends_with("scene_slope.xml"));
+    let e = &r["per_episode"][0];
+    assert!(e["walk_began_s"].is_number(), "stood up before the ramp: {e:#}");
+    assert_eq!(e["fell"], false, "{e:#}");
+    assert!(e["progress_m"].as_f64().unwrap() > 3.48 && e["success"] == true, "reached the top: {e:#}");
+    let r = eval(&cfg, &["--scene", "slope", "--episodes", "1", "--seconds", "3", "--seed", "7301"]);
+    assert_eq!(r["per_episode"][0]["success"], false, "3 s of Walk stay below the top: {r:#}");
+}

@@ -202,7 +202,8 @@ class BiwheelEnv:
         m.geom_solref[self.floor_geom] = (0.04, 0.6) if soft else self.base_model.geom_solref[self.floor_geom]
         m.geom_solimp[self.floor_geom, :3] = (0.6, 0.95, 0.03) if soft else self.base_model.geom_solimp[self.floor_geom, :3]
         if cfg.scene == "slope":
-            # scene_slope.xml: 8 degrees (0.1396 rad) rising along +x, friction 0.25.
+            # scene_slope.xml's board: 8 degrees (0.1396 rad) rising along +x, friction 0.25; here
+            # the robot starts on it (the scene file has a flat run-up and a level top).
             slope = 0.1396
             friction = 0.25
             for g in [self.floor_geom, *self.box_geoms]:

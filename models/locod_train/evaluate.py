@@ -4,7 +4,8 @@ eval`'s, measured through the daemon; these use the same definitions so the two 
 side.
 
 Per episode: fell (tilt beyond the limit or the base below 0.2 m over the terrain), success (no
-fall, and on step / stairs / slope the base reached the top), vx and yaw-rate tracking RMS (heading
+fall, and on step / stairs / slope the base reached the top; the slope here is not scene_slope.xml's
+ramp but the robot started on the slippery 8 degree floor, env.py's tilted gravity), vx and yaw-rate tracking RMS (heading
 frame, true velocities), jerk (second difference of the action per policy step, averaged over
 joints), torque RMS, progress (metres along x).
 
@@ -22,7 +23,8 @@ import torch
 from .env import BiwheelEnv, EnvConfig
 from .teacher import load_teacher
 
-# Where a scene's "top" is: the base beyond this x (the last tread, or 2 m up the slope).
+# Where a scene's "top" is: the base beyond this x (the last tread, or 2 m up the tilted floor;
+# `locod eval`'s slope is a ramp from 1 m ahead, its top at x = 3.48 m).
 TOP_X = {"step": 1.3, "stairs": 2.4, "slope": 2.0}
 
 

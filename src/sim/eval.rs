@@ -13,7 +13,7 @@
 //! - fell: the loop raised a tilt fault, or the true tilt exceeded `[safety] tilt_limit_deg`, or
 //!   the base came within `FALL_HEIGHT_M` of the terrain under it (after the gantry let go);
 //! - success: no fall, Walk began, and on `step` / `stairs` / `slope` the base ended beyond the
-//!   top (`TOP_X`: base x for step and stairs, the distance along the surface for the slope);
+//!   top (`TOP_X`, base x: the last tread of the step and the stairs, the slope's level top);
 //! - over the Walk window, per control tick, until a fall: `tracking_rms_mps` (true heading-frame
 //!   vx minus the loop's arbitrated command), `yaw_tracking_rms_radps` (true body yaw rate minus
 //!   the command), `torque_rms_nm` (the torques the simulated motors applied, mean square over
@@ -47,8 +47,9 @@ use std::time::Instant;
 pub(crate) const FALL_HEIGHT_M: f64 = 0.2;
 /// The scenes `--scene` names: `scene_<name>.xml` beside the configured scene.
 pub const SCENES: [&str; 5] = ["flat", "step", "stairs", "slope", "soft"];
-/// Where a scene's top is, m: the last tread of the step and the stairs, 2 m up the slope.
-pub(crate) const TOP_X: [(&str, f64); 3] = [("step", 1.3), ("stairs", 2.4), ("slope", 2.0)];
+/// Where a scene's top is, base x in m: the last tread of the step and the stairs; the level top
+/// of the slope (its 2.5 m ramp rises from x = 1 m at 8 degrees to x = 3.48 m).
+pub(crate) const TOP_X: [(&str, f64); 3] = [("step", 1.3), ("stairs", 2.4), ("slope", 3.48)];
 /// Walk must begin this long after StandUp's nominal duration.
 const WALK_GRACE_S: f64 = 10.0;
 /// A refused Walk request is repeated this often.
@@ -343,7 +344,7 @@ pub fn run(config: &Config, opts: &EvalOptions) -> Result<EvalReport, SimError> 
         "step" | "stairs" | "slope" => Commands::Forward,
         _ => Commands::Random,
     });
-    let top = TOP_X.iter().find(|(s, _)| *s == scene_name).map(|(s, x)| (*x, *s == "slope"));
+    let top = TOP_X.iter().find(|(s, _)| *s == scene_name).map(|(_, x)| *x);
     let mut logs = match &opts.log_dir {
         Some(dir) => {
             let mut cfg = config.log.clone();
@@ -418,7 +419,7 @@ fn episode(
     opts: &EvalOptions,
     seed: u64,
     profile: &Profile,
-    top: Option<(f64, bool)>,
+    top: Option<f64>,
     mut logs: Option<&mut Logs>,
     progress: &mut dyn FnMut(f64, f64),
 ) -> Result<(Episode, Option<String>, f64), SimError> {
@@ -510,15 +511,8 @@ fn episode(
         l.logger.split("evaluation episode ended");
     }
     ls.finish(&mut events);
-    // Step and stairs: base x; the slope: the distance along its surface from the origin.
-    let top_m = match top {
-        Some((_, true)) if last.terrain_z_m.is_finite() && start.terrain_z_m.is_finite() => {
-            last.base_pos_m[0].hypot(last.terrain_z_m - start.terrain_z_m).copysign(last.base_pos_m[0])
-        }
-        _ => last.base_pos_m[0],
-    };
     let fell = fall.is_some();
-    let success = !fell && walk_began.is_some() && top.is_none_or(|(x, _)| top_m > x);
+    let success = !fell && walk_began.is_some() && top.is_none_or(|x| last.base_pos_m[0] > x);
     let ms = |q: f64| (meter.plans.count() > 0).then(|| meter.plans.quantile_ns(q) as f64 * 1e-6);
     let walk_s = walk_began.map_or(0.0, |t0| fall.map_or(t_end, |(_, t)| t) - t0).max(0.0);
     Ok((

@@ -181,6 +181,28 @@ def stairs():
     return "\n".join(out)
 
 
+def slope():
+    """A slippery board on the flat floor: an 8 degree ramp whose foot is 1 m ahead, 2.5 m long
+    along its surface, then a level top 6 m long. The robot stands up and starts on the floor (a
+    wheeled pendulum cannot stand up from rest on it, and the step and stairs start 1 m ahead too);
+    the board's friction 0.25 takes priority over the wheels' 1.0."""
+    theta, foot, length, top_len, t = 0.1396, 1.0, 2.5, 6.0, 0.05
+    c, s = math.cos(theta), math.sin(theta)
+    # The ramp's upper face: its lower edge at (foot, 0), rising along +x. A box rotated by -theta
+    # about y; its centre is half a length along the face and half a thickness below it.
+    cx = foot + 0.5 * length * c + 0.5 * t * s
+    cz = 0.5 * length * s - 0.5 * t * c
+    top_x, top_z = foot + length * c, length * s
+    board = 'priority="1" friction="0.25 0.005 0.0001" contype="0" conaffinity="1" rgba="0.55 0.5 0.35 1"'
+    return "\n".join(
+        [
+            f"    {FLOOR}",
+            f'    <geom name="slope" type="box" pos="{cx:.4f} 0 {cz:.4f}" size="{0.5 * length:.4f} 1.0 {0.5 * t:.4f}" euler="0 {-theta} 0" {board}/>',
+            f'    <geom name="slope_top" type="box" pos="{top_x + 0.5 * top_len:.4f} 0 {0.5 * top_z:.4f}" size="{0.5 * top_len:.4f} 1.0 {0.5 * top_z:.4f}" {board}/>',
+        ]
+    )
+
+
 SCENES = {
     "flat": (f"    {FLOOR}", "Flat ground, nominal friction (1.0)."),
     "step": (
@@ -189,8 +211,8 @@ SCENES = {
     ),
     "stairs": (stairs(), "Five steps of 10 cm rise and 30 cm run, starting 1 m ahead."),
     "slope": (
-        '    <geom name="slope" type="plane" size="0 0 0.05" euler="0 -0.1396 0" priority="1" friction="0.25 0.005 0.0001" contype="0" conaffinity="1" material="grid"/>',
-        "A slippery 8 degree slope rising along +x (friction 0.25 takes priority over the wheels' 1.0). Part of the 'real world' set.",
+        slope(),
+        "A slippery 8 degree ramp 1 m ahead (friction 0.25 takes priority over the wheels' 1.0): 2.5 m along its surface, rising 0.35 m, then a level top. Part of the 'real world' set.",
     ),
     "soft": (
         '    <geom name="floor" type="plane" size="0 0 0.05" priority="1" solref="0.04 0.6" solimp="0.6 0.95 0.03" contype="0" conaffinity="1" material="grid"/>',
