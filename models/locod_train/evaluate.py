@@ -7,7 +7,7 @@ Per episode: fell (tilt beyond the limit or the base below 0.2 m over the terrai
 fall, and on step / stairs / slope the base reached the top; the slope here is not scene_slope.xml's
 ramp but the robot started on the slippery 8 degree floor, env.py's tilted gravity), vx and yaw-rate tracking RMS (heading
 frame, true velocities), jerk (second difference of the action per policy step, averaged over
-joints), torque RMS, progress (metres along x).
+joints), torque RMS, tilt RMS (degrees from upright), progress (metres along x).
 
 Run: `python -m locod_train.evaluate --teacher runs/teacher/ckpt.pt --scene flat --episodes 20`
 or `--policy biwheel/student.pt`.
@@ -33,7 +33,7 @@ def evaluate(act, scene: str, episodes: int, seconds: float, seed: int, commands
     env = BiwheelEnv(cfg)
     B, T = env.B, env.max_steps
     fell_any = np.zeros(B, bool)
-    vx_err2, yaw_err2, tau2 = np.zeros(B), np.zeros(B), np.zeros(B)
+    vx_err2, yaw_err2, tau2, tilt2 = np.zeros(B), np.zeros(B), np.zeros(B), np.zeros(B)
     jerk_sum, jerk_max = np.zeros(B), np.zeros(B)
     alive_steps = np.zeros(B)
     actions = np.zeros((3, B, env.nj))
@@ -47,10 +47,12 @@ def evaluate(act, scene: str, episodes: int, seconds: float, seed: int, commands
         _, fell, _, _ = env.step(a)
         live = ~fell_any
         fell_any |= fell
-        _, gyro, _, _, v_head, _ = env.frames()
+        _, gyro, grav, _, v_head, _ = env.frames()
         vx_err2 += live * (v_head[:, 0] - env.cmd[:, 0]) ** 2
         yaw_err2 += live * (gyro[:, 2] - env.cmd[:, 2]) ** 2
         tau2 += live * (env.last_tau**2).mean(1)
+        # The base's tilt from upright: its z axis against gravity (on the tilted floor too).
+        tilt2 += live * np.degrees(np.arccos(np.clip(-grav[:, 2], -1.0, 1.0))) ** 2
         if t >= 2:
             j = np.abs(actions[0] - 2 * actions[1] + actions[2]).mean(1)
             jerk_sum += live * j
@@ -69,6 +71,7 @@ def evaluate(act, scene: str, episodes: int, seconds: float, seed: int, commands
         "jerk_mean": (jerk_sum / np.maximum(n - 2, 1)).tolist(),
         "jerk_max": jerk_max.tolist(),
         "torque_rms_nm": np.sqrt(tau2 / n).tolist(),
+        "tilt_rms_deg": np.sqrt(tilt2 / n).tolist(),
         "progress_m": x.tolist(),
     }
     summary = {

@@ -17,7 +17,7 @@
 //! - over the Walk window, per control tick, until a fall: `tracking_rms_mps` (true heading-frame
 //!   vx minus the loop's arbitrated command), `yaw_tracking_rms_radps` (true body yaw rate minus
 //!   the command), `torque_rms_nm` (the torques the simulated motors applied, mean square over
-//!   joints), `tilt_rms_deg` (the base's true tilt from upright; `locod eval` only), the time
+//!   joints), `tilt_rms_deg` (the base's true tilt from upright), the time
 //!   shares of the controller levels;
 //! - per policy step in Walk: `jerk` = mean over joints of |a_t - 2 a_{t-1} + a_{t-2}| of the
 //!   action (clipped, before scaling), from the third action in Walk;
