@@ -172,6 +172,19 @@ fn sighup_cmd_reload_and_cmd_controller_switch_models_between_periods_and_a_brok
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(daemon.journal().matches("controller: reload (cmd/reload)").count(), 1);
 
+    // A model outside the configured models' directories ([controller] reload_dirs' default):
+    // refused before it is opened, even by way of `..`.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let stray = elsewhere.path().join("student.pt");
+    std::fs::copy(test_models::path("student.pt").unwrap(), &stray).unwrap();
+    let sneaky = dir.path().join("..").join(stray.strip_prefix(std::env::temp_dir()).unwrap_or(&stray));
+    for named in [&stray, &sneaky] {
+        publisher.put(format!("{{\"model\": {:?}}}", named.display().to_string())).wait().unwrap();
+    }
+    let j = daemon.wait_journal("reload_dirs: ", 2);
+    assert!(j.contains("it is outside the directories a reload may name a model in"), "{j}");
+    assert_eq!(j.matches("controller: switched to").count(), 2, "{j}");
+
     // cmd/controller selects the configured MPPI controller (the other kind), then back: the
     // default controller's file is read again (repaired first), and `state` names the kind.
     let select = raw.declare_publisher(link.keys().controller.clone()).wait().unwrap();

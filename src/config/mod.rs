@@ -402,6 +402,10 @@ pub struct Controller {
     /// logged, never actuated (shadow mode); needs `[log] enabled`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow: Option<PathBuf>,
+    /// The directories `cmd/reload` may load a model it names from (relative paths are relative
+    /// to this file). Empty: those of the configured models (`model`, the choices', `shadow`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reload_dirs: Vec<PathBuf>,
     /// Where the model runs: "cpu", "cuda" or "cuda:N".
     pub device: String,
     /// libtorch intra-op threads of the policy (1: the policy must not crowd the control core).
@@ -419,6 +423,7 @@ impl Default for Controller {
             model: None,
             choices: Vec::new(),
             shadow: None,
+            reload_dirs: Vec::new(),
             device: "cpu".into(),
             threads: 1,
             interop_threads: 1,
@@ -803,6 +808,20 @@ impl Config {
     /// The shadow model (`[controller] shadow`), resolved like `model`.
     pub fn shadow_path(&self) -> Option<PathBuf> {
         self.controller.shadow.as_ref().map(|m| self.resolve(m))
+    }
+
+    /// The directories `cmd/reload` may load a named model from: `[controller] reload_dirs`,
+    /// resolved, or else the directories of the configured models.
+    pub fn reload_dirs(&self) -> Vec<PathBuf> {
+        if !self.controller.reload_dirs.is_empty() {
+            return self.controller.reload_dirs.iter().map(|d| self.resolve(d)).collect();
+        }
+        let c = &self.controller;
+        let models = c.model.iter().chain(c.choices.iter().map(|k| &k.model)).chain(c.shadow.iter());
+        let mut dirs: Vec<PathBuf> = models.filter_map(|m| self.resolve(m).parent().map(Path::to_path_buf)).collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
     }
 
     /// `path` as written in this configuration: relative paths are relative to its directory.

@@ -335,6 +335,20 @@ fn degrade_limits_default_by_robot_kind_and_are_validated() {
 }
 
 #[test]
+fn reload_dirs_default_to_the_configured_models_directories() {
+    let learned = example().replace("kind = \"none\"", "kind = \"student\"\nmodel = \"models/s.pt\"");
+    let choice = "\n[[controller.choices]]\nname = \"p\"\nkind = \"mppi\"\nmodel = \"/opt/wm/m.pt\"\n";
+    let c = parse(&format!("{learned}{choice}")).unwrap();
+    assert_eq!(c.reload_dirs(), [PathBuf::from("/opt/wm"), PathBuf::from("models")]);
+    let set = learned
+        .replace("model = \"models/s.pt\"", "model = \"models/s.pt\"\nreload_dirs = [\"/var/lib/locod\", \"x\"]");
+    let c = parse(&set).unwrap();
+    assert_eq!(c.reload_dirs(), [PathBuf::from("/var/lib/locod"), PathBuf::from("x")]);
+    assert_eq!(parse(&c.to_toml()).unwrap().controller.reload_dirs, c.controller.reload_dirs);
+    assert!(parse(&example()).unwrap().reload_dirs().is_empty(), "no model, nothing to reload from");
+}
+
+#[test]
 fn controller_choices_and_the_shadow_are_checked_and_located() {
     let learned = example().replace("kind = \"none\"", "kind = \"student\"\nmodel = \"s.pt\"");
     let choice = |name: &str, kind: &str| {

@@ -15,7 +15,7 @@
 use super::{build_from, check, Policy};
 use crate::config::{Config, ControllerKind};
 use crate::types::provenance::ModelProvenance;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -134,6 +134,20 @@ impl Handoff {
     }
 }
 
+/// Whether `path` (a model a request names) lies in one of `dirs`, symbolic links and `..`
+/// resolved: an operator's key may switch models, not make the daemon open any file on the robot.
+fn within(path: &Path, dirs: &[PathBuf]) -> Result<(), String> {
+    let file = std::fs::canonicalize(path).map_err(|e| format!("cannot open it: {e}"))?;
+    if dirs.iter().filter_map(|d| std::fs::canonicalize(d).ok()).any(|d| file.starts_with(d)) {
+        return Ok(());
+    }
+    let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    Err(format!(
+        "it is outside the directories a reload may name a model in ([controller] reload_dirs: {})",
+        if list.is_empty() { "none".to_string() } else { list.join(", ") }
+    ))
+}
+
 /// The reload thread's state: the configuration the daemon runs, the controller now active in it
 /// (the last one offered), and what the running model needs to stay true of its successor.
 pub struct Reloader {
@@ -192,6 +206,11 @@ impl Reloader {
             },
         };
         let refused = |reason: String| Outcome::Refused { source: request.source, path: path.clone(), reason };
+        if request.model.is_some() {
+            if let Err(reason) = within(&path, &self.config.reload_dirs()) {
+                return refused(reason);
+            }
+        }
         let opened = match check(&base, Some(&path)) {
             Ok(Some(o)) => o,
             Ok(None) => return refused("no model".into()),
