@@ -203,8 +203,8 @@ def train(run_dir: str, ppo: PPOConfig, env_cfg: EnvConfig, device: str = "cpu",
                 nn.utils.clip_grad_norm_(ac.parameters(), ppo.max_grad_norm)
                 opt.step()
                 losses["surrogate"] += float(surr.detach()) / (ppo.epochs * ppo.minibatches)
-                losses["value"] += float(v_loss) / (ppo.epochs * ppo.minibatches)
-                losses["entropy"] += float(ent) / (ppo.epochs * ppo.minibatches)
+                losses["value"] += float(v_loss.detach()) / (ppo.epochs * ppo.minibatches)
+                losses["entropy"] += float(ent.detach()) / (ppo.epochs * ppo.minibatches)
         recent = slice(-200, None)
         row = {
             "iteration": it + 1,
