@@ -140,7 +140,9 @@ fn a_model_switch_on_the_policy_thread_allocates_nothing_and_a_broken_model_neve
     use std::sync::Arc;
     let student_path = test_models::path("student.pt").unwrap();
     let gru_path = test_models::path("student_gru.pt").unwrap();
-    let cfg = config("student.toml");
+    let mut cfg = config("student.toml");
+    // The broken file lives in the temporary directory: a reload may name models there.
+    cfg.controller.reload_dirs = vec![std::env::temp_dir(), gru_path.parent().unwrap().to_path_buf()];
     let handoff = Arc::new(Handoff::default());
     let mut reloader = Reloader::new(&cfg, false, false, handoff.clone());
     let opened = load::open(&student_path, &cfg, None, &[], tch::Device::Cpu).unwrap();

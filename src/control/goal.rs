@@ -51,11 +51,41 @@ impl GoalSequencer {
         }
     }
 
-    /// Requests Walk, once, when the goal is Walk and the snapshot shows the robot standing.
+    /// Requests Walk, once, when the goal is Walk and the snapshot shows the robot standing with
+    /// no fault active: the mode machine refuses Walk during a fault, so a transient one (an IMU
+    /// sample late on a loaded machine) only delays the request instead of losing it.
     pub(crate) fn follow(&mut self, snapshot: &Snapshot, commander: &Commander) {
-        if self.goal == Goal::Walk && !self.walk_requested && snapshot.mode == Mode::StandUp && snapshot.standing {
+        let ready = snapshot.mode == Mode::StandUp && snapshot.standing && snapshot.fault.is_none();
+        if self.goal == Goal::Walk && !self.walk_requested && ready {
             commander.request_mode(ModeRequest::Walk);
             self.walk_requested = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::inputs::inbox;
+    use crate::control::messages::Fault;
+
+    #[test]
+    fn walk_is_requested_once_standing_and_only_while_no_fault_is_active() {
+        let (commander, mut inputs) = inbox();
+        let mut goals = GoalSequencer::new(Goal::Walk);
+        goals.stand_up(&commander);
+        assert_eq!(inputs.take_request(), Some(ModeRequest::StandUp));
+        let mut snap = Snapshot { mode: Mode::StandUp, ..Default::default() };
+        goals.follow(&snap, &commander);
+        assert_eq!(inputs.take_request(), None, "not standing yet");
+        snap.standing = true;
+        snap.fault = Some(Fault::ImuStale { age_ms: 23.1 });
+        goals.follow(&snap, &commander);
+        assert_eq!(inputs.take_request(), None, "a transient fault delays the request");
+        snap.fault = None;
+        goals.follow(&snap, &commander);
+        assert_eq!(inputs.take_request(), Some(ModeRequest::Walk));
+        goals.follow(&snap, &commander);
+        assert_eq!(inputs.take_request(), None, "once");
     }
 }
