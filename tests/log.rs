@@ -391,7 +391,7 @@ fn an_unwritable_log_directory_does_not_stop_the_robot() {
     assert!(stderr.contains("log: recording stopped") && stderr.contains("The robot keeps running"), "{stderr}");
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["final_mode"], "passive");
-    assert_eq!(summary["faults_raised"], 0);
+    assert_eq!(summary["faults_raised"], 0, "{stderr}");
     assert_eq!(summary["log"]["records_written"], 0);
     assert_eq!(summary["log"]["records_lost"], summary["timing"]["ticks"]);
 }
