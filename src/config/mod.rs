@@ -531,10 +531,10 @@ impl Default for Safety {
 /// damp: the robot is held by its balance fallback (Walk's stand level; StandUp and SitDown go on)
 /// on the last good estimate, and the fault damps only once its condition has been present for
 /// longer than the time given here, summed over the episode (until the fault clears). 0 damps at
-/// once. Every other fault (tilt, motor silent, missing or in error, non-finite values, bus
-/// faults) always damps. A key left out takes the default of the robot's kind: a robot that
-/// balances on wheels (`[balance]`) falls when damped, so it degrades; other robots damp, as
-/// before, except for a stale depth sensor, which only matters to a walking policy.
+/// once. Every other fault (tilt, a motor missing or in error, non-finite values, bus faults)
+/// always damps. A key left out takes the default of the robot's kind: a robot that balances on
+/// wheels (`[balance]`) falls when damped, so it degrades; other robots damp, as before, except
+/// for a stale depth sensor, which only matters to a walking policy.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Degrade {
@@ -544,6 +544,10 @@ pub struct Degrade {
     /// `max_consecutive_overruns` late cycles in a row (default 200 with `[balance]`, else 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) deadline_overruns_ms: Option<f64>,
+    /// A motor whose last reply is older than `motor_timeout_ms` (default 50 with `[balance]`,
+    /// else 0): its joint's last reading stays in the estimate meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) motor_silent_ms: Option<f64>,
     /// A depth sensor silent for longer than `[depth] timeout_ms` while a policy that reads the
     /// terrain walks (default 5000 for every robot: standing needs no depth).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -555,6 +559,7 @@ pub struct Degrade {
 pub struct DegradeLimits {
     pub imu_stale_ms: f64,
     pub(crate) deadline_overruns_ms: f64,
+    pub(crate) motor_silent_ms: f64,
     pub(crate) depth_stale_ms: f64,
 }
 
@@ -569,6 +574,7 @@ impl Degrade {
         DegradeLimits {
             imu_stale_ms: self.imu_stale_ms.unwrap_or(kind(100.0, 0.0)),
             deadline_overruns_ms: self.deadline_overruns_ms.unwrap_or(kind(200.0, 0.0)),
+            motor_silent_ms: self.motor_silent_ms.unwrap_or(kind(50.0, 0.0)),
             depth_stale_ms: self.depth_stale_ms.unwrap_or(5000.0),
         }
     }

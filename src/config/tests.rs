@@ -319,11 +319,11 @@ fn degrade_limits_default_by_robot_kind_and_are_validated() {
     // stops a terrain-reading policy walking.
     let c = parse(&example()).unwrap();
     let l = c.degrade_limits();
-    assert_eq!((l.imu_stale_ms, l.deadline_overruns_ms, l.depth_stale_ms), (0.0, 0.0, 5000.0));
+    assert_eq!((l.imu_stale_ms, l.deadline_overruns_ms, l.motor_silent_ms, l.depth_stale_ms), (0.0, 0.0, 0.0, 5000.0));
     // A robot that balances on wheels falls when damped: it degrades by default.
     let sim = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/sim.toml"))).unwrap();
     let l = sim.degrade_limits();
-    assert!(l.imu_stale_ms > 0.0 && l.deadline_overruns_ms > 0.0, "{l:?}");
+    assert!(l.imu_stale_ms > 0.0 && l.deadline_overruns_ms > 0.0 && l.motor_silent_ms > 0.0, "{l:?}");
     // Set keys win over the kind's defaults, and round-trip.
     let c = parse(&(example() + "\n[safety.degrade]\nimu_stale_ms = 80.0\n")).unwrap();
     assert_eq!(c.degrade_limits().imu_stale_ms, 80.0);

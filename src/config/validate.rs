@@ -462,6 +462,7 @@ fn validate_safety(c: &Config) -> Check {
     for (key, v) in [
         ("imu_stale_ms", d.imu_stale_ms),
         ("deadline_overruns_ms", d.deadline_overruns_ms),
+        ("motor_silent_ms", d.motor_silent_ms),
         ("depth_stale_ms", d.depth_stale_ms),
     ] {
         if let Some(v) = v {

@@ -2,13 +2,13 @@
 //!
 //! A robot that balances on its wheels falls when it is damped, so for it damping is the unsafe
 //! answer to a brief sensor gap or an overrun burst. Faults of the kinds `[safety.degrade]` names
-//! (a stale IMU, a run of overrunning cycles, a stale depth sensor under a terrain-reading policy)
-//! degrade: the loop keeps the mode, Walk hands over to the balance fallback (the stand level) and
+//! (a stale IMU, a run of overrunning cycles, a motor whose replies paused, a stale depth sensor
+//! under a terrain-reading policy) degrade: the loop keeps the mode, Walk hands over to the balance fallback (the stand level) and
 //! every controller works on the last good estimate, which the stale input leaves in place. The
 //! time the fault's condition is present is summed over the episode (from the fault's appearance
 //! until it clears, `[safety] fault_clear_ms` after the condition last lapsed), so a sensor that
 //! flaps does not degrade forever; past its limit the fault damps like any other. Every other
-//! fault (tilt, a motor silent, missing or in error, non-finite values, bus faults) damps at once.
+//! fault (tilt, a motor missing or in error, non-finite values, bus faults) damps at once.
 //!
 //! Not for: detecting faults (`safety::Monitor`) or what each mode commands (`motion`).
 
@@ -32,6 +32,7 @@ fn degradable(f: &Fault) -> Option<usize> {
         Fault::ImuStale { .. } => Some(0),
         Fault::DeadlineOverruns { .. } => Some(1),
         Fault::DepthStale { .. } => Some(2),
+        Fault::MotorSilent { .. } => Some(3),
         _ => None,
     }
 }
@@ -43,7 +44,7 @@ pub(crate) fn always_damps(f: &Fault) -> bool {
 
 pub struct Response {
     /// Per degradable kind: how long its condition may be present in an episode before it damps.
-    limits_ns: [u64; 3],
+    limits_ns: [u64; 4],
     /// Time the condition was present in this episode.
     present_ns: u64,
     last_ns: Option<u64>,
@@ -56,7 +57,7 @@ impl Response {
     pub fn new(l: DegradeLimits) -> Self {
         let ns = |ms: f64| (ms * 1e6) as u64;
         Self {
-            limits_ns: [ns(l.imu_stale_ms), ns(l.deadline_overruns_ms), ns(l.depth_stale_ms)],
+            limits_ns: [ns(l.imu_stale_ms), ns(l.deadline_overruns_ms), ns(l.depth_stale_ms), ns(l.motor_silent_ms)],
             present_ns: 0,
             last_ns: None,
             damped: None,
@@ -137,7 +138,10 @@ mod tests {
         let mut r = response("");
         // The in-memory test stand has no [balance]: a stale IMU damps by default.
         assert_eq!(r.judge(0, Some(&Fault::ImuStale { age_ms: 25.0 }), true), Verdict::Damp { persisted: false });
-        assert!(always_damps(&Fault::MotorSilent { joint: 1, age_ms: 30.0 }));
+        assert_eq!(r.judge(0, Some(&Fault::MotorSilent { joint: 2, age_ms: 25.0 }), true), Verdict::Damp { persisted: false });
+        assert!(always_damps(&Fault::MotorMissing { joint: 1 }));
+        assert!(always_damps(&Fault::MotorError { joint: 1, code: 3 }));
+        assert!(!always_damps(&Fault::MotorSilent { joint: 1, age_ms: 30.0 }));
         assert!(!always_damps(&Fault::DepthStale { sensor: 0, age_ms: 300.0 }));
     }
 }

@@ -100,9 +100,6 @@ impl Monitor {
         if s.oldest_joint_age_ns == NEVER {
             return Some(Fault::MotorMissing { joint: s.oldest_joint as u8 });
         }
-        if s.oldest_joint_age_ns > self.motor_timeout_ns {
-            return Some(Fault::MotorSilent { joint: s.oldest_joint as u8, age_ms: s.oldest_joint_age_ns as f64 / MS });
-        }
         for (i, j) in s.joints[..self.n].iter().enumerate() {
             if j.error != 0 {
                 return Some(Fault::MotorError { joint: i as u8, code: j.error });
@@ -116,6 +113,10 @@ impl Monitor {
         }
         if s.tilt_rad > self.tilt_limit_rad {
             return Some(Fault::Tilt { tilt_deg: s.tilt_rad.to_degrees() });
+        }
+        // The faults that may degrade (`response`), after every one that always damps.
+        if s.oldest_joint_age_ns > self.motor_timeout_ns {
+            return Some(Fault::MotorSilent { joint: s.oldest_joint as u8, age_ms: s.oldest_joint_age_ns as f64 / MS });
         }
         if s.imu_age_ns > self.imu_timeout_ns {
             return Some(Fault::ImuStale { age_ms: s.imu_age_ns as f64 / MS });

@@ -337,6 +337,7 @@ fn an_imu_gap_beyond_its_degrade_limit_damps() {
     assert_eq!(rig.lp.commands().joints[0].kp, 0.0, "damping");
 }
 
+/// On this stand (no `[balance]`) a silent motor does not degrade by default.
 #[test]
 fn a_silent_motor_damps_even_while_degraded() {
     let (mut rig, hold) = walking("[safety.degrade]\nimu_stale_ms = 500.0\n");
@@ -347,6 +348,33 @@ fn a_silent_motor_damps_even_while_degraded() {
     rig.run_ms_with(14, |now, w| stand_policy(now, w, &hold));
     assert!(matches!(rig.lp.fault(), Some(Fault::MotorSilent { joint: 4, .. })), "{:?}", rig.lp.fault());
     assert_eq!(rig.lp.mode(), Mode::Passive);
+}
+
+#[test]
+fn a_motor_pause_degrades_when_configured_and_a_silent_motor_damps_past_its_limit() {
+    let (mut rig, hold) = walking("[safety.degrade]\nmotor_silent_ms = 50.0\n");
+    // Replies pause for 30 ms (silent after the stand's 10 ms timeout): held by the fallback.
+    rig.faults.silent_joint.store(4, std::sync::atomic::Ordering::Relaxed);
+    rig.run_ms_with(30, |now, w| stand_policy(now, w, &hold));
+    assert!(matches!(rig.lp.fault(), Some(Fault::MotorSilent { joint: 4, .. })), "{:?}", rig.lp.fault());
+    assert_eq!((rig.lp.mode(), rig.lp.level()), (Mode::Walk, ControllerLevel::Stand), "held up, not damped");
+    rig.faults.clear();
+    rig.run_ms_with(250, |now, w| stand_policy(now, w, &hold));
+    assert_eq!((rig.lp.mode(), rig.lp.level(), rig.lp.fault()), (Mode::Walk, ControllerLevel::Primary, None));
+    // A motor that stays silent damps once its silence outlasts the limit: 10 + 50 ms.
+    rig.faults.silent_joint.store(4, std::sync::atomic::Ordering::Relaxed);
+    rig.run_ms_with(50, |now, w| stand_policy(now, w, &hold));
+    assert_eq!(rig.lp.mode(), Mode::Walk);
+    rig.run_ms_with(20, |now, w| stand_policy(now, w, &hold));
+    assert_eq!(rig.lp.mode(), Mode::Passive);
+    assert!(rig.has(|k| matches!(
+        k,
+        EventKind::ModeChanged {
+            from: Mode::Walk,
+            to: Mode::Passive,
+            reason: Reason::FaultPersisted(Fault::MotorSilent { joint: 4, .. })
+        }
+    )));
 }
 
 #[test]
