@@ -138,7 +138,10 @@ mod tests {
         let mut r = response("");
         // The in-memory test stand has no [balance]: a stale IMU damps by default.
         assert_eq!(r.judge(0, Some(&Fault::ImuStale { age_ms: 25.0 }), true), Verdict::Damp { persisted: false });
-        assert_eq!(r.judge(0, Some(&Fault::MotorSilent { joint: 2, age_ms: 25.0 }), true), Verdict::Damp { persisted: false });
+        assert_eq!(
+            r.judge(0, Some(&Fault::MotorSilent { joint: 2, age_ms: 25.0 }), true),
+            Verdict::Damp { persisted: false }
+        );
         assert!(always_damps(&Fault::MotorMissing { joint: 1 }));
         assert!(always_damps(&Fault::MotorError { joint: 1, code: 3 }));
         assert!(!always_damps(&Fault::MotorSilent { joint: 1, age_ms: 30.0 }));
