@@ -530,7 +530,7 @@ impl Default for Safety {
 /// The graded response to faults (`[safety.degrade]`). A brief fault of one of these kinds does not
 /// damp: the robot is held by its balance fallback (Walk's stand level; StandUp and SitDown go on)
 /// on the last good estimate, and the fault damps only once its condition has been present for
-/// longer than the time given here, summed over the episode (until the fault clears). 0 damps at
+/// longer than the time given here, summed per kind over the episode (until the fault clears). 0 damps at
 /// once. Every other fault (tilt, a motor missing or in error, non-finite values, bus faults)
 /// always damps. A key left out takes the default of the robot's kind: a robot that balances on
 /// wheels (`[balance]`) falls when damped, so it degrades; other robots damp, as before, except

@@ -3,11 +3,12 @@
 //! A robot that balances on its wheels falls when it is damped, so for it damping is the unsafe
 //! answer to a brief sensor gap or an overrun burst. Faults of the kinds `[safety.degrade]` names
 //! (a stale IMU, a run of overrunning cycles, a motor whose replies paused, a stale depth sensor
-//! under a terrain-reading policy) degrade: the loop keeps the mode, Walk hands over to the balance fallback (the stand level) and
-//! every controller works on the last good estimate, which the stale input leaves in place. The
-//! time the fault's condition is present is summed over the episode (from the fault's appearance
-//! until it clears, `[safety] fault_clear_ms` after the condition last lapsed), so a sensor that
-//! flaps does not degrade forever; past its limit the fault damps like any other. Every other
+//! under a terrain-reading policy) degrade: the loop keeps the mode, Walk hands over to the
+//! balance fallback (the stand level) and every controller works on the last good estimate, which
+//! the stale input leaves in place. The time each kind's condition is present is summed over the
+//! episode (from the first fault's appearance until the fault clears, `[safety] fault_clear_ms`
+//! after the condition last lapsed), so a sensor that flaps does not degrade forever; past its
+//! kind's limit the fault damps like any other. Every other
 //! fault (tilt, a motor missing or in error, non-finite values, bus faults) damps at once.
 //!
 //! Not for: detecting faults (`safety::Monitor`) or what each mode commands (`motion`).
@@ -45,8 +46,8 @@ pub(crate) fn always_damps(f: &Fault) -> bool {
 pub struct Response {
     /// Per degradable kind: how long its condition may be present in an episode before it damps.
     limits_ns: [u64; 4],
-    /// Time the condition was present in this episode.
-    present_ns: u64,
+    /// Per degradable kind: time its condition was present in this episode.
+    present_ns: [u64; 4],
     last_ns: Option<u64>,
     /// The episode's fault damped: it stays damped until the fault clears.
     damped: Option<bool>,
@@ -58,29 +59,31 @@ impl Response {
         let ns = |ms: f64| (ms * 1e6) as u64;
         Self {
             limits_ns: [ns(l.imu_stale_ms), ns(l.deadline_overruns_ms), ns(l.depth_stale_ms), ns(l.motor_silent_ms)],
-            present_ns: 0,
+            present_ns: [0; 4],
             last_ns: None,
             damped: None,
         }
     }
 
     /// Judges the fault in force (`active`, held through `fault_clear_ms`) at `now_ns`, `present`
-    /// saying whether its condition was seen this tick.
+    /// saying whether its condition was seen this tick. Each kind's time counts against its own
+    /// limit: an IMU gap does not spend a motor pause's allowance.
     pub(crate) fn judge(&mut self, now_ns: u64, active: Option<&Fault>, present: bool) -> Verdict {
         let Some(active) = active else {
-            *self = Self { limits_ns: self.limits_ns, present_ns: 0, last_ns: None, damped: None };
+            *self = Self { limits_ns: self.limits_ns, present_ns: [0; 4], last_ns: None, damped: None };
             return Verdict::Clear;
         };
-        if let (Some(last), true) = (self.last_ns, present) {
-            self.present_ns += now_ns.saturating_sub(last);
+        let kind = degradable(active);
+        if let (Some(last), Some(k), true) = (self.last_ns, kind, present) {
+            self.present_ns[k] += now_ns.saturating_sub(last);
         }
         self.last_ns = Some(now_ns);
         if let Some(persisted) = self.damped {
             return Verdict::Damp { persisted };
         }
-        let verdict = match degradable(active).map(|k| self.limits_ns[k]) {
-            None | Some(0) => Verdict::Damp { persisted: false },
-            Some(limit) if self.present_ns > limit => Verdict::Damp { persisted: true },
+        let verdict = match kind.map(|k| (self.limits_ns[k], self.present_ns[k])) {
+            None | Some((0, _)) => Verdict::Damp { persisted: false },
+            Some((limit, present)) if present > limit => Verdict::Damp { persisted: true },
             Some(_) => Verdict::Degrade,
         };
         if let Verdict::Damp { persisted } = verdict {
@@ -129,6 +132,24 @@ mod tests {
         assert_eq!(r.judge(t + 2 * MS, Some(&stale), false), Verdict::Damp { persisted: true });
         assert_eq!(r.judge(t + 4 * MS, None, false), Verdict::Clear);
         assert_eq!(r.judge(t + 6 * MS, Some(&stale), true), Verdict::Degrade);
+    }
+
+    #[test]
+    fn each_kind_spends_its_own_allowance() {
+        let mut r = response("[safety.degrade]\nimu_stale_ms = 100.0\nmotor_silent_ms = 20.0\n");
+        let stale = Fault::ImuStale { age_ms: 25.0 };
+        let silent = Fault::MotorSilent { joint: 1, age_ms: 21.0 };
+        let mut t = 1_000 * MS;
+        for _ in 0..40 {
+            assert_eq!(r.judge(t, Some(&stale), true), Verdict::Degrade);
+            t += 2 * MS;
+        }
+        // 78 ms of IMU gap in this episode; a motor pause has its own 20 ms.
+        for _ in 0..10 {
+            assert_eq!(r.judge(t, Some(&silent), true), Verdict::Degrade);
+            t += 2 * MS;
+        }
+        assert_eq!(r.judge(t, Some(&silent), true), Verdict::Damp { persisted: true });
     }
 
     #[test]
