@@ -166,6 +166,8 @@ fn writable_dir(dir: &std::path::Path) -> bool {
 
 #[derive(Default)]
 pub struct RunOptions {
+    /// How long to control: counted from the control loop's start, after the models have loaded
+    /// and warmed up, so that a slow start on a loaded machine does not shorten the run.
     pub duration: Option<Duration>,
     pub goal: Goal,
     /// A policy built by the caller (tests) instead of the configured controller; the logs then
@@ -469,7 +471,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunSummary, DaemonError>
     };
 
     let period_ns = config.rate.control_period_ns();
-    let stop_at_ns = opts.duration.map(|d| started_ns + d.as_nanos() as u64);
+    let stop_at_ns = opts.duration.map(|d| monotonic_ns() + d.as_nanos() as u64);
     let shutdown_ns = (config.safety.shutdown_damp_ms * NS_PER_MS as f64) as u64;
     let control_spec = config.rate.control_rt();
     let control = {

@@ -22,7 +22,8 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
-        /// Stop after this many seconds.
+        /// Stop after this many seconds of control (counted from the control loop's start, once
+        /// the models have loaded).
         #[arg(long)]
         duration: Option<f64>,
         /// Where to take the robot once running (requests later come from teleop).

@@ -12,6 +12,23 @@ use std::process::Command;
 
 const LOCOD: &str = env!("CARGO_BIN_EXE_locod");
 
+/// Pairs each shadow step with the live action of the same snapshot, the k-th shadow step on a
+/// snapshot with its k-th live action.
+fn pair_by_snapshot<'a>(
+    live: &'a BTreeMap<u64, Vec<Vec<f32>>>,
+    shadow: &'a [locod::log::schema::Shadow],
+) -> Vec<(&'a Vec<f32>, &'a locod::log::schema::Shadow)> {
+    let mut seen = BTreeMap::<u64, usize>::new();
+    shadow
+        .iter()
+        .filter_map(|s| {
+            let k = seen.entry(s.policy_t_ns).or_default();
+            *k += 1;
+            live.get(&s.policy_t_ns).and_then(|a| a.get(*k - 1)).map(|a| (a, s))
+        })
+        .collect()
+}
+
 /// tests/data/student.toml logging into `dir/logs`, with `shadow` as its shadow model.
 fn config(dir: &Path, shadow: &Path, log: bool) -> PathBuf {
     let model = test_models::path("student.pt").unwrap();
@@ -26,9 +43,12 @@ fn config(dir: &Path, shadow: &Path, log: bool) -> PathBuf {
     path
 }
 
-/// Walks for a few seconds; returns (live action by snapshot time, shadow steps) from the logs.
+/// Walks for a few seconds; returns (the live actions by snapshot time, shadow steps) from the
+/// logs. A snapshot can carry more than one live action: when the control loop stalls for a
+/// policy period, the policy acts on the same snapshot again (its history and `last_action` have
+/// moved on, so the action differs), and so does the shadow. They are kept in the order applied.
 #[allow(clippy::type_complexity)]
-fn walk_and_read(dir: &Path, cfg: &Path) -> (BTreeMap<u64, Vec<f32>>, Vec<locod::log::schema::Shadow>) {
+fn walk_and_read(dir: &Path, cfg: &Path) -> (BTreeMap<u64, Vec<Vec<f32>>>, Vec<locod::log::schema::Shadow>) {
     let out = Command::new(LOCOD)
         .args(["run", "--goal", "walk", "--duration", "4", "--json", "--config"])
         .arg(cfg)
@@ -45,7 +65,10 @@ fn walk_and_read(dir: &Path, cfg: &Path) -> (BTreeMap<u64, Vec<f32>>, Vec<locod:
         let f = locod::log::read::read_file(&f).unwrap();
         assert!(f.metadata.contains_key("model.shadow.sha256"), "the shadow's provenance is in every file");
         for t in f.ticks.iter().filter(|t| !t.policy_action.is_empty()) {
-            live.entry(t.policy_t_ns).or_insert_with(|| t.policy_action.clone());
+            let actions: &mut Vec<Vec<f32>> = live.entry(t.policy_t_ns).or_default();
+            if actions.last() != Some(&t.policy_action) {
+                actions.push(t.policy_action.clone());
+            }
         }
         shadow.extend(f.shadow);
     }
@@ -63,7 +86,7 @@ fn a_shadow_acts_on_the_live_observations_is_logged_beside_them_and_is_plotted()
     let cfg = config(dir.path(), &student, true);
     let (live, shadow) = walk_and_read(dir.path(), &cfg);
     assert!(shadow.len() > 100, "{} shadow steps", shadow.len());
-    let matched: Vec<_> = shadow.iter().filter_map(|s| live.get(&s.policy_t_ns).map(|a| (a, s))).collect();
+    let matched = pair_by_snapshot(&live, &shadow);
     // A step whose live action no tick applied (the last ones at shutdown) has no match.
     assert!(matched.len() + 5 >= shadow.len(), "{} of {} shadow steps matched", matched.len(), shadow.len());
     let max_diff = |a: &[f32], b: &[f32]| {
@@ -86,7 +109,7 @@ fn a_shadow_acts_on_the_live_observations_is_logged_beside_them_and_is_plotted()
     let gru = test_models::path("student_gru.pt").unwrap();
     let cfg = config(dir.path(), &gru, true);
     let (live, shadow) = walk_and_read(dir.path(), &cfg);
-    let matched: Vec<_> = shadow.iter().filter_map(|s| live.get(&s.policy_t_ns).map(|a| (a, s))).collect();
+    let matched = pair_by_snapshot(&live, &shadow);
     assert!(matched.len() > 100);
     assert!(matched.iter().any(|(a, s)| **a != s.policy_action), "a different model acted the same");
     assert!(matched.iter().all(|(_, s)| s.policy_action.iter().all(|v| v.is_finite())));
