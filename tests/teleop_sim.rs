@@ -96,8 +96,6 @@ fn teleop_drives_the_simulated_robot_stops_on_silence_and_estop_latches() {
 }
 
 #[test]
-#[ignore = "real time on a shared 2-core machine: 8 of 10 field-check runs stayed up (two fell in \
-            Walk's first 1.5 s during a timing burst); run with --ignored, or scripts/field-check.sh"]
 fn a_scripted_drive_over_zenoh_keeps_the_real_time_robot_walking() {
     // `make run`'s set-up (the simulator and the daemon as two processes over the ports) driven by
     // the field check's client: stand up, walk, 0.3 m/s forward, a turn, then zero command. The
