@@ -6,9 +6,10 @@
 //! Law (`config::Balance`): `u = k_pitch (pitch - offset) + k_pitch_rate pitch_rate + k_vel (v -
 //! vx) + k_pos ∫(v - vx)`, the integral bounded; each wheel gets `u / 2 ∓ d / 2` with `d = k_yaw_rate
 //! (yaw_rate_cmd - yaw_rate) + k_yaw ∫(...)`. Pitch is positive nose-down, a wheel's positive joint
-//! direction rolls forward, so every gain is non-negative. Leveling (`level`): while standing
-//! still, `level_rad += k_level (pitch - level_pitch) dt`, bounded, added to the `level_joints`'
-//! held positions, with the speed integral moved by `k_pitch / k_pos` of each step.
+//! direction rolls forward, so every gain is non-negative. Leveling (`level`): while the
+//! followed speed has settled on the command (standing still or cruising), `level_rad += k_level
+//! (pitch - level_pitch) dt`, bounded, added to the `level_joints`' held positions, with the
+//! speed integral moved by `k_pitch / k_pos` of each step.
 //!
 //! Not for: the legs (Motion holds them; only the leveling shift comes from here), limits (the Limiter clamps the torques afterwards), or
 //! anything about buses: it reads `RobotState` and writes `MotorCommand`s.
@@ -33,8 +34,9 @@ pub(crate) struct BalanceController {
     level_rad: f64,
 }
 
-/// Below this commanded speed (m/s) the robot counts as standing still, and leveling integrates.
-const LEVEL_STILL_MPS: f64 = 0.02;
+/// Within this of the command (m/s), the speed the balance law follows has settled: the robot
+/// stands still or cruises, and leveling integrates.
+const LEVEL_SETTLED_MPS: f64 = 0.02;
 
 /// Body pitch (positive nose-down) from gravity in the body frame.
 pub fn pitch_rad(s: &RobotState) -> f64 {
@@ -73,12 +75,12 @@ impl BalanceController {
 
     /// The leveling shift for this tick (rad, added to each `level_joints` position): the
     /// integral of the base pitch beyond `level_pitch_rad`, bounded; 0 without leveling. It
-    /// integrates only while the robot is asked to stand still (`command` and the speed it
-    /// follows below `LEVEL_STILL_MPS`): a pendulum leans to accelerate, and leveling that lean
-    /// away fights the balance law. In motion the shift found at rest holds.
+    /// integrates only once the speed the balance law follows has reached the command (within
+    /// `LEVEL_SETTLED_MPS`: standing still or cruising): a pendulum leans to accelerate, and
+    /// leveling that lean away fights the balance law. While the speed ramps, the shift holds.
     pub(crate) fn level(&mut self, s: &RobotState, command: &[f64; 3]) -> f64 {
         let g = &self.gains;
-        if command[0].abs() < LEVEL_STILL_MPS && self.vx_ref_mps.abs() < LEVEL_STILL_MPS {
+        if (command[0] - self.vx_ref_mps).abs() < LEVEL_SETTLED_MPS {
             let error = pitch_rad(s) - g.level_pitch_rad;
             let before = self.level_rad;
             self.level_rad = (self.level_rad + g.k_level * error * self.dt_s).clamp(-g.level_max_rad, g.level_max_rad);
@@ -237,18 +239,24 @@ mod tests {
     }
 
     #[test]
-    fn leveling_shifts_the_hips_against_the_pitch_only_while_standing_still() {
+    fn leveling_shifts_the_hips_against_the_pitch_once_the_speed_has_settled() {
         let mut b = controller();
         assert!(b.gains.k_level > 0.0, "config/sim.toml levels");
         let nose_down = pitched(0.1);
         let first = b.level(&nose_down, &[0.0; 3]);
         assert!((first - b.gains.k_level * 0.1 * b.dt_s).abs() < 1e-12, "{first}");
-        // Asked to move, or still moving, the shift found at rest holds.
+        // While the speed it follows ramps to a new command, the shift holds.
         assert_eq!(b.level(&nose_down, &[0.5, 0.0, 0.0]), first);
+        b.update(&nose_down, &[0.5, 0.0, 0.0]);
+        assert_eq!(b.level(&nose_down, &[0.5, 0.0, 0.0]), first, "still ramping up");
         for _ in 0..1_000 {
             b.update(&nose_down, &[0.5, 0.0, 0.0]);
         }
-        assert_eq!(b.level(&nose_down, &[0.0; 3]), first, "the speed followed still ramps down to zero");
+        assert!((b.vx_ref_mps - 0.5).abs() < 1e-12, "{}", b.vx_ref_mps);
+        assert_eq!(b.level(&nose_down, &[0.0; 3]), first, "ramping down to zero");
+        // Cruising at the command, it levels again.
+        let cruising = b.level(&nose_down, &[0.5, 0.0, 0.0]);
+        assert!((cruising - 2.0 * first).abs() < 1e-12, "{cruising} {first}");
         // Bounded, and forgotten at the next stand-up.
         b.reset();
         for _ in 0..1_000_000 {
