@@ -111,20 +111,23 @@ mod tests {
         Response::new(Config::parse(&text, std::path::Path::new(path)).unwrap().degrade_limits())
     }
 
+    /// Judges `fault` every 2 ms for `ticks` ticks from `t`, expecting Degrade each time; returns
+    /// the time after the last.
+    fn degrades(r: &mut Response, mut t: u64, fault: &Fault, present: bool, ticks: usize) -> u64 {
+        for _ in 0..ticks {
+            assert_eq!(r.judge(t, Some(fault), present), Verdict::Degrade, "at {} ms", t / MS);
+            t += 2 * MS;
+        }
+        t
+    }
+
     #[test]
     fn a_brief_gap_degrades_and_a_long_one_damps() {
         let mut r = response("[safety.degrade]\nimu_stale_ms = 100.0\n");
         let stale = Fault::ImuStale { age_ms: 25.0 };
-        let mut t = 1_000 * MS;
-        for _ in 0..50 {
-            assert_eq!(r.judge(t, Some(&stale), true), Verdict::Degrade);
-            t += 2 * MS;
-        }
+        let t = degrades(&mut r, 1_000 * MS, &stale, true, 50);
         // 98 ms so far; the condition lapses (fault held), which does not count.
-        for _ in 0..100 {
-            assert_eq!(r.judge(t, Some(&stale), false), Verdict::Degrade);
-            t += 2 * MS;
-        }
+        let mut t = degrades(&mut r, t, &stale, false, 100);
         assert_eq!(r.judge(t, Some(&stale), true), Verdict::Degrade);
         t += 4 * MS;
         assert_eq!(r.judge(t, Some(&stale), true), Verdict::Damp { persisted: true });
@@ -139,16 +142,9 @@ mod tests {
         let mut r = response("[safety.degrade]\nimu_stale_ms = 100.0\nmotor_silent_ms = 20.0\n");
         let stale = Fault::ImuStale { age_ms: 25.0 };
         let silent = Fault::MotorSilent { joint: 1, age_ms: 21.0 };
-        let mut t = 1_000 * MS;
-        for _ in 0..40 {
-            assert_eq!(r.judge(t, Some(&stale), true), Verdict::Degrade);
-            t += 2 * MS;
-        }
+        let t = degrades(&mut r, 1_000 * MS, &stale, true, 40);
         // 78 ms of IMU gap in this episode; a motor pause has its own 20 ms.
-        for _ in 0..10 {
-            assert_eq!(r.judge(t, Some(&silent), true), Verdict::Degrade);
-            t += 2 * MS;
-        }
+        let t = degrades(&mut r, t, &silent, true, 10);
         assert_eq!(r.judge(t, Some(&silent), true), Verdict::Damp { persisted: true });
     }
 
