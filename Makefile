@@ -77,13 +77,15 @@ models: setup-python
 	cd models && PYTHONPATH=. $(VENV)/bin/python -m locod_train.pipeline --nproc $(NPROC) --device $(DEVICE)
 
 # The SimDist adaptation experiment in sim2sim: MPPI with the trained world model collects data on
-# the foam floor of `locod eval --real-world`, `locod finetune` adapts its dynamics at several data
-# budgets, every model is evaluated on the foam floor, the slippery slope and the flat floor, beside
-# the student cloned on the same data (scripts/adapt.sh; BUDGETS, SCENES, EPISODES, BC_BUDGETS
-# override). Resumable; results in models/runs/adapt/ (table.md, adapt.png); this release's are
-# in models/biwheel/adapt/ (5-step planner) and models/biwheel/adapt_h16/ (the shipped one).
+# the slippery ramp of `locod eval --real-world`, `locod finetune` adapts its dynamics at several
+# data budgets, every model is evaluated on the ramp, the foam floor and the flat floor beside the
+# student cloned on the same data, and a probe on held-out episodes says why the plans did or did
+# not change (scripts/adapt.sh; BUDGETS, SCENES, EPISODES, BC_BUDGETS, COLLECT_SCENE override).
+# Resumable; results in models/runs/adapt/ (table.md, adapt.png, probe.txt). This release's are in
+# models/biwheel/adapt_ramp/ and adapt_ramp2/ (the ramp) and adapt/, adapt_h16/ (data from the foam).
 adapt: build
-	./scripts/adapt.sh config/sim-mppi.toml models/runs/adapt
+	COLLECT_SCENE=$${COLLECT_SCENE:-slope} SCENES="$${SCENES:-slope:forward soft:forward flat:random}" \
+		./scripts/adapt.sh config/sim-mppi.toml models/runs/adapt
 
 # The whole pipeline in miniature (tiny networks, 2 processes) and the training code's own tests,
 # including the golden observation test against locod's observation builder's fixture.

@@ -20,6 +20,9 @@
 #                            data (models/locod_train/bc_finetune.py) at these budgets, and the
 #                            pretrained student, evaluated the same way
 #
+# Then the probe (models/locod_train/adapt_probe.py) on held-out episodes: why the largest budget's
+# model did or did not plan differently. Writes OUT/probe.txt and OUT/probe.json.
+#
 # Resumable: a chunk of data, a finetuned model or an evaluation already in OUT is kept.
 # Wall time on a 2-core machine: about 30 s per minute of data collected (MPPI in lock-step) and
 # 3.5 min per 20-episode evaluation.
@@ -124,5 +127,30 @@ for b in 0 $BC_BUDGETS; do
         | sed "s#\"\\.\\./models/#\"$(realpath models)/#g" > "$cfg"
     evaluate "$cfg" "bc_eval_${b}min" "the student (${b} min of behaviour cloning)"
 done
+
+# 5. Why it did or did not help: held-out episodes on the collection scene (seeds 9900..), never
+# trained on, and the probe of the pretrained against the largest budget's model
+# (models/locod_train/adapt_probe.py: latent error at the planner's horizon, plan ranking, what the
+# frozen heads read before a fall).
+if [ "$max" -gt 0 ] && [ ! -s "$OUT/probe.json" ]; then
+    held="$OUT/data/heldout"
+    if [ ! -f "$held/done" ]; then
+        rm -rf "$held"
+        mkdir -p "$held"
+        echo "adapt: collecting held-out episodes for the probe (seeds 9900..)"
+        "$LOCOD" eval --config "$CONFIG" --real-world --scene "$COLLECT_SCENE" --episodes "$per_chunk" \
+            --seconds "$SECONDS_PER_EPISODE" --seed 9900 --log "$held/logs" --json > "$held/eval.json"
+        "$LOCOD" export "$held/logs" --out "$held/policy" --format lerobot --rate policy
+        touch "$held/done"
+    fi
+    echo "adapt: probing the pretrained model against the ${max}-minute one"
+    probe_data=$(realpath "$held/policy")
+    probe_ft=$(realpath "$OUT/wm_${max}min.pt")
+    probe_eval=$(realpath "$held/eval.json")
+    probe_out="$(realpath "$OUT")/probe.json.tmp"
+    (cd models && ../.venv/bin/python -m locod_train.adapt_probe --data "$probe_data" --base "$base" \
+        --finetuned "$probe_ft" --eval "$probe_eval" --json "$probe_out") | tee "$OUT/probe.txt"
+    mv "$OUT/probe.json.tmp" "$OUT/probe.json"
+fi
 
 .venv/bin/python scripts/adapt_table.py "$OUT" $BUDGETS
