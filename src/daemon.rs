@@ -36,7 +36,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 /// Shadow steps the policy thread can queue ahead of the logger (a few seconds at 50 Hz).
-const SHADOW_RING: usize = 256;
+pub(crate) const SHADOW_RING: usize = 256;
 
 /// How long `--goal` waits quietly for faults (sensors still connecting) to clear.
 const GOAL_PATIENCE_NS: u64 = 2 * NS_PER_S;

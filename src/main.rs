@@ -238,7 +238,8 @@ struct EvalArgs {
     /// of after its measured compute time; a planner then plans without its time budget.
     #[arg(long, value_name = "MS")]
     policy_latency: Option<f64>,
-    /// Write the episodes' MCAP transition logs into DIR, as the daemon does.
+    /// Write the episodes' MCAP transition logs into DIR, as the daemon does (with `[controller]
+    /// shadow`, the shadow model runs beside a learned controller and is logged too).
     #[arg(long, value_name = "DIR")]
     log: Option<PathBuf>,
     /// Print one JSON document on stdout.

@@ -290,3 +290,85 @@ fn the_slope_is_a_ramp_ahead_that_the_balance_controller_climbs() {
     let r = eval(&cfg, &["--scene", "slope", "--episodes", "1", "--seconds", "3", "--seed", "7301"]);
     assert_eq!(r["per_episode"][0]["success"], false, "3 s of Walk stay below the top: {r:#}");
 }
+
+/// `base` with `shadow` as its shadow model (`[controller] shadow`, which needs `[log]` on).
+fn with_shadow(base: &tempfile::NamedTempFile, shadow: &Path, logs: &Path) -> tempfile::NamedTempFile {
+    let text = std::fs::read_to_string(base.path()).unwrap();
+    let at = text.find("[controller]").unwrap();
+    let model_end = at + text[at..].find("\nmodel = ").unwrap() + 1;
+    let line_end = model_end + text[model_end..].find('\n').unwrap();
+    let text = format!(
+        "{}\nshadow = \"{}\"{}\n[log]\nenabled = true\ndir = \"{}\"\n",
+        &text[..line_end],
+        shadow.display(),
+        &text[line_end..],
+        logs.display()
+    );
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+/// Per logged episode (a mode segment): the live actions by the snapshot they were computed on,
+/// and the shadow's steps; every file names the shadow model.
+#[allow(clippy::type_complexity)]
+fn live_and_shadow(dir: &Path) -> Vec<(BTreeMap<u64, Vec<f32>>, Vec<locod::log::schema::Shadow>)> {
+    let mut episodes: BTreeMap<u64, (BTreeMap<u64, Vec<f32>>, Vec<locod::log::schema::Shadow>)> = BTreeMap::new();
+    for f in read::log_files(dir).unwrap() {
+        let f = read::read_file(&f).unwrap();
+        assert!(f.metadata.contains_key("model.shadow.sha256"), "{:?}: {:?}", f.path, f.metadata.keys());
+        for t in f.ticks.iter().filter(|t| t.policy_t_ns != 0) {
+            episodes.entry(t.episode).or_default().0.entry(t.policy_t_ns).or_insert_with(|| t.policy_action.clone());
+        }
+        for s in f.shadow {
+            episodes.entry(s.episode).or_default().1.push(s);
+        }
+    }
+    episodes.into_values().collect()
+}
+
+#[test]
+fn eval_runs_and_logs_a_shadow_model_beside_a_learned_controller() {
+    let student_pt = test_models::path("student.pt").unwrap();
+    let args = |dir: &Path| {
+        ["--episodes", "2", "--seconds", "2", "--seed", "3", "--policy-latency", "10", "--log", dir.to_str().unwrap()]
+            .map(String::from)
+    };
+    // The same model as shadow acts on the same snapshots as the live one, in turn, so it acts
+    // the same (within the rounding of two loaded copies: tests/shadow.rs).
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = with_shadow(&student(), &student_pt, &dir.path().join("unused"));
+    let a = args(dir.path());
+    let r = eval(cfg.path(), &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r["episodes"], 2);
+    // The logs' episodes are mode segments: StandUp (where the controller already acts, its
+    // actions unused until Walk), then Walk until the time limit or a fall (the test student's
+    // random weights fall within a second).
+    let episodes = live_and_shadow(dir.path());
+    let counts: Vec<_> = episodes.iter().map(|(l, s)| (l.len(), s.len())).collect();
+    assert_eq!(episodes.len(), 4, "{counts:?}");
+    assert!(episodes.iter().map(|(_, s)| s.len()).sum::<usize>() >= 200, "{counts:?}");
+    for (live, shadow) in &episodes {
+        // The last step or two may have no tick that applied them before the episode ended.
+        let matched: Vec<_> = shadow.iter().filter_map(|s| live.get(&s.policy_t_ns).map(|a| (a, s))).collect();
+        assert!(matched.len() + 2 >= shadow.len(), "{} of {} shadow steps matched", matched.len(), shadow.len());
+        for (i, (a, s)) in matched.iter().enumerate() {
+            assert!(s.failed.is_empty(), "{}", s.failed);
+            let d = a.iter().zip(&s.policy_action).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+            assert!(d < if i == 0 { 1e-6 } else { 1e-3 }, "step {i}: {a:?} vs {:?}", s.policy_action);
+        }
+    }
+    // Another model logs its own actions on the same snapshots; the live actions do not change.
+    let other = tempfile::tempdir().unwrap();
+    let cfg = with_shadow(&student(), &test_models::path("student_gru.pt").unwrap(), &other.path().join("unused"));
+    let a = args(other.path());
+    let r2 = eval(cfg.path(), &a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(without_timing(&r2["per_episode"]), without_timing(&r["per_episode"]), "a shadow moved the robot");
+    let gru = live_and_shadow(other.path());
+    let pairs: Vec<_> = gru
+        .iter()
+        .flat_map(|(live, shadow)| shadow.iter().filter_map(|s| live.get(&s.policy_t_ns).map(|a| (a, s))))
+        .collect();
+    assert!(pairs.len() >= 200);
+    assert!(pairs.iter().any(|(a, s)| **a != s.policy_action), "a different model acted the same");
+}

@@ -25,6 +25,10 @@
 //!   episode), a timing figure that depends on the machine;
 //! - `progress_m`: base x at the end minus at the start.
 //!
+//! With `--log`, the episodes' transition logs are written as the daemon writes them, and a shadow
+//! model (`[controller] shadow`) runs beside a learned controller on the same snapshots, logged on
+//! its own channel (`locod report` plots live against shadow).
+//!
 //! Not for: timing the real-time path (`locod bench`), or the daemon's own estimates (never read
 //! here: every figure but the plan time comes from the simulator).
 
@@ -37,6 +41,7 @@ use crate::control::messages::{ControllerLevel, EventKind, Fault, Mode, ModeRequ
 use crate::control::record;
 use crate::log::writer::{self as log_writer, Logger};
 use crate::rt::hist::Histogram;
+use crate::rt::spsc;
 use crate::types::MAX_JOINTS;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
@@ -274,6 +279,8 @@ impl Meter {
 struct Logs {
     logger: Logger,
     capacity: usize,
+    /// A shadow model runs beside the controller and its steps are logged.
+    shadow: bool,
 }
 
 /// Progress on stderr.
@@ -350,12 +357,31 @@ pub fn run(config: &Config, opts: &EvalOptions) -> Result<EvalReport, SimError> 
             let mut cfg = config.log.clone();
             cfg.enabled = true;
             cfg.dir = dir.clone();
-            // The logs name the model each episode's controller loads (checked as it will be).
+            // The logs name the model each episode's controller loads (checked as it will be),
+            // and the shadow model beside a learned one (`[controller] shadow`), logged as the
+            // daemon logs it.
             let opened = crate::policy::check(config, None).map_err(SimError::Controller)?;
-            let models: Vec<_> = opened.iter().map(|o| o.provenance("controller")).collect();
-            Some(Logs { logger: Logger::new(&cfg, log_writer::metadata(config, &models)), capacity: cfg.ring_records })
+            let shadow = match (&opened, config.shadow_path()) {
+                (Some(_), Some(path)) => crate::policy::check(config, Some(&path)).map_err(SimError::Controller)?,
+                _ => None,
+            };
+            let models: Vec<_> = opened
+                .iter()
+                .map(|o| o.provenance("controller"))
+                .chain(shadow.iter().map(|o| o.provenance("shadow")))
+                .collect();
+            let mut logger = Logger::new(&cfg, log_writer::metadata(config, &models));
+            if shadow.is_some() {
+                logger = logger.with_shadow();
+            }
+            Some(Logs { logger, capacity: cfg.ring_records, shadow: shadow.is_some() })
         }
-        None => None,
+        None => {
+            if config.shadow_path().is_some() {
+                crate::report::info("eval: [controller] shadow runs only with --log (its steps are only logged)");
+            }
+            None
+        }
     };
     let mut progress = Progress { on: opts.progress, tty: std::io::stderr().is_terminal(), last_draw: None };
     let mut controller = String::from("balance (built in)");
@@ -423,7 +449,14 @@ fn episode(
     mut logs: Option<&mut Logs>,
     progress: &mut dyn FnMut(f64, f64),
 ) -> Result<(Episode, Option<String>, f64), SimError> {
-    let mut ls = Lockstep::new(config, opts.real_world, opts.policy_latency_ms)?;
+    let (shadow_tap, mut shadow_ring) = match logs.as_ref() {
+        Some(l) if l.shadow => {
+            let (tap, ring) = spsc::spsc(crate::daemon::SHADOW_RING);
+            (Some(tap), Some(ring))
+        }
+        _ => (None, None),
+    };
+    let mut ls = Lockstep::new(config, opts.real_world, opts.policy_latency_ms, shadow_tap)?;
     let name = ls.controller().map(|c| c.name);
     let mut ring = logs.as_ref().map(|l| {
         let (tap, ring) = record::ring(l.capacity, config.joints.len());
@@ -470,6 +503,10 @@ fn episode(
         if let (Some(l), Some(r)) = (logs.as_mut(), ring.as_mut()) {
             while let Some(rec) = r.pop() {
                 l.logger.record(&rec, ls.now_ns());
+            }
+            // After the ticks they were computed beside, so that they land in the same file.
+            while let Some(step) = shadow_ring.as_mut().and_then(|c| c.pop()) {
+                l.logger.shadow(&step, ls.now_ns());
             }
             l.logger.poll(ls.now_ns());
         }

@@ -14,6 +14,8 @@
 //! its action reaches the loop `max(1, ceil(latency / control period))` ticks later, the latency
 //! being the measured compute time of `Policy::act` or, with `policy_latency_ms`, a fixed one
 //! (then a planner's time budget is lifted too, so that its plans, and the run, are deterministic).
+//! A shadow model (`[controller] shadow`, when the caller hands over a ring for its steps) acts on
+//! the same snapshot after the live action, as on the policy thread, and never delays it.
 //!
 //! What differs from the real-time path: no pseudo-terminals, no bus and bridge threads (their
 //! timing is what `locod bench e2e` and the real-time tests measure), the attitude is the IMU's
@@ -30,7 +32,7 @@ use crate::config::sim::LockstepAttitude;
 use crate::config::Config;
 use crate::control::goal::{Goal, GoalSequencer};
 use crate::control::inputs::{inbox, ActionWriter, Commander};
-use crate::control::messages::{Event, EventKind, Mode, PolicyAction, Snapshot};
+use crate::control::messages::{Event, EventKind, Mode, PolicyAction, ShadowStep, Snapshot};
 use crate::control::record::LogTap;
 use crate::control::{ControlLoop, LoopOutputs};
 use crate::estimate::depth::DepthMapper;
@@ -38,11 +40,12 @@ use crate::estimate::imu::ImuFilter;
 use crate::io::device::bridge::depth_zones;
 use crate::io::device::motors::Motor;
 use crate::io::protocol::mit::Special;
-use crate::policy::{self, Built, Cycle, Policy};
+use crate::policy::{self, Built, Cycle, Policy, Shadow};
 use crate::robot::pipeline::{BridgePipeline, DepthPipeline, DepthTimes};
 use crate::rt::clock::{monotonic_ns, Clock, ManualClock, NS_PER_S};
 use crate::rt::hist::Histogram;
 use crate::rt::sched::Periodic;
+use crate::rt::spsc::Producer;
 use crate::rt::triple::{self, Reader, Writer};
 use crate::types::terrain::{DepthZones, Perception};
 use crate::types::{
@@ -472,6 +475,7 @@ impl Controller {
         }
         // A failure reaches the loop too (`failed`), as from the policy thread.
         self.pending.push_back((tick + delay_ticks, out));
+        self.cycle.step_shadow(snapshot);
         self.policy.prepare_next();
         Some(step)
     }
@@ -495,8 +499,15 @@ pub struct Lockstep {
 impl Lockstep {
     /// The simulated robot of `config` (`[sim]`, perturbed by `[sim.real_world]` when
     /// `real_world`), its control loop and the configured controller (built, checked and warmed
-    /// up as the daemon does). `policy_latency_ms` fixes the controller's latency.
-    pub fn new(config: &Config, real_world: bool, policy_latency_ms: Option<f64>) -> Result<Self, SimError> {
+    /// up as the daemon does). `policy_latency_ms` fixes the controller's latency. With `shadow`,
+    /// the configured shadow model (`[controller] shadow`, if any) runs beside a learned
+    /// controller and its steps go into that ring.
+    pub fn new(
+        config: &Config,
+        real_world: bool,
+        policy_latency_ms: Option<f64>,
+        shadow: Option<Producer<ShadowStep>>,
+    ) -> Result<Self, SimError> {
         if let Some(ms) = policy_latency_ms {
             if !(ms.is_finite() && ms >= 0.0) {
                 return Err(SimError::Config(format!("policy latency {ms} ms: expected a non-negative number")));
@@ -505,16 +516,20 @@ impl Lockstep {
         let mut robot = SimRobot::new(config, real_world)?;
         let view = robot.view.clone();
         let perception = robot.take_perception();
-        let built = match policy_latency_ms {
-            // Wall-clock time means nothing to a fixed latency: a planner plans to completion.
-            Some(_) => {
-                let mut c = config.clone();
-                c.mppi.budget_ms = Some(1e12);
-                policy::build(&c, perception.is_some())
-            }
-            None => policy::build(config, perception.is_some()),
-        }
-        .map_err(SimError::Controller)?;
+        // Wall-clock time means nothing to a fixed latency: a planner plans to completion.
+        let unbudgeted = policy_latency_ms.map(|_| {
+            let mut c = config.clone();
+            c.mppi.budget_ms = Some(1e12);
+            c
+        });
+        let config_for_models = unbudgeted.as_ref().unwrap_or(config);
+        let built = policy::build(config_for_models, perception.is_some()).map_err(SimError::Controller)?;
+        let shadow = match (&built, shadow) {
+            (Some(_), Some(tap)) => policy::build_shadow(config_for_models, perception.is_some())
+                .map_err(SimError::Controller)?
+                .map(|b| Shadow::new(b.policy, tap)),
+            _ => None,
+        };
         let (commander, mut inputs) = inbox();
         let controller = built.map(|Built { policy, .. }| {
             let writer = inputs.connect_policy();
@@ -522,7 +537,10 @@ impl Lockstep {
             Controller {
                 report: ControllerReport { name: policy.name().to_string(), ..Default::default() },
                 policy,
-                cycle: Cycle::new(perception, None),
+                cycle: match shadow {
+                    Some(s) => Cycle::new(perception, None).with_shadow(s),
+                    None => Cycle::new(perception, None),
+                },
                 writer,
                 every_ticks: (config.rate.policy_period_ns() / period_ns).max(1),
                 period_ns,
@@ -654,7 +672,7 @@ pub fn run(config: &Config, opts: &LockstepOptions) -> Result<LockstepReport, Si
             FaultKind::ImuStop | FaultKind::ImuGap(_) | FaultKind::DepthStop => {}
         }
     }
-    let mut ls = Lockstep::new(config, opts.real_world, opts.policy_latency_ms)?;
+    let mut ls = Lockstep::new(config, opts.real_world, opts.policy_latency_ms, None)?;
     let joints = config.joint_names();
     let end_ns = T0_NS + (opts.duration_s * 1e9) as u64;
 
