@@ -3,14 +3,16 @@
 //!
 //! Loop timing histograms, commanded vs measured velocity, attitude, joint torques, the mode
 //! timeline, planner statistics and, with a shadow model, its actions against the live ones,
-//! one PNG each. A directory is plotted as one timeline of all
-//! its closed logs. Not for: analysis a program should do (use `export`).
+//! one PNG each. A directory is plotted as one timeline of all its closed logs (episodes whose
+//! clock restarts, as lock-step evaluation's do, laid end to end). Not for: analysis a program
+//! should do (use `export`).
 
 use super::read::{self, ReadError};
 use super::schema::{Shadow, Tick};
 use super::{LEVEL_NAMES, MODE_NAMES};
 use crate::control::record::flags;
 use plotters::prelude::*;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -181,9 +183,11 @@ pub fn report(log: &Path, out: &Path) -> Result<Vec<PathBuf>, PlotError> {
         ticks.extend(f.ticks);
         shadow.extend(f.shadow);
     }
-    let first = ticks.first().ok_or_else(|| PlotError::Empty(log.into()))?;
-    let t0 = first.t_ns;
-    let time = |t: &Tick| (t.t_ns - t0) as f64 * 1e-9;
+    if ticks.is_empty() {
+        return Err(PlotError::Empty(log.into()));
+    }
+    let timeline = Timeline::new(&ticks);
+    let time = |t: &Tick| timeline.seconds(t.episode, t.t_ns);
     let series = |name: &str, f: &dyn Fn(&Tick) -> f64| -> Series {
         (name.to_string(), ticks.iter().map(|t| (time(t), f(t))).collect())
     };
@@ -255,7 +259,7 @@ pub fn report(log: &Path, out: &Path) -> Result<Vec<PathBuf>, PlotError> {
         ),
     )?;
 
-    let torque: Vec<Series> = (0..first.n_joints())
+    let torque: Vec<Series> = (0..ticks[0].n_joints())
         .map(|j| {
             let name = joints.get(j).cloned().unwrap_or_else(|| format!("joint {j}"));
             (name, ticks.iter().map(|t| (time(t), t.joint_tau_nm.get(j).copied().unwrap_or(f64::NAN))).collect())
@@ -319,11 +323,64 @@ pub fn report(log: &Path, out: &Path) -> Result<Vec<PathBuf>, PlotError> {
 
     if !shadow.is_empty() {
         let path = out.join("shadow.png");
-        let (title, panels_) = live_vs_shadow(&ticks, &shadow, t0);
+        let (title, panels_) = live_vs_shadow(&ticks, &shadow, &timeline);
         let panels_: Vec<(&str, Vec<Series>)> = panels_.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
         emit("shadow.png", panels(&path, &title, &panels_))?;
     }
     Ok(written)
+}
+
+/// Seconds on the report's time axis. The daemon's clock runs on across episodes; lock-step
+/// evaluation (`locod eval --log`) restarts it every episode, so an episode whose clock went back
+/// starts where the one before it ended: the episodes lie end to end.
+struct Timeline {
+    t0: u64,
+    offset_ns: BTreeMap<u64, i128>,
+}
+
+impl Timeline {
+    fn new(ticks: &[Tick]) -> Self {
+        let t0 = ticks.first().map_or(0, |t| t.t_ns);
+        let (mut offset_ns, mut offset, mut last) = (BTreeMap::new(), 0i128, None::<i128>);
+        for t in ticks {
+            let at = i128::from(t.t_ns) - i128::from(t0);
+            if let std::collections::btree_map::Entry::Vacant(e) = offset_ns.entry(t.episode) {
+                if let Some(l) = last.filter(|l| at + offset <= *l) {
+                    offset = l + 1 - at;
+                }
+                e.insert(offset);
+            }
+            last = Some(at + offset);
+        }
+        Self { t0, offset_ns }
+    }
+
+    fn seconds(&self, episode: u64, t_ns: u64) -> f64 {
+        let offset = self.offset_ns.get(&episode).copied().unwrap_or(0);
+        (i128::from(t_ns) - i128::from(self.t0) + offset) as f64 * 1e-9
+    }
+}
+
+/// The shadow steps that did not fail, each with the live action of the same episode and
+/// snapshot (`policy_t_ns`; lock-step evaluation repeats snapshot times from one episode to the
+/// next), in log order.
+fn match_shadow<'a>(ticks: &'a [Tick], shadow: &'a [Shadow]) -> Vec<Matched<'a>> {
+    let mut live: BTreeMap<(u64, u64), (&[f32], f32)> = BTreeMap::new();
+    for t in ticks.iter().filter(|t| !t.policy_action.is_empty()) {
+        live.entry((t.episode, t.policy_t_ns)).or_insert((&t.policy_action, t.planner_best_return));
+    }
+    shadow
+        .iter()
+        .filter(|s| s.failed.is_empty())
+        .filter_map(|s| {
+            live.get(&(s.episode, s.policy_t_ns)).map(|(a, v)| Matched {
+                t_ns: s.policy_t_ns,
+                live: a,
+                live_value: *v,
+                shadow: s,
+            })
+        })
+        .collect()
 }
 
 /// A policy step both models acted on.
@@ -337,19 +394,9 @@ struct Matched<'a> {
 /// The shadow model's actions beside the live ones, matched by the snapshot both acted on
 /// (`policy_t_ns`): a panel per action dimension (the first eight), and the plan value when a
 /// planner ran; the title gives the steps matched and the RMS difference of their actions.
-fn live_vs_shadow(ticks: &[Tick], shadow: &[Shadow], t0: u64) -> (String, Vec<(String, Vec<Series>)>) {
-    let mut live: std::collections::BTreeMap<u64, (&[f32], f32)> = std::collections::BTreeMap::new();
-    for t in ticks.iter().filter(|t| !t.policy_action.is_empty()) {
-        live.entry(t.policy_t_ns).or_insert((&t.policy_action, t.planner_best_return));
-    }
-    let time = |t_ns: u64| t_ns.saturating_sub(t0) as f64 * 1e-9;
-    let matched: Vec<Matched> = shadow
-        .iter()
-        .filter(|s| s.failed.is_empty())
-        .filter_map(|s| {
-            live.get(&s.policy_t_ns).map(|(a, v)| Matched { t_ns: s.policy_t_ns, live: a, live_value: *v, shadow: s })
-        })
-        .collect();
+fn live_vs_shadow(ticks: &[Tick], shadow: &[Shadow], timeline: &Timeline) -> (String, Vec<(String, Vec<Series>)>) {
+    let matched = match_shadow(ticks, shadow);
+    let time = |m: &Matched| timeline.seconds(m.shadow.episode, m.t_ns);
     let (mut sq, mut n) = (0.0f64, 0usize);
     for m in &matched {
         for (x, y) in m.live.iter().zip(&m.shadow.policy_action) {
@@ -357,8 +404,7 @@ fn live_vs_shadow(ticks: &[Tick], shadow: &[Shadow], t0: u64) -> (String, Vec<(S
             n += 1;
         }
     }
-    let line =
-        |f: &dyn Fn(&Matched) -> f64| -> Vec<(f64, f64)> { matched.iter().map(|m| (time(m.t_ns), f(m))).collect() };
+    let line = |f: &dyn Fn(&Matched) -> f64| -> Vec<(f64, f64)> { matched.iter().map(|m| (time(m), f(m))).collect() };
     let at = |a: &[f32], d: usize| a.get(d).map_or(f64::NAN, |v| f64::from(*v));
     let dims = matched.iter().map(|m| m.live.len()).max().unwrap_or(0).min(COLORS.len());
     let mut out: Vec<(String, Vec<Series>)> = (0..dims)
@@ -389,4 +435,49 @@ fn live_vs_shadow(ticks: &[Tick], shadow: &[Shadow], t0: u64) -> (String, Vec<(S
         if failed > 0 { format!(", {failed} shadow steps failed") } else { String::new() }
     );
     (title, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{match_shadow, Timeline};
+    use crate::log::schema::{Shadow, Tick};
+
+    fn tick(episode: u64, t_ms: u64, action: f32) -> Tick {
+        Tick {
+            episode,
+            t_ns: t_ms * 1_000_000,
+            policy_t_ns: t_ms * 1_000_000,
+            policy_action: vec![action],
+            ..Tick::default()
+        }
+    }
+
+    fn shadow(episode: u64, t_ms: u64, action: f32) -> Shadow {
+        Shadow { episode, policy_t_ns: t_ms * 1_000_000, policy_action: vec![action], ..Shadow::default() }
+    }
+
+    #[test]
+    fn episodes_whose_clock_restarts_lie_end_to_end_and_a_running_clock_is_kept() {
+        // The daemon: one clock across episodes, with a gap between them.
+        let daemon = [tick(0, 100, 0.0), tick(0, 110, 0.0), tick(1, 500, 0.0), tick(1, 510, 0.0)];
+        let t = Timeline::new(&daemon);
+        assert_eq!(t.seconds(0, 100_000_000), 0.0);
+        assert!((t.seconds(1, 510_000_000) - 0.41).abs() < 1e-12, "the gap between episodes is kept");
+        // Lock-step evaluation: every episode starts at the same simulated time again.
+        let eval = [tick(0, 100, 0.0), tick(0, 110, 0.0), tick(1, 100, 0.0), tick(1, 120, 0.0), tick(2, 100, 0.0)];
+        let t = Timeline::new(&eval);
+        let times: Vec<f64> = eval.iter().map(|k| t.seconds(k.episode, k.t_ns)).collect();
+        assert!(times.windows(2).all(|w| w[1] > w[0]), "{times:?}");
+        assert!((times[2] - times[1]).abs() < 1e-6 && (times[3] - times[2] - 0.02).abs() < 1e-9, "{times:?}");
+    }
+
+    #[test]
+    fn a_shadow_step_pairs_with_the_live_action_of_its_own_episode() {
+        // Two evaluation episodes act on snapshots of the same times.
+        let ticks = [tick(0, 100, 1.0), tick(0, 120, 2.0), tick(1, 100, 3.0), tick(1, 120, 4.0)];
+        let steps = [shadow(0, 100, 1.5), shadow(1, 100, 3.5), shadow(1, 120, 4.5), shadow(2, 100, 9.0)];
+        let m = match_shadow(&ticks, &steps);
+        let pairs: Vec<(f32, f32)> = m.iter().map(|m| (m.live[0], m.shadow.policy_action[0])).collect();
+        assert_eq!(pairs, [(1.0, 1.5), (3.0, 3.5), (4.0, 4.5)]);
+    }
 }
