@@ -391,8 +391,8 @@ struct Matched<'a> {
     shadow: &'a Shadow,
 }
 
-/// The shadow model's actions beside the live ones, matched by the snapshot both acted on
-/// (`policy_t_ns`): a panel per action dimension (the first eight), and the plan value when a
+/// The shadow model's actions beside the live ones, matched by the episode and snapshot both
+/// acted on (`match_shadow`): a panel per action dimension (the first eight), and the plan value when a
 /// planner ran; the title gives the steps matched and the RMS difference of their actions.
 fn live_vs_shadow(ticks: &[Tick], shadow: &[Shadow], timeline: &Timeline) -> (String, Vec<(String, Vec<Series>)>) {
     let matched = match_shadow(ticks, shadow);
